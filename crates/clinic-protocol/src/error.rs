@@ -1,0 +1,94 @@
+//! Stable error codes. Clients branch on the code, never on the message text.
+
+use serde::{Deserialize, Serialize};
+
+/// Every refusal the server can give, on HTTP and on the feed. The wire form is the
+/// snake_case name; new codes may be added, existing ones never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request or frame is not valid JSON, or not the expected shape (unknown field,
+    /// unknown message type, wrong field type).
+    #[error("malformed request")]
+    Malformed,
+    /// A field's value is out of range (empty name, end before start, text too long).
+    #[error("invalid value")]
+    InvalidValue,
+    /// The body or frame is larger than the protocol allows.
+    #[error("too large")]
+    TooLarge,
+    /// The client speaks a protocol version this server does not.
+    #[error("unsupported protocol version")]
+    UnsupportedVersion,
+    /// No token, an unknown token, an expired or revoked token, or wrong credentials.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The user's roles do not allow this action on this record.
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    /// The record changed since the version the client based its change on.
+    #[error("stale version")]
+    StaleVersion,
+    /// The booking's status does not allow this step.
+    #[error("invalid transition")]
+    InvalidTransition,
+    /// The therapist already has a confirmed booking overlapping this time.
+    #[error("double booked")]
+    DoubleBooked,
+    /// The booking is not inside the therapist's availability.
+    #[error("outside availability")]
+    OutsideAvailability,
+    /// A record with this id already exists, or a mutation id was reused for another mutation.
+    #[error("conflict")]
+    Conflict,
+    /// Too many attempts (login); try again later.
+    #[error("rate limited")]
+    RateLimited,
+    /// The web intake key is missing or wrong.
+    #[error("bad intake key")]
+    BadIntakeKey,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status a server answers with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Malformed | ErrorCode::InvalidValue | ErrorCode::UnsupportedVersion => 400,
+            ErrorCode::Unauthorized | ErrorCode::BadIntakeKey => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::StaleVersion
+            | ErrorCode::InvalidTransition
+            | ErrorCode::DoubleBooked
+            | ErrorCode::OutsideAvailability
+            | ErrorCode::Conflict => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::StaleVersion => "stale_version",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::DoubleBooked => "double_booked",
+            ErrorCode::OutsideAvailability => "outside_availability",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BadIntakeKey => "bad_intake_key",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The Clinic Desk protocol: what the clinic server and its desktop clients say to each
+//! other. This page is the specification.
+//!
+//! # Modules
+//! - [`records`]: the records the server owns and clients cache (staff, bookings, slots, messages).
+//! - [`mutation`]: the changes a client may ask for.
+//! - [`rules`]: pure functions for visibility, roles and the booking life cycle, run by the
+//!   server to decide and by clients to show changes optimistically.
+//! - [`wire`]: HTTP bodies, feed frames, paths and limits.
+//! - [`error`]: stable error codes.
+//!
+//! # The model
+//! The server keeps the truth and one **change log**: every committed mutation appends one
+//! entry with a global, gap-free sequence number (`seq`), in the same transaction as the
+//! record change. Every record carries a `version` that each applied mutation raises by one.
+//! A client keeps a cache plus a **cursor**: the last `seq` it has applied.
+//!
+//! Each user sees a filtered view ([`rules::visible_to`]): operators, schedulers and admins
+//! every booking and slot; a therapist the bookings assigned to them and their own slots; a
+//! driver their own runs; a message only its sender and recipient; everyone the staff list.
+//! When a record stops being visible to a user (a booking reassigned from therapist A to B),
+//! A's feed carries a [`wire::ChangeOp::Remove`] for it.
+//!
+//! # A client session, worked through
+//! All bodies are JSON. Errors are `{"code": "...", "message": "..."}` ([`wire::ApiError`])
+//! with the HTTP status of [`error::ErrorCode::http_status`].
+//!
+//! 1. **Login.** `POST /v1/login` `{"username":"maria","password":"..."}` answers
+//!    `{"token":"...","expires_at":"...","user":{...}}`. Wrong credentials: 401 `unauthorized`;
+//!    too many attempts: 429 `rate_limited`. `POST /v1/logout` with the bearer token revokes it.
+//! 2. **Snapshot.** `GET /v1/snapshot` with `Authorization: Bearer <token>` answers
+//!    `{"seq":41,"user":{...},"records":[{"kind":"booking",...},...]}`: every record the
+//!    user may see, as of change 41. The client replaces its cache and sets its cursor to 41.
+//! 3. **Feed.** The client opens ONE WebSocket at `/v1/feed` and sends
+//!    `{"type":"hello","protocol":1,"token":"...","cursor":41}`. The server answers
+//!    `{"type":"welcome","protocol":1,"user_id":"...","head":45}`, then every later change
+//!    the user may see, in order, many per frame when catching up:
+//!    `{"type":"changes","changes":[{"seq":43,"actor":"...","mutation_id":"...","op":{"type":"upsert","record":{...}}}],"upto":45}`.
+//!    After applying a frame the client's cursor is `upto` (44 and 45 were not for this user).
+//!    Live changes follow the same way; when idle the server sends
+//!    `{"type":"heartbeat","head":45}`, which also moves the cursor. A client that misses
+//!    heartbeats for a few intervals treats the connection as dead and reconnects.
+//! 4. **A mutation.** `POST /v1/mutations`
+//!    `{"mutation_id":"<uuid>","mutation":{"op":"booking_action","id":"<booking>","version":3,"action":"accept"}}`
+//!    answers `{"outcome":"applied","seq":46,"record":{...}}`; the same change also arrives
+//!    on the feed as seq 46 with that `mutation_id`. Sending the same `mutation_id` again
+//!    returns the same outcome and changes nothing, so a client may replay its outbox freely.
+//! 5. **A rejection.** Had someone else changed the booking first:
+//!    `{"outcome":"rejected","code":"stale_version","message":"This booking was changed by someone else; it is now confirmed.","current":{...}}`
+//!    with HTTP 200: the request was understood, the change refused. The client drops its
+//!    optimistic change, shows the message, and the record as `current` says.
+//! 6. **A resume.** After a disconnect the client says hello again with its cursor and gets
+//!    exactly what it missed. If the cursor is older than the log keeps, or the client was
+//!    too slow to keep up, the server sends `{"type":"resync","reason":"cursor_too_old",...}`
+//!    and closes; the client fetches a new snapshot and reconnects from its `seq`.
+//!
+//! Unknown fields, unknown frame types and bodies over the limits in [`wire`] are refused
+//! (`malformed`, `too_large`); a hello with another protocol version gets
+//! `{"type":"error","code":"unsupported_version",...}` and the socket closes.
+//!
+//! The web booking form posts an [`wire::IntakeRequest`] to `POST /v1/intake` with the
+//! header `x-intake-key`; the booking arrives in every operator's feed with no actor.
+//!
+//! ```
+//! use clinic_protocol::wire::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
+//! let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, token: "t".into(), cursor: 41 };
+//! let json = serde_json::to_string(&hello).unwrap();
+//! assert_eq!(json, r#"{"type":"hello","protocol":1,"token":"t","cursor":41}"#);
+//! let beat: ServerFrame = serde_json::from_str(r#"{"type":"heartbeat","head":45}"#).unwrap();
+//! assert_eq!(beat, ServerFrame::Heartbeat { head: 45 });
+//! // Unknown fields are refused rather than silently dropped.
+//! assert!(serde_json::from_str::<ServerFrame>(r#"{"type":"heartbeat","head":45,"x":1}"#).is_err());
+//! ```
+
+pub mod error;
+pub mod mutation;
+pub mod records;
+pub mod rules;
+pub mod wire;
+
+pub use error::ErrorCode;
+pub use mutation::{BookingAction, Mutation, NewBooking, NewMessage, NewSlot};
+pub use records::{
+    Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Role, Slot, Staff,
+};
+pub use wire::{
+    ApiError, Change, ChangeOp, ClientFrame, IntakeRequest, LoginRequest, LoginResponse,
+    MutationOutcome, MutationRequest, ResyncReason, ServerFrame, Snapshot, PROTOCOL_VERSION,
+};

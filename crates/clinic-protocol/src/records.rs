@@ -1,0 +1,312 @@
+//! The records the server owns and clients cache: staff, bookings, availability slots, messages.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Every record id is a UUID. Clients generate the ids of what they create, so a record
+/// made offline already has its final id and the outbox can refer to it before the server
+/// has seen it.
+pub type Id = Uuid;
+
+/// A staff member's role. One account may hold several (a small clinic's owner is often
+/// operator and therapist at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Operator,
+    Scheduler,
+    Therapist,
+    Driver,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Operator,
+        Role::Scheduler,
+        Role::Therapist,
+        Role::Driver,
+        Role::Admin,
+    ];
+
+    /// The stable wire name, also used as the SQL column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Scheduler => "scheduler",
+            Role::Therapist => "therapist",
+            Role::Driver => "driver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The kinds of record. Used in removals and as the cache's table discriminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Staff,
+    Booking,
+    Slot,
+    Message,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Staff => "staff",
+            RecordKind::Booking => "booking",
+            RecordKind::Slot => "slot",
+            RecordKind::Message => "message",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        [
+            RecordKind::Staff,
+            RecordKind::Booking,
+            RecordKind::Slot,
+            RecordKind::Message,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staff {
+    pub id: Id,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub version: i64,
+}
+
+impl Staff {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Where a booking is in its life cycle. See [`crate::rules`] for who may move it where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// New, waiting for the assigned therapist to accept (or for the operator to assign one).
+    Requested,
+    /// The therapist accepted.
+    Confirmed,
+    /// The therapist declined; back to the operator to reassign.
+    Declined,
+    /// The driver confirmed the pickup.
+    PickupConfirmed,
+    /// The driver is on the way.
+    EnRoute,
+    /// The driver arrived at the client's address.
+    Arrived,
+    /// The session is running.
+    InSession,
+    Completed,
+    Cancelled,
+}
+
+impl BookingStatus {
+    pub const ALL: [BookingStatus; 9] = [
+        BookingStatus::Requested,
+        BookingStatus::Confirmed,
+        BookingStatus::Declined,
+        BookingStatus::PickupConfirmed,
+        BookingStatus::EnRoute,
+        BookingStatus::Arrived,
+        BookingStatus::InSession,
+        BookingStatus::Completed,
+        BookingStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Requested => "requested",
+            BookingStatus::Confirmed => "confirmed",
+            BookingStatus::Declined => "declined",
+            BookingStatus::PickupConfirmed => "pickup_confirmed",
+            BookingStatus::EnRoute => "en_route",
+            BookingStatus::Arrived => "arrived",
+            BookingStatus::InSession => "in_session",
+            BookingStatus::Completed => "completed",
+            BookingStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BookingStatus> {
+        BookingStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Statuses in which the therapist's time is taken: these may never overlap.
+    pub fn holds_therapist(self) -> bool {
+        matches!(
+            self,
+            BookingStatus::Confirmed
+                | BookingStatus::PickupConfirmed
+                | BookingStatus::EnRoute
+                | BookingStatus::Arrived
+                | BookingStatus::InSession
+        )
+    }
+
+    /// Before the session starts the operator may still cancel, reschedule and reassign.
+    pub fn before_session(self) -> bool {
+        matches!(
+            self,
+            BookingStatus::Requested
+                | BookingStatus::Confirmed
+                | BookingStatus::Declined
+                | BookingStatus::PickupConfirmed
+                | BookingStatus::EnRoute
+                | BookingStatus::Arrived
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Unpaid,
+    Verified,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Unpaid => "unpaid",
+            PaymentStatus::Verified => "verified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PaymentStatus> {
+        match s {
+            "unpaid" => Some(PaymentStatus::Unpaid),
+            "verified" => Some(PaymentStatus::Verified),
+            _ => None,
+        }
+    }
+}
+
+/// An appointment: a therapist (and usually a driver) visiting a client on one day.
+/// Times are the clinic's local wall-clock time; a booking never spans midnight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Booking {
+    pub id: Id,
+    pub client_name: String,
+    pub client_phone: String,
+    pub address: String,
+    pub service: String,
+    pub date: NaiveDate,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub therapist_id: Option<Id>,
+    pub driver_id: Option<Id>,
+    pub notes: String,
+    pub status: BookingStatus,
+    pub payment: PaymentStatus,
+    /// Who created it; `None` for the web intake form.
+    pub created_by: Option<Id>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl Booking {
+    /// Whether two bookings' times overlap (touching ends do not overlap).
+    pub fn overlaps(&self, date: NaiveDate, start: NaiveTime, end: NaiveTime) -> bool {
+        self.date == date && self.start < end && start < self.end
+    }
+}
+
+/// A window of time a therapist is available on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slot {
+    pub id: Id,
+    pub staff_id: Id,
+    pub date: NaiveDate,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub note: String,
+    pub version: i64,
+}
+
+impl Slot {
+    pub fn covers(&self, date: NaiveDate, start: NaiveTime, end: NaiveTime) -> bool {
+        self.date == date && self.start <= start && end <= self.end
+    }
+}
+
+/// A private message between two staff members. Only they ever receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub id: Id,
+    pub sender_id: Id,
+    pub recipient_id: Id,
+    pub body: String,
+    pub sent_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+/// Any record, tagged with its kind on the wire: `{"kind":"booking", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Staff(Staff),
+    Booking(Booking),
+    Slot(Slot),
+    Message(Message),
+}
+
+impl Record {
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Staff(_) => RecordKind::Staff,
+            Record::Booking(_) => RecordKind::Booking,
+            Record::Slot(_) => RecordKind::Slot,
+            Record::Message(_) => RecordKind::Message,
+        }
+    }
+
+    pub fn id(&self) -> Id {
+        match self {
+            Record::Staff(r) => r.id,
+            Record::Booking(r) => r.id,
+            Record::Slot(r) => r.id,
+            Record::Message(r) => r.id,
+        }
+    }
+
+    pub fn version(&self) -> i64 {
+        match self {
+            Record::Staff(r) => r.version,
+            Record::Booking(r) => r.version,
+            Record::Slot(r) => r.version,
+            Record::Message(r) => r.version,
+        }
+    }
+
+    /// The staff members this record belongs to, beyond the roles that see every record
+    /// of its kind (see [`crate::rules::visible_to`]).
+    pub fn parties(&self) -> Vec<Id> {
+        match self {
+            Record::Staff(_) => Vec::new(),
+            Record::Booking(b) => b.therapist_id.into_iter().chain(b.driver_id).collect(),
+            Record::Slot(s) => vec![s.staff_id],
+            Record::Message(m) => vec![m.sender_id, m.recipient_id],
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Frames and request/response bodies: what travels over HTTP and the feed WebSocket.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ErrorCode;
+use crate::mutation::Mutation;
+use crate::records::{Id, Record, RecordKind, Staff};
+
+/// The protocol version spoken by this crate. A hello with another version is refused with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame a client may send on the feed socket, and largest HTTP request body.
+/// Everything a client legitimately sends is far smaller; the limit keeps a hostile peer
+/// from making the server buffer megabytes.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 16 * 1024;
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
+/// Largest frame the server sends (a catch-up batch). Clients refuse anything bigger.
+pub const MAX_SERVER_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// How many changes the server packs into one catch-up frame at most.
+pub const MAX_BATCH_CHANGES: usize = 2_000;
+
+/// Longest text accepted in a name, address, phone or service field.
+pub const MAX_SHORT_TEXT: usize = 200;
+/// Longest booking note or slot note.
+pub const MAX_NOTE_TEXT: usize = 2_000;
+/// Longest private message.
+pub const MAX_MESSAGE_TEXT: usize = 4_000;
+
+/// HTTP paths, in one place for server and client.
+pub mod paths {
+    pub const HEALTHZ: &str = "/healthz";
+    pub const LOGIN: &str = "/v1/login";
+    pub const LOGOUT: &str = "/v1/logout";
+    pub const SNAPSHOT: &str = "/v1/snapshot";
+    pub const MUTATIONS: &str = "/v1/mutations";
+    pub const INTAKE: &str = "/v1/intake";
+    pub const FEED: &str = "/v1/feed";
+    /// Header carrying the web booking form's shared key.
+    pub const INTAKE_KEY_HEADER: &str = "x-intake-key";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginResponse {
+    /// Opaque bearer token for `Authorization: Bearer <token>` and the feed hello.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: Staff,
+}
+
+/// Every record the user may see, consistent as of change `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub user: Staff,
+    pub records: Vec<Record>,
+}
+
+/// A mutation with the client-generated id that makes it idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutationRequest {
+    pub mutation_id: Uuid,
+    pub mutation: Mutation,
+}
+
+/// The server's verdict on a mutation. A replay of the same mutation id returns the same
+/// outcome again and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MutationOutcome {
+    /// Committed as change `seq`. `record` is the record as stored, `None` after a delete.
+    Applied { seq: u64, record: Option<Record> },
+    /// Refused. `current` is the record as the server has it now, if it exists and the
+    /// user may see it, so the client can show what the record really is.
+    Rejected {
+        code: ErrorCode,
+        message: String,
+        current: Option<Record>,
+    },
+}
+
+/// A booking from the clinic's public web form (`POST /v1/intake` with the intake key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeRequest {
+    pub client_name: String,
+    pub client_phone: String,
+    pub address: String,
+    pub service: String,
+    pub date: NaiveDate,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// The body of every HTTP error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// What a client sends on the feed socket. Exactly one hello, first; anything else is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    Hello {
+        protocol: u32,
+        token: String,
+        /// The last change sequence number the client has applied (0 for none).
+        cursor: u64,
+    },
+}
+
+/// Why the server asks a client to drop its feed position and fetch a fresh snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncReason {
+    /// The cursor is older than the oldest change the server keeps.
+    CursorTooOld,
+    /// The cursor is ahead of the server's head (the server's database was replaced).
+    CursorAhead,
+    /// The client did not read its feed fast enough; its bounded queue overflowed.
+    TooSlow,
+}
+
+/// What the server sends on the feed socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerFrame {
+    /// The hello was accepted; changes after the client's cursor follow.
+    Welcome {
+        protocol: u32,
+        user_id: Id,
+        head: u64,
+    },
+    /// Changes in ascending `seq` order. After applying them the client is current up to
+    /// `upto` (>= the last change's seq): changes in between were not for this user.
+    Changes { changes: Vec<Change>, upto: u64 },
+    /// Sent when idle. Everything up to `head` that is visible to this user has been sent,
+    /// so the client may move its cursor to `head`.
+    Heartbeat { head: u64 },
+    /// The client must fetch a snapshot and reconnect from the snapshot's seq.
+    Resync {
+        reason: ResyncReason,
+        message: String,
+    },
+    /// The server refuses the connection or a frame; the socket closes after it.
+    Error { code: ErrorCode, message: String },
+}
+
+/// One entry of the change log as a user sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// Global, gap-free sequence number of the committed change.
+    pub seq: u64,
+    /// The staff member who made it; `None` for the web intake.
+    pub actor: Option<Id>,
+    /// The mutation that caused it, so its author can match it with its outbox.
+    pub mutation_id: Option<Uuid>,
+    pub op: ChangeOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChangeOp {
+    /// The record now looks like this (created or changed).
+    Upsert { record: Record },
+    /// The record is gone for this user: deleted, or no longer theirs to see
+    /// (a booking reassigned to another therapist).
+    Remove { kind: RecordKind, id: Id },
+}
+
+impl ChangeOp {
+    pub fn target(&self) -> (RecordKind, Id) {
+        match self {
+            ChangeOp::Upsert { record } => (record.kind(), record.id()),
+            ChangeOp::Remove { kind, id } => (*kind, *id),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Clinic Desk desktop app.
+pub fn run() {
+    tauri::Builder::default()
+        .run(tauri::generate_context!())
+        .expect("error while running Clinic Desk");
+}
