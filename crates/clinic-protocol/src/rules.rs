@@ -730,7 +730,7 @@ mod tests {
             version: b.version - 1,
             action: BookingAction::Accept,
         };
-        let err = apply(&th, &stale, Some(&Record::Booking(b.clone())), Utc::now()).unwrap_err();
+        let err = apply(&th, &stale, Some(&Record::Booking(b)), Utc::now()).unwrap_err();
         assert_eq!(err.code, ErrorCode::StaleVersion);
     }
 
