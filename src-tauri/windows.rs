@@ -1,0 +1,167 @@
+//! Window kinds and labels, in one place.
+//!
+//! A window's label is `<kind>-<n>` (`operator-1`, `operator-2`, ...), or `login`. The kind
+//! decides the page it shows and, through the capability files in `src-tauri/capabilities/`
+//! (matched on the label's `<kind>-*` pattern), the commands it may call.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use clinic_protocol::Role;
+use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+
+/// What a window shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowKind {
+    Login,
+    Operator,
+    Therapist,
+    Driver,
+    Scheduling,
+    Messages,
+}
+
+impl WindowKind {
+    pub const DASHBOARDS: [WindowKind; 5] = [
+        WindowKind::Operator,
+        WindowKind::Therapist,
+        WindowKind::Driver,
+        WindowKind::Scheduling,
+        WindowKind::Messages,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKind::Login => "login",
+            WindowKind::Operator => "operator",
+            WindowKind::Therapist => "therapist",
+            WindowKind::Driver => "driver",
+            WindowKind::Scheduling => "scheduling",
+            WindowKind::Messages => "messages",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            WindowKind::Login => "Clinic Desk: sign in",
+            WindowKind::Operator => "Operator",
+            WindowKind::Therapist => "My appointments",
+            WindowKind::Driver => "My runs",
+            WindowKind::Scheduling => "Scheduling",
+            WindowKind::Messages => "Messages",
+        }
+    }
+
+    /// The page in ui/ that renders this kind.
+    fn page(self) -> &'static str {
+        match self {
+            WindowKind::Login => "login.html",
+            WindowKind::Operator => "operator.html",
+            WindowKind::Therapist => "therapist.html",
+            WindowKind::Driver => "driver.html",
+            WindowKind::Scheduling => "scheduling.html",
+            WindowKind::Messages => "messages.html",
+        }
+    }
+
+    fn size(self) -> (f64, f64) {
+        match self {
+            WindowKind::Login => (420.0, 520.0),
+            WindowKind::Scheduling => (960.0, 640.0),
+            _ => (720.0, 640.0),
+        }
+    }
+
+    /// The keyboard shortcut that opens a new window of this kind (also in the Window menu).
+    pub fn accelerator(self) -> Option<&'static str> {
+        match self {
+            WindowKind::Login => None,
+            WindowKind::Operator => Some("CmdOrCtrl+1"),
+            WindowKind::Therapist => Some("CmdOrCtrl+2"),
+            WindowKind::Driver => Some("CmdOrCtrl+3"),
+            WindowKind::Scheduling => Some("CmdOrCtrl+4"),
+            WindowKind::Messages => Some("CmdOrCtrl+5"),
+        }
+    }
+
+    /// Whether a user holding `roles` may open this dashboard.
+    pub fn allowed_for(self, roles: &[Role]) -> bool {
+        let has = |r| roles.contains(&r) || roles.contains(&Role::Admin);
+        match self {
+            WindowKind::Login | WindowKind::Messages => true,
+            WindowKind::Operator => has(Role::Operator),
+            WindowKind::Therapist => has(Role::Therapist),
+            WindowKind::Driver => has(Role::Driver),
+            WindowKind::Scheduling => has(Role::Scheduler) || has(Role::Operator),
+        }
+    }
+}
+
+impl fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WindowKind {
+    type Err = UnknownWindowKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [WindowKind::Login]
+            .into_iter()
+            .chain(WindowKind::DASHBOARDS)
+            .find(|k| k.as_str() == s)
+            .ok_or(UnknownWindowKind)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown window kind")]
+pub struct UnknownWindowKind;
+
+/// The kind of a window, from its label.
+pub fn kind_of(label: &str) -> Option<WindowKind> {
+    let kind = label.split_once('-').map_or(label, |(k, _)| k);
+    kind.parse().ok()
+}
+
+/// Numbers windows of one kind; labels are never reused within a run.
+static NEXT_WINDOW: AtomicU32 = AtomicU32::new(1);
+
+/// Where and how big a window was, to open it there again.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Opens a new window of `kind` (several of one kind are allowed).
+pub fn open(app: &AppHandle, kind: WindowKind, at: Option<Placement>) -> tauri::Result<WebviewWindow> {
+    let label = if kind == WindowKind::Login {
+        kind.as_str().to_owned()
+    } else {
+        loop {
+            let n = NEXT_WINDOW.fetch_add(1, Ordering::Relaxed);
+            let label = format!("{kind}-{n}");
+            if app.get_webview_window(&label).is_none() {
+                break label;
+            }
+        }
+    };
+    if let Some(existing) = app.get_webview_window(&label) {
+        existing.set_focus()?;
+        return Ok(existing);
+    }
+    let (width, height) = at.map_or(kind.size(), |p| (p.width, p.height));
+    let mut builder = WebviewWindowBuilder::new(app, &label, WebviewUrl::App(kind.page().into()))
+        .title(kind.title())
+        .inner_size(width, height)
+        .min_inner_size(380.0, 420.0);
+    if let Some(p) = at {
+        builder = builder.position(p.x, p.y);
+    }
+    builder.build()
+}

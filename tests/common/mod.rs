@@ -1,0 +1,291 @@
+//! Drives the real Clinic Desk binary in real WebKit windows: tauri-driver on free loopback
+//! ports, a WebDriver session through fantoccini, windows found by the label each page
+//! exposes (`document.body.dataset.window`), and polling with a deadline instead of sleeps.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, WindowHandle};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// How long any one expected state may take to appear. Generous: the machine is shared and
+/// the first window of a cold WebKit takes seconds; tests still fail if it never appears.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Only one app runs at a time: on two cores, parallel WebKit instances starve each other.
+static ONE_APP_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn tauri_driver_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("TAURI_DRIVER") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    home.join("bin/tauri-driver")
+}
+
+/// A running app under tauri-driver. Dropping it ends the session and stops the driver
+/// with SIGTERM, which also stops WebKitWebDriver and the app.
+pub struct App {
+    pub client: Client,
+    driver: Child,
+    handles: HashMap<String, WindowHandle>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+/// What the app is started with.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl App {
+    pub async fn launch(launch: Launch) -> App {
+        let turn = ONE_APP_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let port = free_port();
+        let native_port = free_port();
+        let mut cmd = Command::new(tauri_driver_path());
+        cmd.args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        // The app inherits the driver's environment: this is how a test configures it.
+        for (k, v) in &launch.env {
+            cmd.env(k, v);
+        }
+        let driver = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start tauri-driver at {} ({e}); run `cargo xtask test`, which installs it",
+                tauri_driver_path().display()
+            )
+        });
+        let mut driver = Stopper(Some(driver));
+
+        let mut caps = Capabilities::new();
+        // tauri:options must sit in alwaysMatch: in firstMatch alone WebKitWebDriver starts
+        // its MiniBrowser instead of the app.
+        caps.insert(
+            "tauri:options".into(),
+            json!({ "application": env!("CARGO_BIN_EXE_clinic-desk"), "args": launch.args }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let client = poll("tauri-driver to accept a session", || async {
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+                .ok()
+        })
+        .await;
+        App {
+            client,
+            driver: driver.0.take().expect("driver"),
+            handles: HashMap::new(),
+            _turn: turn,
+        }
+    }
+
+    /// The labels of the windows open right now.
+    pub async fn labels(&mut self) -> Vec<String> {
+        self.refresh_handles().await;
+        let mut labels: Vec<String> = self.handles.keys().cloned().collect();
+        labels.sort();
+        labels
+    }
+
+    async fn refresh_handles(&mut self) {
+        let Ok(handles) = self.client.windows().await else {
+            return;
+        };
+        self.handles.retain(|_, h| handles.contains(h));
+        for handle in handles {
+            if self.handles.values().any(|h| *h == handle) {
+                continue;
+            }
+            if self.client.switch_to_window(handle.clone()).await.is_err() {
+                continue;
+            }
+            let label = self
+                .client
+                .execute("return document.body ? document.body.dataset.window : null", vec![])
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if let Some(label) = label {
+                self.handles.insert(label, handle);
+            }
+        }
+    }
+
+    /// Switches WebDriver to the window with this label, waiting for it to appear and for
+    /// its page to finish booting.
+    pub async fn window(&mut self, label: &str) -> &Client {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            self.refresh_handles().await;
+            if let Some(handle) = self.handles.get(label).cloned() {
+                self.client
+                    .switch_to_window(handle)
+                    .await
+                    .expect("switch to window");
+                let ready = self
+                    .client
+                    .execute("return document.body.dataset.ready === 'true'", vec![])
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                if ready {
+                    return &self.client;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "window {label} did not appear within {DEADLINE:?}; open: {:?}",
+                self.handles.keys().collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a window whose label starts with `prefix` is open; returns its label.
+    pub async fn window_like(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(l) = self.labels().await.into_iter().find(|l| l.starts_with(prefix)) {
+                self.window(&l).await;
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no {prefix}* window within {DEADLINE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks the element matching `css` in the window `label`.
+    pub async fn click(&mut self, label: &str, css: &str) {
+        let client = self.window(label).await.clone();
+        let el = poll(&format!("{css} in {label}"), || async {
+            client.find(Locator::Css(css)).await.ok()
+        })
+        .await;
+        el.click().await.unwrap_or_else(|e| panic!("click {css} in {label}: {e}"));
+    }
+
+    /// Runs a script in the window `label` and returns its value.
+    pub async fn eval(&mut self, label: &str, script: &str, args: Vec<Value>) -> Value {
+        let client = self.window(label).await.clone();
+        client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script in {label} failed: {e}\n{script}"))
+    }
+
+    /// Polls a script in the window `label` until it returns something other than null,
+    /// false or undefined, and returns that value.
+    pub async fn wait_for(&mut self, label: &str, what: &str, script: &str) -> Value {
+        let client = self.window(label).await.clone();
+        poll(&format!("{what} (in {label})"), || async {
+            match client.execute(script, vec![]).await {
+                Ok(Value::Null | Value::Bool(false)) | Err(_) => None,
+                Ok(v) => Some(v),
+            }
+        })
+        .await
+    }
+
+    /// The text of the element matching `css` in the window `label`, if any.
+    pub async fn text(&mut self, label: &str, css: &str) -> Option<String> {
+        let v = self
+            .eval(
+                label,
+                "const el = document.querySelector(arguments[0]); return el ? el.textContent : null",
+                vec![json!(css)],
+            )
+            .await;
+        v.as_str().map(str::to_owned)
+    }
+
+    pub async fn close(mut self) {
+        let client = self.client.clone();
+        // Ending the session closes the app; the driver is stopped by Drop.
+        let _ = client.close().await;
+        stop(&mut self.driver);
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        stop(&mut self.driver);
+    }
+}
+
+/// Holds the driver until the session exists, so a failed start does not leak it.
+struct Stopper(Option<Child>);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            stop(child);
+        }
+    }
+}
+
+/// Stops tauri-driver with SIGTERM (SIGKILL would leave WebKitWebDriver running) and waits
+/// for it to exit.
+fn stop(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Polls `probe` until it yields a value or [`DEADLINE`] passes (then panics with `what`).
+pub async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Locator re-export so tests need not import fantoccini.
+pub fn css(selector: &str) -> Locator<'_> {
+    Locator::Css(selector)
+}

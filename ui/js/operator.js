@@ -1,0 +1,2 @@
+import { boot } from "./shell.js";
+boot();

@@ -1,0 +1,174 @@
+//! Machine set-up: installs what is missing, says what it installs, and does nothing (in
+//! well under a second) when everything is there already.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::{root, status};
+
+/// What building the app needs: the WebKitGTK development files (they pull in GTK, libsoup
+/// and libdbus) and a C toolchain with pkg-config for the -sys crates.
+const BUILD_PACKAGES: &[Need] = &[
+    Need::PkgConfig("webkit2gtk-4.1", "libwebkit2gtk-4.1-dev"),
+    Need::Binary("pkg-config", "pkg-config"),
+    Need::Binary("cc", "build-essential"),
+];
+
+/// What the end-to-end tests need: a virtual display, the WebKit WebDriver, a session bus.
+const TEST_PACKAGES: &[Need] = &[
+    Need::Binary("Xvfb", "xvfb"),
+    Need::Binary("xvfb-run", "xvfb"),
+    Need::Binary("xauth", "xauth"),
+    Need::Binary("WebKitWebDriver", "webkit2gtk-driver"),
+    Need::Binary("dbus-run-session", "dbus"),
+    Need::Binary("dbus-daemon", "dbus"),
+];
+
+/// tauri-driver bridges WebDriver to the app; major 2 matches Tauri 2 (crates.io also
+/// serves a 3.0 alpha, which must not be picked up).
+const TAURI_DRIVER_VERSION: &str = "^2";
+
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    /// A pkg-config module, and the Debian package that provides it.
+    PkgConfig(&'static str, &'static str),
+    /// A program on PATH, and the Debian package that provides it.
+    Binary(&'static str, &'static str),
+}
+
+impl Need {
+    fn present(self) -> bool {
+        match self {
+            Need::PkgConfig(module, _) => Command::new("pkg-config")
+                .args(["--exists", module])
+                .status()
+                .is_ok_and(|s| s.success()),
+            Need::Binary(name, _) => which(name).is_some(),
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Need::PkgConfig(_, p) | Need::Binary(_, p) => p,
+        }
+    }
+}
+
+pub(crate) fn ensure_build_packages() -> Result<(), String> {
+    ensure(BUILD_PACKAGES)
+}
+
+pub(crate) fn ensure_test_packages() -> Result<(), String> {
+    ensure(TEST_PACKAGES)
+}
+
+fn ensure(needs: &[Need]) -> Result<(), String> {
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|n| !n.present())
+        .map(|n| n.package())
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let by_hand = format!(
+        "install them by hand, then run this again:\n    sudo apt-get install {}",
+        packages.join(" ")
+    );
+    if which("apt-get").is_none() {
+        return Err(format!(
+            "missing system packages ({}) and no apt-get here; {by_hand}",
+            packages.join(", ")
+        ));
+    }
+    let as_root = is_root();
+    if !as_root && which("sudo").is_none() {
+        return Err(format!("not root and no sudo; {by_hand}"));
+    }
+    eprintln!("xtask: installing system packages: {}", packages.join(" "));
+    let apt = |args: &[&str]| {
+        let mut cmd = if as_root {
+            let mut c = Command::new("apt-get");
+            c.env("DEBIAN_FRONTEND", "noninteractive");
+            c
+        } else {
+            // sudo drops the environment, so the variable goes on its command line.
+            let mut c = Command::new("sudo");
+            c.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+            c
+        };
+        cmd.args(args);
+        cmd
+    };
+    status(&mut apt(&["update", "-qq"])).map_err(|e| format!("{e}; {by_hand}"))?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(packages);
+    status(&mut install).map_err(|e| format!("{e}; {by_hand}"))
+}
+
+/// Installs tauri-driver (major 2) into cargo's bin dir if it is missing or another major.
+pub(crate) fn ensure_tauri_driver() -> Result<PathBuf, String> {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let path = cargo_home.join("bin").join("tauri-driver");
+    let installed_major = Command::new(&path)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().last().map(str::to_owned))
+        .and_then(|v| v.split('.').next().map(str::to_owned));
+    if installed_major.as_deref() == Some("2") {
+        return Ok(path);
+    }
+    eprintln!("xtask: installing tauri-driver {TAURI_DRIVER_VERSION} with cargo install");
+    status(crate::cargo().args([
+        "install",
+        "tauri-driver",
+        "--locked",
+        "--version",
+        TAURI_DRIVER_VERSION,
+    ]))?;
+    Ok(path)
+}
+
+/// The Socket.IO peer for the benchmarks, installed from the npm registry into a folder
+/// git ignores.
+pub(crate) fn ensure_bench_peer() -> Result<(), String> {
+    let dir = root().join("bench/peer");
+    if dir.join("node_modules/socket.io").exists() && dir.join("node_modules/socket.io-client").exists()
+    {
+        return Ok(());
+    }
+    if which("npm").is_none() {
+        return Err("the benchmark peer needs node and npm: sudo apt-get install nodejs npm".into());
+    }
+    eprintln!("xtask: installing the Socket.IO peer (npm ci in bench/peer)");
+    status(Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund"]))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .is_some_and(|uid| uid.trim() == "0")
+}
