@@ -139,7 +139,11 @@ pub struct Placement {
 }
 
 /// Opens a new window of `kind` (several of one kind are allowed).
-pub fn open(app: &AppHandle, kind: WindowKind, at: Option<Placement>) -> tauri::Result<WebviewWindow> {
+pub fn open(
+    app: &AppHandle,
+    kind: WindowKind,
+    at: Option<Placement>,
+) -> tauri::Result<WebviewWindow> {
     let label = if kind == WindowKind::Login {
         kind.as_str().to_owned()
     } else {

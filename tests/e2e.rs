@@ -21,6 +21,9 @@ async fn a_broadcast_from_rust_reaches_every_window() {
             "const li = document.querySelector('#pings li'); return li && li.textContent",
         )
         .await;
-    assert_eq!(seen.as_str(), Some(format!("ping 1 from {operator}").as_str()));
+    assert_eq!(
+        seen.as_str(),
+        Some(format!("ping 1 from {operator}").as_str())
+    );
     app.close().await;
 }

@@ -64,10 +64,15 @@ impl App {
         let port = free_port();
         let native_port = free_port();
         let mut cmd = Command::new(tauri_driver_path());
-        cmd.args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
         // The app inherits the driver's environment: this is how a test configures it.
         for (k, v) in &launch.env {
             cmd.env(k, v);
@@ -126,7 +131,10 @@ impl App {
             }
             let label = self
                 .client
-                .execute("return document.body ? document.body.dataset.window : null", vec![])
+                .execute(
+                    "return document.body ? document.body.dataset.window : null",
+                    vec![],
+                )
                 .await
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned));
@@ -171,11 +179,19 @@ impl App {
     pub async fn window_like(&mut self, prefix: &str) -> String {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Some(l) = self.labels().await.into_iter().find(|l| l.starts_with(prefix)) {
+            if let Some(l) = self
+                .labels()
+                .await
+                .into_iter()
+                .find(|l| l.starts_with(prefix))
+            {
                 self.window(&l).await;
                 return l;
             }
-            assert!(Instant::now() < deadline, "no {prefix}* window within {DEADLINE:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {prefix}* window within {DEADLINE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -187,7 +203,9 @@ impl App {
             client.find(Locator::Css(css)).await.ok()
         })
         .await;
-        el.click().await.unwrap_or_else(|e| panic!("click {css} in {label}: {e}"));
+        el.click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css} in {label}: {e}"));
     }
 
     /// Runs a script in the window `label` and returns its value.
@@ -280,7 +298,10 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -145,15 +145,22 @@ pub(crate) fn ensure_tauri_driver() -> Result<PathBuf, String> {
 /// git ignores.
 pub(crate) fn ensure_bench_peer() -> Result<(), String> {
     let dir = root().join("bench/peer");
-    if dir.join("node_modules/socket.io").exists() && dir.join("node_modules/socket.io-client").exists()
+    if dir.join("node_modules/socket.io").exists()
+        && dir.join("node_modules/socket.io-client").exists()
     {
         return Ok(());
     }
     if which("npm").is_none() {
-        return Err("the benchmark peer needs node and npm: sudo apt-get install nodejs npm".into());
+        return Err(
+            "the benchmark peer needs node and npm: sudo apt-get install nodejs npm".into(),
+        );
     }
     eprintln!("xtask: installing the Socket.IO peer (npm ci in bench/peer)");
-    status(Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund"]))
+    status(
+        Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]),
+    )
 }
 
 fn which(name: &str) -> Option<PathBuf> {
