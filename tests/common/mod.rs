@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fantoccini::wd::{Capabilities, WindowHandle};
@@ -20,7 +19,7 @@ use serde_json::{json, Value};
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Only one app runs at a time: on two cores, parallel WebKit instances starve each other.
-static ONE_APP_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -46,7 +45,7 @@ pub struct App {
     pub client: Client,
     driver: Child,
     handles: HashMap<String, WindowHandle>,
-    _turn: MutexGuard<'static, ()>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 /// What the app is started with.
@@ -58,9 +57,8 @@ pub struct Launch {
 
 impl App {
     pub async fn launch(launch: Launch) -> App {
-        let turn = ONE_APP_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // An async mutex: a test that panicked released its turn when its App dropped.
+        let turn = ONE_APP_AT_A_TIME.lock().await;
         let port = free_port();
         let native_port = free_port();
         let mut cmd = Command::new(tauri_driver_path());
