@@ -2,8 +2,8 @@
 //! `.cargo/config.toml`).
 //!
 //! - `run`:   install missing system packages, build, start the app in demo mode.
-//! - `test`:  install what tests need, then fmt, clippy and the whole suite (end-to-end tests
-//!            in real windows included) under a virtual display and a private D-Bus.
+//! - `test`:  install what tests need, then fmt, clippy and the whole suite (end-to-end
+//!   tests in real windows included) under a virtual display and a private D-Bus.
 //! - `bench`: run the benchmarks (see BENCHMARKS.md), `--quick` for a smoke-sized run.
 //! - `screenshot`: run the demo under Xvfb and save the README screenshot.
 //!
