@@ -1,1 +1,121 @@
-//! Placeholder.
+//! The Clinic Desk server: the authoritative store, the ordered change feed a client
+//! resumes from its cursor, authentication, and per-user filtering. The protocol it speaks
+//! is specified in `clinic_protocol`'s crate docs.
+//!
+//! - [`config`]: the settings.
+//! - [`store`]: SQLite plus an in-memory copy; the one write path (rules, log append, publish).
+//! - [`feed`]: the WebSocket feed (catch-up, live, heartbeats, resync).
+//! - [`http`]: login, logout, snapshot, mutations, intake, health.
+//! - [`auth`]: passwords, tokens, login rate limit.
+//! - [`demo`]: the demo clinic, for trying things out.
+//! - [`error`]: errors, and how they become HTTP answers.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+mod feed;
+mod http;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
+use clinic_protocol::{Role, Staff};
+use tokio::sync::{watch, Mutex};
+
+pub use config::Config;
+pub use error::ServerError;
+
+/// Everything the handlers share. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: store::Store,
+    pub(crate) logins: Arc<Mutex<auth::RateLimit>>,
+    /// Set to true when the server shuts down, so feeds close with a Close frame.
+    pub(crate) shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// Opens (or creates) the database, applies migrations and continues its sequence.
+    pub async fn open(config: Config) -> Result<AppState, ServerError> {
+        let store = store::Store::open(&config.db_path, config.feed_queue).await?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            logins: Arc::new(Mutex::new(auth::RateLimit::default())),
+            shutdown: Arc::new(shutdown),
+        })
+    }
+
+    pub async fn create_staff(
+        &self,
+        username: &str,
+        display_name: &str,
+        roles: &[Role],
+        password: &str,
+    ) -> Result<Staff, ServerError> {
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| ServerError::Hash(e.to_string()))??;
+        self.store
+            .create_staff(username, display_name, roles, &hash)
+            .await
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.store.head().await
+    }
+
+    /// Keeps only the last `keep_last` changes; clients with older cursors resync.
+    pub async fn compact_log(&self, keep_last: u64) -> Result<(), ServerError> {
+        self.store.compact(keep_last).await
+    }
+}
+
+/// The routes, apart from serving them (tests drive this directly too).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(paths::HEALTHZ, get(http::healthz))
+        .route(paths::LOGIN, post(http::login))
+        .route(paths::LOGOUT, post(http::logout))
+        .route(paths::SNAPSHOT, get(http::snapshot))
+        .route(paths::MUTATIONS, post(http::mutations))
+        .route(paths::INTAKE, post(http::intake))
+        .route(paths::FEED, get(feed::upgrade))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; then feeds get a Close frame and
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopping = state.shutdown.clone();
+    // Feeds stop on their own signal: axum's graceful shutdown would otherwise wait for
+    // every upgraded WebSocket to end by itself.
+    let signal = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
+    // Changes are small frames that must leave at once: no Nagle delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(signal)
+        .await
+}

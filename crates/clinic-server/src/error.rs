@@ -1,0 +1,56 @@
+//! The server's errors. Database and serialization details are logged, never sent: clients
+//! get `internal` and a sentence.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use clinic_protocol::{ApiError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data does not decode: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error("broken invariant: {0}")]
+    Invariant(&'static str),
+}
+
+/// An HTTP error answer: a stable code and a sentence, as [`ApiError`] JSON.
+#[derive(Debug)]
+pub struct HttpError(pub ErrorCode, pub String);
+
+impl HttpError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> HttpError {
+        HttpError(code, message.into())
+    }
+}
+
+impl From<ServerError> for HttpError {
+    fn from(e: ServerError) -> HttpError {
+        tracing::error!("internal error: {e}");
+        HttpError::new(
+            ErrorCode::Internal,
+            "The server could not do this; it has logged why.",
+        )
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(ApiError {
+                code: self.0,
+                message: self.1,
+            }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,235 @@
+//! The change feed: one WebSocket per client, catch-up from its cursor, then live changes,
+//! filtered for its user.
+//!
+//! The hand-over from catch-up to live has no gap: the connection subscribes to live
+//! changes BEFORE it reads the log, and later skips live changes it already sent. A
+//! connection that falls too far behind (its bounded queue overflows) is told to resync
+//! and closed; nothing is dropped silently.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use clinic_protocol::wire::{MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES};
+use clinic_protocol::{ClientFrame, ErrorCode, ResyncReason, ServerFrame, Staff, PROTOCOL_VERSION};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::{auth, AppState};
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server reads only tiny frames (one hello), so a few KiB of read buffer per
+/// connection is plenty; tungstenite's default is 128 KiB.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
+
+pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let mut socket = socket;
+            if let Err(end) = serve(&mut socket, &state).await {
+                let _ = send(&mut socket, &end.frame()).await;
+            }
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1000,
+                    reason: Utf8Bytes::from_static("bye"),
+                })))
+                .await;
+        })
+}
+
+/// Why a feed ends, with the frame the client gets last.
+enum End {
+    Error(ErrorCode, String),
+    Resync(ResyncReason, &'static str),
+    Quiet,
+}
+
+impl End {
+    fn frame(&self) -> ServerFrame {
+        match self {
+            End::Error(code, message) => ServerFrame::Error {
+                code: *code,
+                message: message.clone(),
+            },
+            End::Resync(reason, message) => ServerFrame::Resync {
+                reason: *reason,
+                message: (*message).to_owned(),
+            },
+            // A heartbeat is harmless to send after a client left.
+            End::Quiet => ServerFrame::Heartbeat { head: 0 },
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), End> {
+    let text = serde_json::to_string(frame).map_err(|_| End::Quiet)?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|_| End::Quiet)
+}
+
+async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64), End> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
+        .await
+        .map_err(|_| End::Error(ErrorCode::Malformed, "No hello within 10 seconds.".into()))?;
+    let text = match first {
+        Some(Ok(Message::Text(text))) => text,
+        Some(Ok(_)) => {
+            return Err(End::Error(
+                ErrorCode::Malformed,
+                "The first frame must be a JSON hello.".into(),
+            ))
+        }
+        Some(Err(e)) => {
+            return Err(End::Error(
+                ErrorCode::TooLarge,
+                format!("Frame refused: {e}"),
+            ))
+        }
+        None => return Err(End::Quiet),
+    };
+    let ClientFrame::Hello {
+        protocol,
+        token,
+        cursor,
+    } = serde_json::from_str(text.as_str())
+        .map_err(|e| End::Error(ErrorCode::Malformed, format!("Not a hello frame: {e}")))?;
+    if protocol != PROTOCOL_VERSION {
+        return Err(End::Error(
+            ErrorCode::UnsupportedVersion,
+            format!("This server speaks protocol {PROTOCOL_VERSION}, not {protocol}. Update Clinic Desk."),
+        ));
+    }
+    let staff_id = auth::check_token(state.store.pool(), &token)
+        .await
+        .map_err(|_| {
+            End::Error(
+                ErrorCode::Internal,
+                "The server could not check the token.".into(),
+            )
+        })?
+        .ok_or_else(|| {
+            End::Error(
+                ErrorCode::Unauthorized,
+                "The session has expired; sign in again.".into(),
+            )
+        })?;
+    let user = state.store.staff(staff_id).await.ok_or_else(|| {
+        End::Error(
+            ErrorCode::Unauthorized,
+            "This account no longer exists.".into(),
+        )
+    })?;
+    Ok((user, cursor))
+}
+
+async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
+    let (user, cursor) = hello(socket, state).await?;
+    // Subscribe before reading the log: nothing committed from here on can be missed.
+    let mut live = state.store.subscribe();
+    let head = state.store.head().await;
+    if cursor > head {
+        return Err(End::Resync(
+            ResyncReason::CursorAhead,
+            "Your copy is ahead of this server; fetch a new snapshot.",
+        ));
+    }
+    let oldest = state.store.oldest_kept().await.map_err(|_| {
+        End::Error(
+            ErrorCode::Internal,
+            "The server could not read its log.".into(),
+        )
+    })?;
+    let too_old = match oldest {
+        Some(oldest) => cursor + 1 < oldest,
+        None => cursor < head,
+    };
+    if too_old {
+        return Err(End::Resync(
+            ResyncReason::CursorTooOld,
+            "Your copy is older than the log keeps; fetch a new snapshot.",
+        ));
+    }
+    send(
+        socket,
+        &ServerFrame::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user_id: user.id,
+            head,
+        },
+    )
+    .await?;
+
+    // Catch-up, in batches of many changes per frame.
+    let mut upto = cursor;
+    loop {
+        let batch = state
+            .store
+            .log_after(upto, MAX_BATCH_CHANGES)
+            .await
+            .map_err(|_| {
+                End::Error(
+                    ErrorCode::Internal,
+                    "The server could not read its log.".into(),
+                )
+            })?;
+        let Some(last) = batch.last() else { break };
+        upto = last.seq;
+        let changes: Vec<_> = batch.iter().filter_map(|l| l.for_user(&user)).collect();
+        if !changes.is_empty() {
+            send(socket, &ServerFrame::Changes { changes, upto }).await?;
+        }
+    }
+    send(socket, &ServerFrame::Heartbeat { head: upto }).await?;
+
+    let mut shutdown = state.shutdown.subscribe();
+    if *shutdown.borrow() {
+        return Ok(());
+    }
+    let mut beat = tokio::time::interval(state.config.heartbeat);
+    beat.reset();
+    loop {
+        tokio::select! {
+            received = live.recv() => {
+                let first = match received {
+                    Ok(first) => first,
+                    Err(RecvError::Lagged(_)) => return Err(End::Resync(ResyncReason::TooSlow, "You fell too far behind; fetch a new snapshot.")),
+                    Err(RecvError::Closed) => return Err(End::Quiet),
+                };
+                // Everything already queued goes out in the same frame: fewer frames and
+                // fewer write syscalls under load.
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH_CHANGES {
+                    match live.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(TryRecvError::Lagged(_)) => return Err(End::Resync(ResyncReason::TooSlow, "You fell too far behind; fetch a new snapshot.")),
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
+                }
+                let changes: Vec<_> = batch.iter().filter(|l| l.seq > upto).filter_map(|l| l.for_user(&user)).collect();
+                upto = upto.max(batch.last().map_or(upto, |l| l.seq));
+                if !changes.is_empty() {
+                    send(socket, &ServerFrame::Changes { changes, upto }).await?;
+                    beat.reset();
+                }
+            }
+            _ = beat.tick() => {
+                send(socket, &ServerFrame::Heartbeat { head: upto }).await?;
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Ok(Message::Close(_))) => return Err(End::Quiet),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(_)) => return Err(End::Error(ErrorCode::Malformed, "Only one hello is expected on the feed.".into())),
+                Some(Err(e)) => return Err(End::Error(ErrorCode::TooLarge, format!("Frame refused: {e}"))),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}

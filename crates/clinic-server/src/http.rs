@@ -1,0 +1,177 @@
+//! The HTTP routes: login, logout, snapshot, mutations, intake, health. Bodies are parsed
+//! here by hand so that every failure (malformed, unknown field, too large) answers with an
+//! [`ApiError`](clinic_protocol::ApiError) and a stable code.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::Utc;
+use clinic_protocol::wire::paths;
+use clinic_protocol::{
+    Booking, ErrorCode, IntakeRequest, LoginRequest, LoginResponse, MutationOutcome,
+    MutationRequest, NewBooking, Snapshot, Staff,
+};
+use serde::de::DeserializeOwned;
+
+use crate::error::HttpError;
+use crate::{auth, AppState};
+
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, HttpError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError::new(ErrorCode::TooLarge, "The request body is too large.")
+        } else {
+            HttpError::new(
+                ErrorCode::Malformed,
+                format!("The request body could not be read: {e}"),
+            )
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        HttpError::new(
+            ErrorCode::Malformed,
+            format!("The request body is not valid: {e}"),
+        )
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// The signed-in user of a request.
+async fn user(state: &AppState, headers: &HeaderMap) -> Result<Staff, HttpError> {
+    let unauthorized = || {
+        HttpError::new(
+            ErrorCode::Unauthorized,
+            "Sign in first; the session is missing or has expired.",
+        )
+    };
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let id = auth::check_token(state.store.pool(), token)
+        .await?
+        .ok_or_else(unauthorized)?;
+    state.store.staff(id).await.ok_or_else(unauthorized)
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<LoginResponse>, HttpError> {
+    let request: LoginRequest = parse(body)?;
+    let allowed = state
+        .logins
+        .lock()
+        .await
+        .allow(&request.username, state.config.login_attempts_per_minute);
+    if !allowed {
+        return Err(HttpError::new(
+            ErrorCode::RateLimited,
+            "Too many sign-in attempts; wait a minute.",
+        ));
+    }
+    let wrong = || HttpError::new(ErrorCode::Unauthorized, "Wrong username or password.");
+    let (user, hash) = state
+        .store
+        .staff_by_username(&request.username)
+        .await
+        .ok_or_else(wrong)?;
+    let password = request.password.clone();
+    // argon2 is deliberately slow: keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return Err(wrong());
+    }
+    let token = auth::new_token();
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(state.config.token_ttl).unwrap_or(chrono::Duration::hours(12));
+    auth::store_token(state.store.pool(), &token, &user, expires_at).await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        user,
+    }))
+}
+
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<StatusCode, HttpError> {
+    user(&state, &headers).await?;
+    if let Some(token) = bearer(&headers) {
+        auth::revoke(state.store.pool(), token).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn snapshot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Snapshot>, HttpError> {
+    let user = user(&state, &headers).await?;
+    let (seq, records) = state.store.snapshot(&user).await;
+    Ok(Json(Snapshot { seq, user, records }))
+}
+
+pub(crate) async fn mutations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MutationOutcome>, HttpError> {
+    let user = user(&state, &headers).await?;
+    let request: MutationRequest = parse(body)?;
+    let outcome = state
+        .store
+        .mutate(&user, request.mutation_id, &request.mutation)
+        .await?;
+    Ok(Json(outcome))
+}
+
+pub(crate) async fn intake(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Booking>), HttpError> {
+    let given = headers
+        .get(paths::INTAKE_KEY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match (&state.config.intake_key, given) {
+        (Some(key), Some(given)) if key == given => {}
+        _ => {
+            return Err(HttpError::new(
+                ErrorCode::BadIntakeKey,
+                "The intake key is missing or wrong.",
+            ))
+        }
+    }
+    let request: IntakeRequest = parse(body)?;
+    let fields = NewBooking {
+        id: uuid::Uuid::new_v4(),
+        client_name: request.client_name,
+        client_phone: request.client_phone,
+        address: request.address,
+        service: request.service,
+        date: request.date,
+        start: request.start,
+        end: request.end,
+        therapist_id: None,
+        driver_id: None,
+        notes: request.notes,
+    };
+    let booking = clinic_protocol::rules::new_booking(&fields, None, Utc::now())
+        .map_err(|r| HttpError::new(r.code, r.message))?;
+    let booking = state.store.intake(booking).await?;
+    Ok((StatusCode::CREATED, Json(booking)))
+}
