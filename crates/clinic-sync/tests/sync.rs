@@ -503,3 +503,157 @@ async fn hostile_frames_cause_a_resync_not_a_corrupt_cache() {
         snapshot_records(&server.snapshot("olivia").await)
     );
 }
+
+/// One step of the model-based test.
+#[derive(Debug, Clone)]
+enum Step {
+    /// User `u` creates availability (slot notes are unique, to count applications).
+    CreateSlot { u: usize, hour: u32 },
+    /// User `u` deletes the `nth` slot they can see (if any).
+    DeleteSlot { u: usize, nth: usize },
+    /// User `u` writes to user `to`.
+    Message { u: usize, to: usize },
+    /// User `u` takes the next life-cycle step they can on the `nth` booking they see.
+    Advance { u: usize, nth: usize },
+    /// User `u` loses or regains the network.
+    Link { u: usize, up: bool },
+    /// User `u`'s app restarts (engine dropped, resumed from its files).
+    Restart { u: usize },
+}
+
+const USERS: [&str; 3] = ["sam", "reyes", "dan"];
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize, 8..18u32).prop_map(|(u, hour)| Step::CreateSlot { u, hour }),
+        1 => (0..3usize, 0..4usize).prop_map(|(u, nth)| Step::DeleteSlot { u, nth }),
+        2 => (0..3usize, 0..3usize).prop_map(|(u, to)| Step::Message { u, to }),
+        2 => (0..3usize, 0..6usize).prop_map(|(u, nth)| Step::Advance { u, nth }),
+        2 => (0..3usize, any::<bool>()).prop_map(|(u, up)| Step::Link { u, up }),
+        1 => (0..3usize).prop_map(|u| Step::Restart { u }),
+    ]
+}
+
+async fn run_model(steps: Vec<Step>) {
+    let server = Server::start().await;
+    let dirs: Vec<tempfile::TempDir> = USERS.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut links = Vec::new();
+    let mut configs = Vec::new();
+    let mut engines = Vec::new();
+    for (i, user) in USERS.iter().enumerate() {
+        let (url, link) = proxy(server.addr).await;
+        let mut c = EngineConfig::new(&url, dirs[i].path());
+        c.dead_after = Duration::from_secs(2);
+        c.max_backoff = Duration::from_millis(200);
+        engines.push(Engine::login(c.clone(), user, "demo").await.unwrap());
+        configs.push(c);
+        links.push(link);
+    }
+    let ids: Vec<Uuid> = engines.iter().map(|e| e.user().id).collect();
+    let mut notes = 0u32;
+    for step in steps {
+        match step {
+            Step::CreateSlot { u, hour } => {
+                notes += 1;
+                // Sam (scheduler) sets reyes's availability; reyes sets his own; dan may not.
+                let mut m = slot_for(ids[1], hour);
+                if let Mutation::CreateSlot { slot } = &mut m {
+                    slot.note = format!("model {notes}");
+                }
+                let _ = engines[u].submit(m).await;
+            }
+            Step::DeleteSlot { u, nth } => {
+                let view = engines[u].view_at().await.unwrap();
+                let slot = view
+                    .records
+                    .iter()
+                    .filter_map(|r| match &r.record {
+                        Record::Slot(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .nth(nth);
+                if let Some(s) = slot {
+                    let _ = engines[u]
+                        .submit(Mutation::DeleteSlot {
+                            id: s.id,
+                            version: s.version,
+                        })
+                        .await;
+                }
+            }
+            Step::Message { u, to } => {
+                let _ = engines[u]
+                    .submit(Mutation::SendMessage {
+                        message: clinic_protocol::NewMessage {
+                            id: Uuid::new_v4(),
+                            recipient_id: ids[to],
+                            body: "model".into(),
+                        },
+                    })
+                    .await;
+            }
+            Step::Advance { u, nth } => {
+                let view = engines[u].view_at().await.unwrap();
+                let b = view
+                    .records
+                    .iter()
+                    .filter_map(|r| match &r.record {
+                        Record::Booking(b) => Some(b.clone()),
+                        _ => None,
+                    })
+                    .nth(nth);
+                if let Some(b) = b {
+                    for action in BookingAction::ALL {
+                        if engines[u]
+                            .submit(Mutation::BookingAction {
+                                id: b.id,
+                                version: b.version,
+                                action,
+                            })
+                            .await
+                            .is_ok()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            Step::Link { u, up } => {
+                links[u].send_replace(up);
+            }
+            Step::Restart { u } => {
+                engines[u].shutdown();
+                engines[u] = Engine::resume(configs[u].clone()).await.unwrap();
+            }
+        }
+    }
+    for link in &links {
+        link.send_replace(true);
+    }
+    for (i, user) in USERS.iter().enumerate() {
+        eventually(&format!("{user} converges"), || {
+            converged(&engines[i], &server, user)
+        })
+        .await;
+    }
+    // At most once: every model slot note appears at most once on the server.
+    let everything = server.snapshot("sam").await;
+    let mut seen = std::collections::HashSet::new();
+    for r in &everything.records {
+        if let Record::Slot(s) = r {
+            if s.note.starts_with("model ") {
+                assert!(seen.insert(s.note.clone()), "{} applied twice", s.note);
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, failure_persistence: None, ..Default::default() })]
+    #[test]
+    fn random_users_changes_partitions_and_restarts_converge(steps in proptest::collection::vec(step(), 5..25)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(run_model(steps));
+    }
+}
