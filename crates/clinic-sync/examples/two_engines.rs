@@ -74,5 +74,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    olivia.shutdown().await;
+    reyes.shutdown().await;
     Ok(())
 }

@@ -1,40 +1,70 @@
-//! The SQLite cache: the server's records, the cursor, the outbox and the session.
+//! The SQLite cache: the server's records, the overlay of pending changes, the outbox, the
+//! cursor and the session.
 //!
-//! Every feed batch is applied in ONE transaction together with the new cursor, so a crash
-//! never leaves the cache ahead of or behind its cursor. Rows are written with multi-row
-//! statements: sqlx pays a round trip to its worker thread per statement.
+//! Every write the engine makes (a feed batch, a snapshot, a submitted change, a server
+//! verdict) is ONE [`Write`] applied in ONE transaction together with the cursor and the
+//! cache sequence number, so a crash never leaves the cache ahead of or behind either.
+//! Rows are written with multi-row statements: sqlx pays a round trip to its worker thread
+//! per statement (about 70 us here), so a batch costs a handful of statements whatever its
+//! size.
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
-use clinic_protocol::{Change, ChangeOp, Mutation, Record, RecordKind, Staff};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clinic_protocol::{Mutation, Record, RecordKind, Staff};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use crate::error::SyncError;
 
-/// Rows per multi-row INSERT (SQLite allows 32766 bound parameters; 3 per row).
-const ROWS_PER_STATEMENT: usize = 500;
+/// A record's identity in the cache.
+pub(crate) type Key = (RecordKind, Uuid);
+
+/// Rows per multi-row statement: SQLite allows 32766 bound parameters, a row binds 13.
+const ROWS_PER_STATEMENT: usize = 1_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
     pool: SqlitePool,
 }
 
-/// What a cache holds when opened.
-#[derive(Debug)]
-pub(crate) struct Loaded {
-    pub records: Vec<Record>,
-    pub outbox: Vec<Queued>,
-    pub cursor: u64,
+/// A change of the user's waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Queued {
+    pub(crate) mutation_id: Uuid,
+    pub(crate) mutation: Mutation,
+    pub(crate) queued_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Queued {
-    pub mutation_id: Uuid,
-    pub mutation: Mutation,
-    pub queued_at: DateTime<Utc>,
+/// What a cache holds when opened (records stay on disk; queries read them there).
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) outbox: Vec<Queued>,
+    /// The last server seq applied; `None` before the first snapshot.
+    pub(crate) cursor: Option<u64>,
+    /// The last cache sequence number handed to subscribers.
+    pub(crate) cache_seq: u64,
+}
+
+/// One atomic change to the cache. Order inside the transaction: replace, server
+/// records, overlay, outbox, meta.
+#[derive(Debug, Default)]
+pub(crate) struct Write<'a> {
+    /// Delete every server record and overlay row first (a snapshot).
+    pub(crate) replace_all: bool,
+    /// Server records that now look like this (the last state of each key only).
+    pub(crate) upserts: Vec<&'a Record>,
+    /// Server records that are gone.
+    pub(crate) removes: Vec<Key>,
+    /// Overlay rows to set: `None` hides the record.
+    pub(crate) overlay: Vec<(Key, Option<Record>)>,
+    /// Overlay rows to drop (no pending change left for the record).
+    pub(crate) overlay_clear: Vec<Key>,
+    pub(crate) enqueue: Option<&'a Queued>,
+    pub(crate) dequeue: Vec<Uuid>,
+    pub(crate) cursor: Option<u64>,
+    pub(crate) cache_seq: Option<u64>,
 }
 
 impl Cache {
@@ -46,9 +76,12 @@ impl Cache {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        // One writer (the engine serialises its writes) and readers for queries: WAL lets
+        // dashboards read while a batch is being applied.
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations")
@@ -58,13 +91,11 @@ impl Cache {
         Ok(Cache { pool })
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub(crate) async fn load(&self) -> Result<Loaded, SyncError> {
-        let records = sqlx::query("SELECT body FROM records")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| serde_json::from_str(row.get("body")))
-            .collect::<Result<Vec<Record>, _>>()?;
         let outbox =
             sqlx::query("SELECT mutation_id, body, queued_at FROM outbox ORDER BY position")
                 .fetch_all(&self.pool)
@@ -84,15 +115,16 @@ impl Cache {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-        let cursor = self
-            .meta("cursor")
+        let cursor = self.meta("cursor").await?.and_then(|c| c.parse().ok());
+        let cache_seq = self
+            .meta("cache_seq")
             .await?
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         Ok(Loaded {
-            records,
             outbox,
             cursor,
+            cache_seq,
         })
     }
 
@@ -103,15 +135,6 @@ impl Cache {
             .await?)
     }
 
-    pub(crate) async fn set_meta(&self, key: &str, value: &str) -> Result<(), SyncError> {
-        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     pub(crate) async fn delete_meta(&self, key: &str) -> Result<(), SyncError> {
         sqlx::query("DELETE FROM meta WHERE key = ?")
             .bind(key)
@@ -120,113 +143,203 @@ impl Cache {
         Ok(())
     }
 
+    /// The session: token, its expiry and the signed-in user, in one statement.
+    pub(crate) async fn save_session(
+        &self,
+        token: &str,
+        expires_at: DateTime<Utc>,
+        user: &Staff,
+    ) -> Result<(), SyncError> {
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('token', ?), ('expires_at', ?), ('user', ?)")
+            .bind(token)
+            .bind(expires_at.to_rfc3339())
+            .bind(serde_json::to_string(user)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn save_user(&self, user: &Staff) -> Result<(), SyncError> {
-        self.set_meta("user", &serde_json::to_string(user)?).await
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('user', ?)")
+            .bind(serde_json::to_string(user)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
-    /// One feed batch and its cursor, atomically.
-    pub(crate) async fn apply(&self, changes: &[Change], upto: u64) -> Result<(), SyncError> {
+    /// The server's copy of one record (not the overlay).
+    pub(crate) async fn server_record(&self, key: Key) -> Result<Option<Record>, SyncError> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM records WHERE kind = ? AND id = ?")
+                .bind(key.0.as_str())
+                .bind(key.1.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+    }
+
+    /// Applies `w` atomically.
+    pub(crate) async fn write(&self, w: &Write<'_>) -> Result<(), SyncError> {
         let mut tx = self.pool.begin().await?;
-        let upserts: Vec<&Record> = changes
-            .iter()
-            .filter_map(|c| match &c.op {
-                ChangeOp::Upsert { record } => Some(record),
-                ChangeOp::Remove { .. } => None,
-            })
-            .collect();
-        insert_records(&mut tx, &upserts).await?;
-        for change in changes {
-            if let ChangeOp::Remove { kind, id } = &change.op {
-                remove(&mut tx, *kind, *id).await?;
-            }
+        if w.replace_all {
+            sqlx::query("DELETE FROM records").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM overlay").execute(&mut *tx).await?;
         }
-        set_cursor(&mut tx, upto).await?;
+        delete_keys(&mut tx, "records", &w.removes).await?;
+        let rows = w
+            .upserts
+            .iter()
+            .map(|r| Columns::of(r.kind(), r.id(), Some(r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_rows(&mut tx, "records", &rows).await?;
+        delete_keys(&mut tx, "overlay", &w.overlay_clear).await?;
+        let rows = w
+            .overlay
+            .iter()
+            .map(|(key, r)| Columns::of(key.0, key.1, r.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_rows(&mut tx, "overlay", &rows).await?;
+        if let Some(q) = w.enqueue {
+            sqlx::query("INSERT INTO outbox (mutation_id, body, queued_at) VALUES (?, ?, ?)")
+                .bind(q.mutation_id.to_string())
+                .bind(serde_json::to_string(&q.mutation)?)
+                .bind(q.queued_at.to_rfc3339())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in w.dequeue.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("DELETE FROM outbox WHERE mutation_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.to_string());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        let mut meta: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = w.cursor {
+            meta.push(("cursor", c.to_string()));
+        }
+        if let Some(s) = w.cache_seq {
+            meta.push(("cache_seq", s.to_string()));
+        }
+        if !meta.is_empty() {
+            let mut q: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("INSERT OR REPLACE INTO meta (key, value) ");
+            q.push_values(meta, |mut row, (k, v)| {
+                row.push_bind(k).push_bind(v);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// A snapshot replaces everything, with its seq as the cursor.
-    pub(crate) async fn replace_all(&self, records: &[Record], seq: u64) -> Result<(), SyncError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM records").execute(&mut *tx).await?;
-        insert_records(&mut tx, &records.iter().collect::<Vec<_>>()).await?;
-        set_cursor(&mut tx, seq).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// A record as the server answered a mutation (not through the feed; the cursor stays).
-    pub(crate) async fn put(&self, record: &Record) -> Result<(), SyncError> {
-        let mut tx = self.pool.begin().await?;
-        insert_records(&mut tx, &[record]).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn forget(&self, kind: RecordKind, id: Uuid) -> Result<(), SyncError> {
-        let mut tx = self.pool.begin().await?;
-        remove(&mut tx, kind, id).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn enqueue(&self, queued: &Queued) -> Result<(), SyncError> {
-        sqlx::query("INSERT INTO outbox (mutation_id, body, queued_at) VALUES (?, ?, ?)")
-            .bind(queued.mutation_id.to_string())
-            .bind(serde_json::to_string(&queued.mutation)?)
-            .bind(queued.queued_at.to_rfc3339())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn dequeue(&self, mutation_id: Uuid) -> Result<(), SyncError> {
-        sqlx::query("DELETE FROM outbox WHERE mutation_id = ?")
-            .bind(mutation_id.to_string())
-            .execute(&self.pool)
-            .await?;
         Ok(())
     }
 }
 
-async fn insert_records(
+/// A record's typed columns, as stored in `records` and `overlay`.
+#[derive(Debug, Default)]
+struct Columns {
+    kind: &'static str,
+    id: String,
+    body: Option<String>,
+    day: Option<String>,
+    start_time: Option<String>,
+    status: Option<&'static str>,
+    therapist_id: Option<String>,
+    driver_id: Option<String>,
+    staff_id: Option<String>,
+    sender_id: Option<String>,
+    recipient_id: Option<String>,
+    at: Option<String>,
+    unread: Option<bool>,
+}
+
+/// RFC 3339 in UTC with a fixed precision, so that text order is time order.
+pub(crate) fn sortable(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Columns {
+    fn of(kind: RecordKind, id: Uuid, record: Option<&Record>) -> Result<Columns, SyncError> {
+        let mut c = Columns {
+            kind: kind.as_str(),
+            id: id.to_string(),
+            ..Columns::default()
+        };
+        let Some(record) = record else {
+            return Ok(c);
+        };
+        c.body = Some(serde_json::to_string(record)?);
+        match record {
+            Record::Staff(_) => {}
+            Record::Booking(b) => {
+                c.day = Some(b.date.to_string());
+                c.start_time = Some(b.start.to_string());
+                c.status = Some(b.status.as_str());
+                c.therapist_id = b.therapist_id.map(|i| i.to_string());
+                c.driver_id = b.driver_id.map(|i| i.to_string());
+                c.at = Some(sortable(b.created_at));
+            }
+            Record::Slot(s) => {
+                c.day = Some(s.date.to_string());
+                c.start_time = Some(s.start.to_string());
+                c.staff_id = Some(s.staff_id.to_string());
+            }
+            Record::Message(m) => {
+                c.sender_id = Some(m.sender_id.to_string());
+                c.recipient_id = Some(m.recipient_id.to_string());
+                c.at = Some(sortable(m.sent_at));
+                c.unread = Some(m.read_at.is_none());
+            }
+        }
+        Ok(c)
+    }
+}
+
+async fn insert_rows(
     tx: &mut Transaction<'_, Sqlite>,
-    records: &[&Record],
+    table: &str,
+    rows: &[Columns],
 ) -> Result<(), SyncError> {
-    for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        let bodies = chunk
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut q: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("INSERT OR REPLACE INTO records (kind, id, body) ");
-        q.push_values(chunk.iter().zip(bodies), |mut row, (record, body)| {
-            row.push_bind(record.kind().as_str())
-                .push_bind(record.id().to_string())
-                .push_bind(body);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "INSERT OR REPLACE INTO {table} (kind, id, body, day, start_time, status, \
+             therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread) "
+        ));
+        q.push_values(chunk, |mut row, c| {
+            row.push_bind(c.kind)
+                .push_bind(c.id.as_str())
+                .push_bind(c.body.as_deref())
+                .push_bind(c.day.as_deref())
+                .push_bind(c.start_time.as_deref())
+                .push_bind(c.status)
+                .push_bind(c.therapist_id.as_deref())
+                .push_bind(c.driver_id.as_deref())
+                .push_bind(c.staff_id.as_deref())
+                .push_bind(c.sender_id.as_deref())
+                .push_bind(c.recipient_id.as_deref())
+                .push_bind(c.at.as_deref())
+                .push_bind(c.unread);
         });
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-async fn remove(
+async fn delete_keys(
     tx: &mut Transaction<'_, Sqlite>,
-    kind: RecordKind,
-    id: Uuid,
+    table: &str,
+    keys: &[Key],
 ) -> Result<(), SyncError> {
-    sqlx::query("DELETE FROM records WHERE kind = ? AND id = ?")
-        .bind(kind.as_str())
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn set_cursor(tx: &mut Transaction<'_, Sqlite>, cursor: u64) -> Result<(), SyncError> {
-    sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)")
-        .bind(cursor.to_string())
-        .execute(&mut **tx)
-        .await?;
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(format!("DELETE FROM {table} WHERE (kind, id) IN ("));
+        q.push_values(chunk, |mut row, key| {
+            row.push_bind(key.0.as_str()).push_bind(key.1.to_string());
+        });
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }

@@ -1,22 +1,25 @@
-//! The engine: the in-memory view over the cache, and the two IO tasks (the feed over ONE
-//! WebSocket, and the outbox sender over HTTP).
+//! The engine: the handle the app holds, the cache writes that keep the overlay of pending
+//! changes honest, and the IO driver that runs the [`SyncMachine`].
 //!
-//! The view is the server's records with the outbox re-applied on top through
-//! `clinic_protocol::rules::apply`, so a pending change shows at once and is rebased
-//! whenever the server's version of its record changes. Every change to the view is
-//! published to subscribers with the next cache sequence number, under the same lock that
-//! changes the view, so `view_at` plus the stream never misses or repeats anything.
+//! One tokio task (the driver) owns the feed's WebSocket and the in-flight mutation
+//! request; it turns socket frames, timers and HTTP answers into machine events and
+//! carries out the machine's instructions. Every change to what queries return happens in
+//! [`Inner`]'s write paths, each under the state lock and each ONE SQLite transaction that
+//! also stores the cache sequence number; its events are published after the commit, still
+//! under the lock, so `view_at` plus the change stream never misses or repeats anything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use clinic_protocol::rules::{self, Effect};
+use clinic_protocol::rules;
 use clinic_protocol::wire::{paths, MAX_SERVER_FRAME_BYTES};
 use clinic_protocol::{
-    ApiError, Change, ChangeOp, ClientFrame, ErrorCode, Id, LoginRequest, LoginResponse, Mutation,
+    ApiError, ChangeOp, ClientFrame, ErrorCode, Id, LoginRequest, LoginResponse, Mutation,
     MutationOutcome, MutationRequest, Record, RecordKind, Snapshot, Staff, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -25,21 +28,23 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::cache::{Cache, Queued};
+use crate::cache::{Cache, Key, Queued, Write};
 use crate::error::SyncError;
-use crate::machine::{FeedMachine, Instruction};
-
-type Key = (RecordKind, Id);
+use crate::machine::{Event, Instruction, Report, Sent, SyncMachine, SyncState, Timing};
+use crate::overlay::rebase;
 
 /// Where to sync with and where to keep the cache.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// `http://host:port` of the clinic server (the feed uses the same host with `ws://`).
     pub server_url: String,
+    /// The platform data dir (tests: a tempdir). The cache lives in
+    /// `<data_dir>/<server>/<user id>.db`: one database per server and user.
     pub data_dir: PathBuf,
-    /// With no frame (not even a heartbeat) for this long, the connection is dead.
-    pub dead_after: Duration,
-    /// The longest wait between reconnection attempts.
-    pub max_backoff: Duration,
+    /// Heartbeat timeout and reconnect backoff.
+    pub timing: Timing,
+    /// Longest wait for one HTTP request (login, snapshot, mutation).
+    pub request_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -47,12 +52,12 @@ impl EngineConfig {
         EngineConfig {
             server_url: server_url.trim_end_matches('/').to_owned(),
             data_dir: data_dir.to_path_buf(),
-            dead_after: Duration::from_secs(15),
-            max_backoff: Duration::from_secs(5),
+            timing: Timing::default(),
+            request_timeout: Duration::from_secs(15),
         }
     }
 
-    /// One cache per server: its address made safe as a directory name.
+    /// One directory per server: its address made safe as a directory name.
     fn server_dir(&self) -> PathBuf {
         let safe: String = self
             .server_url
@@ -61,156 +66,190 @@ impl EngineConfig {
             .collect();
         self.data_dir.join(safe)
     }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server_url)
+    }
 }
 
 /// A record as queries return it: with the user's pending changes applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ViewRecord {
     pub record: Record,
+    /// A change of this user's to it is waiting for the server.
     pub pending: bool,
 }
 
-/// Every visible record, consistent at cache sequence `seq`.
-#[derive(Debug, Clone)]
+/// Every visible record, consistent at cache sequence number `seq`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct View {
     pub seq: u64,
     pub records: Vec<ViewRecord>,
 }
 
-/// Where a change to the view came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a change to what queries return came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
 pub enum Origin {
-    /// The server's feed or its answer to a mutation. `actor` made it (`None`: web intake).
+    /// The server: its feed, or its answer to one of this user's mutations. `actor` made
+    /// the change (`None`: the web intake form); `mutation_id` lets the app recognise its
+    /// own changes; `live` is false while catching up on what happened while away.
     Server {
         actor: Option<Id>,
         mutation_id: Option<Uuid>,
+        live: bool,
     },
-    /// A change of this user's, applied optimistically, or its rollback.
+    /// This user's change, applied optimistically, or its rollback after a rejection.
     Local,
+    /// A snapshot replaced the whole cache (comes with [`ChangeKind::Reset`]).
+    Snapshot,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum ChangeKind {
-    Upsert {
-        record: Record,
-        pending: bool,
-    },
-    Remove {
-        kind: RecordKind,
-        id: Id,
-    },
-    /// Everything was replaced (a snapshot after a resync): read the view again.
+    /// The record now looks like this (`pending`: with a change of this user's on top).
+    Upsert { record: Record, pending: bool },
+    /// The record is gone from what queries return.
+    Remove { kind: RecordKind, id: Id },
+    /// Everything was replaced (a snapshot after a resync): read [`Engine::view_at`] again.
     Reset,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change to what queries return.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CacheChange {
-    /// The cache's sequence number: one per change, gap-free, per engine.
+    /// The cache's sequence number: +1 per change, gap-free and persisted, so it keeps
+    /// growing across restarts. Not the server's seq.
     pub seq: u64,
     pub kind: ChangeKind,
     pub origin: Origin,
 }
 
-/// The server refused a change of this user's; its optimistic effect has been rolled back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The server refused a change of this user's; its optimistic effect has been rolled back
+/// (the [`CacheChange`] just before this event shows the record as it is now).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rejected {
     pub mutation_id: Uuid,
     pub mutation: Mutation,
     pub code: ErrorCode,
+    /// A sentence for the user, from the server.
     pub message: String,
+    /// The record as the server has it, if it exists and the user may see it.
     pub current: Option<Record>,
 }
 
 /// What subscribers receive, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum CacheEvent {
     Change(CacheChange),
     Rejected(Rejected),
-    /// The server applied this mutation.
+    /// The server applied this mutation of this user's (it left the outbox).
     Confirmed {
         mutation_id: Uuid,
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncState {
-    Online,
-    Syncing,
-    Offline,
-}
-
+/// The sync status, for the sync dot in every window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
     pub state: SyncState,
+    /// Changes in the outbox.
     pub pending: u64,
+    /// Age of the oldest change in the outbox, when the status was published.
     pub oldest_pending: Option<Duration>,
+    /// When the oldest change in the outbox was made (for a live age).
+    pub oldest_pending_at: Option<DateTime<Utc>>,
     /// Server head minus local cursor.
     pub lag: u64,
+    /// Last frame applied from the server.
     pub last_sync: Option<DateTime<Utc>>,
+    /// The last error since the engine was last caught up.
     pub last_error: Option<String>,
+    /// The server refused the session: the engine stays offline (the cache still
+    /// answers) until the app signs in again with [`Engine::login`].
+    pub session_expired: bool,
 }
 
-/// The receiving end of [`Engine::subscribe`].
+/// The receiving end of [`Engine::subscribe`]. Unbounded, so that a slow window never
+/// stalls sync; each subscriber should keep reading.
 #[derive(Debug)]
 pub struct Subscription(mpsc::UnboundedReceiver<CacheEvent>);
 
 impl Subscription {
+    /// The next event; `None` once the engine is gone.
     pub async fn recv(&mut self) -> Option<CacheEvent> {
         self.0.recv().await
     }
 
+    /// The next event if one is waiting.
     pub fn try_recv(&mut self) -> Option<CacheEvent> {
         self.0.try_recv().ok()
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
-    server: HashMap<Key, Record>,
-    outbox: Vec<Queued>,
-    view: HashMap<Key, ViewRecord>,
+    /// The last cache sequence number published.
     seq: u64,
+    /// The outbox, in order (a copy of the table, for rebasing without reads).
+    outbox: Vec<Queued>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     config: EngineConfig,
-    user: Staff,
+    user: std::sync::RwLock<Staff>,
     token: String,
-    cache: Cache,
+    pub(crate) cache: Cache,
     http: reqwest::Client,
+    /// Serialises every write to the cache and the publication of its events.
     state: Mutex<State>,
     /// Subscribers, apart from `state` so that subscribing never waits on a sync step.
-    /// Always locked inside the state lock when publishing, so events keep their order.
     subscribers: std::sync::Mutex<Vec<mpsc::UnboundedSender<CacheEvent>>>,
-    /// Outbox length and oldest entry, for the status (kept in step under the state lock).
-    outbox_summary: std::sync::Mutex<(u64, Option<DateTime<Utc>>)>,
     status: watch::Sender<Status>,
-    /// Wakes the sender: something was queued, or the connection came back.
+    /// The machine's last report (the published state also depends on the outbox).
+    report: std::sync::Mutex<Report>,
+    /// Wakes the driver: something was queued.
     outbox_ready: Notify,
     stop: watch::Sender<bool>,
+    driver: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// The sync engine. Cheap to clone; one per app.
+/// Stops the driver when the last [`Engine`] handle is dropped (the driver itself holds
+/// only [`Inner`], so it does not keep itself alive).
+#[derive(Debug)]
+struct Alive(Arc<Inner>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.stop.send_replace(true);
+    }
+}
+
+/// The sync engine: one per app. Cheap to clone; dropping the last clone stops it.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+    _alive: Arc<Alive>,
 }
 
-fn http_client() -> reqwest::Client {
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn http_client(config: &EngineConfig) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(config.request_timeout)
         .build()
         .unwrap_or_default()
 }
 
+/// An HTTP error answer: the server's code and message, or what we can say without one.
 async fn api_error(response: reqwest::Response) -> SyncError {
     let status = response.status();
     match response.json::<ApiError>().await {
-        Ok(e) if e.code == ErrorCode::Unauthorized && status == 401 => SyncError::Refused {
-            code: e.code,
-            message: e.message,
-        },
         Ok(e) => SyncError::Refused {
             code: e.code,
             message: e.message,
@@ -220,16 +259,17 @@ async fn api_error(response: reqwest::Response) -> SyncError {
 }
 
 impl Engine {
-    /// Signs in, opens (or creates) this user's cache, fetches a snapshot if the cache is
-    /// new, and starts syncing.
+    /// Signs in, opens (or creates) this user's cache, fetches a snapshot if the cache has
+    /// none, and starts syncing. The session token is kept in the cache for
+    /// [`Engine::resume`].
     pub async fn login(
         config: EngineConfig,
         username: &str,
         password: &str,
     ) -> Result<Engine, SyncError> {
-        let http = http_client();
+        let http = http_client(&config);
         let response = http
-            .post(format!("{}{}", config.server_url, paths::LOGIN))
+            .post(config.url(paths::LOGIN))
             .json(&LoginRequest {
                 username: username.into(),
                 password: password.into(),
@@ -242,15 +282,18 @@ impl Engine {
         let login: LoginResponse = response.json().await?;
         let dir = config.server_dir();
         let cache = Cache::open(&dir.join(format!("{}.db", login.user.id))).await?;
-        cache.set_meta("token", &login.token).await?;
-        cache.save_user(&login.user).await?;
+        cache
+            .save_session(&login.token, login.expires_at, &login.user)
+            .await?;
         std::fs::write(dir.join("last-user"), login.user.id.to_string())
             .map_err(|e| SyncError::Storage(e.to_string()))?;
-        Engine::start(config, login.user, login.token, cache, http).await
+        Engine::start(config, login.user, login.token, cache, http, true).await
     }
 
     /// Reopens the last session with this server from its cache, without a password and
-    /// without the network: the app works offline from here.
+    /// without waiting for the network: the app works offline from here. Errors:
+    /// [`SyncError::NoSession`] (never signed in, or signed out) and
+    /// [`SyncError::SessionExpired`] (the token's time is up): ask for a login.
     pub async fn resume(config: EngineConfig) -> Result<Engine, SyncError> {
         let dir = config.server_dir();
         let user_id =
@@ -261,9 +304,17 @@ impl Engine {
         }
         let cache = Cache::open(&path).await?;
         let token = cache.meta("token").await?.ok_or(SyncError::NoSession)?;
+        let expires_at = cache
+            .meta("expires_at")
+            .await?
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
+        if expires_at.is_none_or(|t| t <= Utc::now()) {
+            return Err(SyncError::SessionExpired);
+        }
         let user: Staff =
             serde_json::from_str(&cache.meta("user").await?.ok_or(SyncError::NoSession)?)?;
-        Engine::start(config, user, token, cache, http_client()).await
+        let http = http_client(&config);
+        Engine::start(config, user, token, cache, http, false).await
     }
 
     async fn start(
@@ -272,628 +323,736 @@ impl Engine {
         token: String,
         cache: Cache,
         http: reqwest::Client,
+        fetch_first: bool,
     ) -> Result<Engine, SyncError> {
         let loaded = cache.load().await?;
-        let mut state = State {
-            server: loaded
-                .records
-                .into_iter()
-                .map(|r| ((r.kind(), r.id()), r))
-                .collect(),
-            outbox: loaded.outbox,
-            ..State::default()
-        };
-        let keys: Vec<Key> = state
-            .server
-            .keys()
-            .copied()
-            .chain(state.outbox.iter().map(|q| q.mutation.target()))
-            .collect();
-        for key in keys {
-            if let Some(v) = compute(&user, &state.server, &state.outbox, key) {
-                state.view.insert(key, v);
-            }
-        }
         let (status, _) = watch::channel(Status {
             state: SyncState::Offline,
-            pending: state.outbox.len() as u64,
+            pending: 0,
             oldest_pending: None,
+            oldest_pending_at: None,
             lag: 0,
             last_sync: None,
             last_error: None,
+            session_expired: false,
         });
         let (stop, _) = watch::channel(false);
-        let engine = Engine {
-            inner: Arc::new(Inner {
-                config,
-                user,
-                token,
-                cache,
-                http,
-                outbox_summary: std::sync::Mutex::new(summary(&state.outbox)),
-                state: Mutex::new(state),
-                subscribers: std::sync::Mutex::new(Vec::new()),
-                status,
-                outbox_ready: Notify::new(),
-                stop,
+        let timing = config.timing;
+        let inner = Arc::new(Inner {
+            config,
+            user: std::sync::RwLock::new(user),
+            token,
+            cache,
+            http,
+            state: Mutex::new(State {
+                seq: loaded.cache_seq,
+                outbox: loaded.outbox,
             }),
-        };
-        if loaded.cursor == 0 {
-            // A new cache starts from a snapshot; failing that, the feed will resync.
-            if let Err(e) = engine.resync().await {
-                tracing::warn!("first snapshot failed, will retry: {e}");
+            subscribers: std::sync::Mutex::new(Vec::new()),
+            status,
+            report: std::sync::Mutex::new(Report {
+                state: SyncState::Offline,
+                lag: 0,
+                error: None,
+                session_expired: false,
+                synced: false,
+            }),
+            outbox_ready: Notify::new(),
+            stop,
+            driver: std::sync::Mutex::new(None),
+        });
+        let mut cursor = loaded.cursor;
+        if cursor.is_none() && fetch_first {
+            // A new cache answers queries from the start; failing that, the driver retries.
+            match inner.fetch_snapshot().await {
+                Ok(seq) => cursor = Some(seq),
+                Err(e) => tracing::warn!("first snapshot failed, will retry: {e}"),
             }
         }
-        tokio::spawn(feed_task(engine.clone(), loaded.cursor));
-        tokio::spawn(sender_task(engine.clone()));
-        Ok(engine)
+        inner.publish(None);
+        let machine = SyncMachine::new(timing, cursor, rand::random());
+        let driver = tokio::spawn(drive(inner.clone(), machine));
+        *lock(&inner.driver) = Some(driver);
+        Ok(Engine {
+            _alive: Arc::new(Alive(inner.clone())),
+            inner,
+        })
     }
 
-    pub fn user(&self) -> &Staff {
-        &self.inner.user
+    /// The signed-in user (roles as of the last snapshot).
+    pub fn user(&self) -> Staff {
+        self.inner.user()
     }
 
-    /// Subscribe first, then read [`Engine::view_at`], then apply only events with a higher
-    /// seq: nothing is missed and nothing applied twice.
+    /// The server this engine syncs with.
+    pub fn server_url(&self) -> &str {
+        &self.inner.config.server_url
+    }
+
+    /// Every change to what queries return, and every verdict on this user's changes, in
+    /// order, from now on. A late subscriber joins without a gap or a duplicate:
+    /// 1. `let mut events = engine.subscribe();` (first!)
+    /// 2. `let view = engine.view_at().await?;` (everything, at cache seq `view.seq`)
+    /// 3. for each [`CacheEvent::Change`] received, skip it if `change.seq <= view.seq`,
+    ///    apply it otherwise; on [`ChangeKind::Reset`] read `view_at` again.
+    ///
+    /// [`CacheEvent::Rejected`] and [`CacheEvent::Confirmed`] carry no seq: they are
+    /// notices, the record itself changes through a `Change`.
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.inner.subscribers).push(tx);
         Subscription(rx)
     }
 
+    /// The sync status; `changed().await` on the receiver waits for the next one.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.inner.status.subscribe()
     }
 
-    /// Every visible record with pending changes applied, at the current cache seq.
+    /// Every visible record with pending changes applied, and the cache sequence number it
+    /// is consistent at. See [`Engine::subscribe`] for joining the stream after it.
     pub async fn view_at(&self) -> Result<View, SyncError> {
         let state = self.inner.state.lock().await;
+        let records = crate::queries::all(&self.inner.cache).await?;
         Ok(View {
             seq: state.seq,
-            records: state.view.values().cloned().collect(),
+            records,
         })
     }
 
-    /// Queues a change: durable in the outbox first, then shown at once (pending), then sent
-    /// when online. A change the rules already forbid locally is refused here, unsent.
+    /// Queues a change and returns its mutation id. It is written to the outbox in SQLite
+    /// first, in the same transaction as its optimistic effect on what queries return
+    /// (marked pending), then sent when online, in order. A change the rules already
+    /// forbid against the cached record is refused here ([`SyncError::Refused`]), unsent.
     pub async fn submit(&self, mutation: Mutation) -> Result<Uuid, SyncError> {
-        let key = mutation.target();
-        let mut state = self.inner.state.lock().await;
-        let current = state.view.get(&key).map(|v| v.record.clone());
-        rules::apply(&self.inner.user, &mutation, current.as_ref(), Utc::now()).map_err(|r| {
-            SyncError::Refused {
-                code: r.code,
-                message: r.message,
-            }
-        })?;
-        let queued = Queued {
-            mutation_id: Uuid::new_v4(),
-            mutation,
-            queued_at: Utc::now(),
-        };
-        self.inner.cache.enqueue(&queued).await?;
-        let id = queued.mutation_id;
-        state.outbox.push(queued);
-        self.outbox_changed(&state);
-        self.refresh(&mut state, &[key], &Origin::Local);
-        drop(state);
-        self.publish_status(|_| {});
+        let id = self.inner.submit(mutation).await?;
         self.inner.outbox_ready.notify_one();
         Ok(id)
     }
 
-    /// Signs out: revokes the token (if the server is reachable) and forgets the session.
+    /// Signs out: stops syncing, revokes the token if the server is reachable, and forgets
+    /// the session (the cache and any unsent changes stay on disk for the next login).
     pub async fn logout(&self) -> Result<(), SyncError> {
-        self.shutdown();
-        let _ = self
+        self.shutdown().await;
+        let revoke = self
             .inner
             .http
-            .post(format!("{}{}", self.inner.config.server_url, paths::LOGOUT))
+            .post(self.inner.config.url(paths::LOGOUT))
             .bearer_auth(&self.inner.token)
-            .send()
-            .await;
+            .timeout(Duration::from_secs(3))
+            .send();
+        if let Err(e) = revoke.await {
+            tracing::info!("could not revoke the token (offline?): {e}");
+        }
         self.inner.cache.delete_meta("token").await?;
+        self.inner.cache.delete_meta("expires_at").await?;
         let _ = std::fs::remove_file(self.inner.config.server_dir().join("last-user"));
         Ok(())
     }
 
-    /// Stops the tasks. The cache and outbox stay for the next start.
-    pub fn shutdown(&self) {
+    /// Stops syncing and waits for the driver to end. Queries keep answering from the
+    /// cache; the outbox stays on disk for the next start.
+    pub async fn shutdown(&self) {
         self.inner.stop.send_replace(true);
-        self.inner.outbox_ready.notify_one();
-    }
-
-    /// Recomputes the view for `keys` and publishes what changed.
-    fn refresh(&self, state: &mut State, keys: &[Key], origin: &Origin) {
-        for key in keys {
-            let new = compute(&self.inner.user, &state.server, &state.outbox, *key);
-            let old = state.view.get(key);
-            if old == new.as_ref() {
-                continue;
-            }
-            let kind = match &new {
-                Some(v) => ChangeKind::Upsert {
-                    record: v.record.clone(),
-                    pending: v.pending,
-                },
-                None => ChangeKind::Remove {
-                    kind: key.0,
-                    id: key.1,
-                },
-            };
-            match new {
-                Some(v) => state.view.insert(*key, v),
-                None => state.view.remove(key),
-            };
-            state.seq += 1;
-            let event = CacheEvent::Change(CacheChange {
-                seq: state.seq,
-                kind,
-                origin: origin.clone(),
-            });
-            self.broadcast(&event);
+        let driver = lock(&self.inner.driver).take();
+        if let Some(driver) = driver {
+            let _ = driver.await;
         }
+        self.inner.publish_report(Report {
+            state: SyncState::Offline,
+            lag: 0,
+            error: None,
+            session_expired: false,
+            synced: false,
+        });
+    }
+}
+
+/// Turns a record (or its absence) into the change subscribers see.
+fn change_kind(key: Key, record: Option<&Record>, pending: bool) -> ChangeKind {
+    match record {
+        Some(record) => ChangeKind::Upsert {
+            record: record.clone(),
+            pending,
+        },
+        None => ChangeKind::Remove {
+            kind: key.0,
+            id: key.1,
+        },
+    }
+}
+
+impl Inner {
+    fn user(&self) -> Staff {
+        self.user
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    fn publish_status(&self, update: impl FnOnce(&mut Status)) {
-        let (count, oldest) = *lock(&self.inner.outbox_summary);
-        self.inner.status.send_modify(|status| {
-            update(status);
-            status.pending = count;
-            status.oldest_pending = oldest.and_then(|t| (Utc::now() - t).to_std().ok());
-            if status.state == SyncState::Online && count > 0 {
-                status.state = SyncState::Syncing;
+    fn broadcast(&self, events: Vec<CacheEvent>) {
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
+    }
+
+    /// Publishes the status: the machine's report (if new) with the outbox's figures.
+    fn publish(&self, outbox: Option<&[Queued]>) {
+        let report = lock(&self.report).clone();
+        self.status.send_modify(|s| {
+            if let Some(outbox) = outbox {
+                s.pending = outbox.len() as u64;
+                s.oldest_pending_at = outbox.first().map(|q| q.queued_at);
             }
+            s.oldest_pending = s
+                .oldest_pending_at
+                .and_then(|t| (Utc::now() - t).to_std().ok());
+            s.lag = report.lag;
+            s.last_error.clone_from(&report.error);
+            s.session_expired = report.session_expired;
+            if report.synced {
+                s.last_sync = Some(Utc::now());
+            }
+            s.state = match report.state {
+                // Queued changes are still to go, whatever the machine knows yet.
+                SyncState::Online if s.pending > 0 => SyncState::Syncing,
+                other => other,
+            };
         });
     }
 
-    /// Sends `event` to every subscriber. Called with the state lock held.
-    fn broadcast(&self, event: &CacheEvent) {
-        lock(&self.inner.subscribers).retain(|s| s.send(event.clone()).is_ok());
+    fn publish_report(&self, report: Report) {
+        *lock(&self.report) = report;
+        self.publish(None);
+        lock(&self.report).synced = false;
     }
 
-    /// The outbox changed: keep the status summary in step. Called with the state lock held.
-    fn outbox_changed(&self, state: &State) {
-        *lock(&self.inner.outbox_summary) = summary(&state.outbox);
+    async fn submit(&self, mutation: Mutation) -> Result<Uuid, SyncError> {
+        let mut state = self.state.lock().await;
+        let user = self.user();
+        let key = mutation.target();
+        let server = self.cache.server_record(key).await?;
+        let current = rebase(&user, key, server.as_ref(), &state.outbox);
+        let now = Utc::now();
+        rules::apply(&user, &mutation, current.as_ref(), now).map_err(|r| SyncError::Refused {
+            code: r.code,
+            message: r.message,
+        })?;
+        let queued = Queued {
+            mutation_id: Uuid::new_v4(),
+            mutation,
+            queued_at: now,
+        };
+        let shown = rebase(
+            &user,
+            key,
+            server.as_ref(),
+            state.outbox.iter().chain([&queued]),
+        );
+        let seq = state.seq + 1;
+        self.cache
+            .write(&Write {
+                overlay: vec![(key, shown.clone())],
+                enqueue: Some(&queued),
+                cache_seq: Some(seq),
+                ..Write::default()
+            })
+            .await?;
+        let id = queued.mutation_id;
+        state.outbox.push(queued);
+        state.seq = seq;
+        self.broadcast(vec![CacheEvent::Change(CacheChange {
+            seq,
+            kind: change_kind(key, shown.as_ref(), true),
+            origin: Origin::Local,
+        })]);
+        self.publish(Some(&state.outbox));
+        Ok(id)
     }
 
-    /// Applies a feed batch: cache first (with the cursor), then the view.
-    async fn apply(&self, changes: Vec<Change>, upto: u64) -> Result<(), SyncError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.cache.apply(&changes, upto).await?;
-        let mut confirmed = Vec::new();
+    /// One feed batch: server records, rebased overlays, confirmed mutations, cursor and
+    /// cache seq, in one transaction of a handful of statements.
+    async fn apply_batch(
+        &self,
+        changes: &[clinic_protocol::Change],
+        upto: u64,
+        live: bool,
+    ) -> Result<(), SyncError> {
+        let mut state = self.state.lock().await;
+        let user = self.user();
+        let mut outbox = state.outbox.clone();
+        let mut seq = state.seq;
+        let mut events = Vec::with_capacity(changes.len());
+        let mut last: HashMap<Key, Option<&Record>> = HashMap::new();
+        let mut overlay: HashMap<Key, Option<Record>> = HashMap::new();
+        let mut overlay_clear: HashSet<Key> = HashSet::new();
+        let mut dequeue = Vec::new();
         for change in changes {
             let key = change.op.target();
-            match change.op {
-                ChangeOp::Upsert { record } => {
-                    state.server.insert(key, record);
-                }
-                ChangeOp::Remove { .. } => {
-                    state.server.remove(&key);
-                }
-            }
-            // Our own change came back through the feed: it is confirmed.
-            if let Some(mid) = change.mutation_id {
-                if let Some(pos) = state.outbox.iter().position(|q| q.mutation_id == mid) {
-                    state.outbox.remove(pos);
-                    self.inner.cache.dequeue(mid).await?;
-                    self.outbox_changed(&state);
-                    confirmed.push(mid);
-                }
-            }
-            let origin = Origin::Server {
-                actor: change.actor,
-                mutation_id: change.mutation_id,
+            let server = match &change.op {
+                ChangeOp::Upsert { record } => Some(record),
+                ChangeOp::Remove { .. } => None,
             };
-            self.refresh(&mut state, &[key], &origin);
+            last.insert(key, server);
+            // A change caused by one of our queued mutations confirms it.
+            let confirmed = change
+                .mutation_id
+                .and_then(|id| outbox.iter().position(|q| q.mutation_id == id))
+                .map(|pos| outbox.remove(pos));
+            let pending = outbox.iter().any(|q| q.mutation.target() == key);
+            seq += 1;
+            let kind = if pending {
+                // Rebase: the server's new version, our pending changes on top.
+                let shown = rebase(&user, key, server, &outbox);
+                let kind = change_kind(key, shown.as_ref(), true);
+                overlay_clear.remove(&key);
+                overlay.insert(key, shown);
+                kind
+            } else {
+                if confirmed.is_some() || overlay.contains_key(&key) {
+                    overlay.remove(&key);
+                    overlay_clear.insert(key);
+                }
+                change_kind(key, server, false)
+            };
+            events.push(CacheEvent::Change(CacheChange {
+                seq,
+                kind,
+                origin: Origin::Server {
+                    actor: change.actor,
+                    mutation_id: change.mutation_id,
+                    live,
+                },
+            }));
+            if let Some(q) = confirmed {
+                dequeue.push(q.mutation_id);
+                events.push(CacheEvent::Confirmed {
+                    mutation_id: q.mutation_id,
+                });
+            }
         }
-        for mutation_id in confirmed {
-            self.broadcast(&CacheEvent::Confirmed { mutation_id });
+        let (upserts, removes): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, r)| r.is_some());
+        self.cache
+            .write(&Write {
+                upserts: upserts.into_iter().filter_map(|(_, r)| r).collect(),
+                removes: removes.into_iter().map(|(k, _)| k).collect(),
+                overlay: overlay.into_iter().collect(),
+                overlay_clear: overlay_clear.into_iter().collect(),
+                dequeue,
+                cursor: Some(upto),
+                cache_seq: Some(seq),
+                ..Write::default()
+            })
+            .await?;
+        let outbox_changed = outbox.len() != state.outbox.len();
+        state.outbox = outbox;
+        state.seq = seq;
+        self.broadcast(events);
+        if outbox_changed {
+            self.publish(Some(&state.outbox));
         }
         Ok(())
     }
 
-    /// Fetches a snapshot and replaces the cache with it.
-    async fn resync(&self) -> Result<u64, SyncError> {
+    async fn advance(&self, cursor: u64) -> Result<(), SyncError> {
+        let _state = self.state.lock().await;
+        self.cache
+            .write(&Write {
+                cursor: Some(cursor),
+                ..Write::default()
+            })
+            .await
+    }
+
+    /// Fetches a snapshot and replaces the cache with it (overlay recomputed on top), all
+    /// in one transaction; subscribers get one [`ChangeKind::Reset`].
+    async fn fetch_snapshot(&self) -> Result<u64, SyncError> {
         let response = self
-            .inner
             .http
-            .get(format!(
-                "{}{}",
-                self.inner.config.server_url,
-                paths::SNAPSHOT
-            ))
-            .bearer_auth(&self.inner.token)
+            .get(self.config.url(paths::SNAPSHOT))
+            .bearer_auth(&self.token)
             .send()
             .await?;
-        if response.status() == 401 {
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
             return Err(SyncError::SessionExpired);
         }
         if !response.status().is_success() {
             return Err(api_error(response).await);
         }
         let snapshot: Snapshot = response.json().await?;
-        let mut state = self.inner.state.lock().await;
-        self.inner
-            .cache
-            .replace_all(&snapshot.records, snapshot.seq)
-            .await?;
-        self.inner.cache.save_user(&snapshot.user).await?;
-        state.server = snapshot
+        let mut state = self.state.lock().await;
+        *self
+            .user
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot.user.clone();
+        let by_key: HashMap<Key, &Record> = snapshot
             .records
-            .into_iter()
+            .iter()
             .map(|r| ((r.kind(), r.id()), r))
             .collect();
-        let keys: Vec<Key> = state
-            .server
-            .keys()
-            .copied()
-            .chain(state.outbox.iter().map(|q| q.mutation.target()))
+        let pending: HashSet<Key> = state.outbox.iter().map(|q| q.mutation.target()).collect();
+        let overlay = pending
+            .into_iter()
+            .map(|key| {
+                let shown = rebase(
+                    &snapshot.user,
+                    key,
+                    by_key.get(&key).copied(),
+                    &state.outbox,
+                );
+                (key, shown)
+            })
             .collect();
-        state.view.clear();
-        for key in keys {
-            if let Some(v) = compute(&self.inner.user, &state.server, &state.outbox, key) {
-                state.view.insert(key, v);
-            }
-        }
-        state.seq += 1;
-        let event = CacheEvent::Change(CacheChange {
-            seq: state.seq,
+        let seq = state.seq + 1;
+        self.cache
+            .write(&Write {
+                replace_all: true,
+                upserts: snapshot.records.iter().collect(),
+                overlay,
+                cursor: Some(snapshot.seq),
+                cache_seq: Some(seq),
+                ..Write::default()
+            })
+            .await?;
+        self.cache.save_user(&snapshot.user).await?;
+        state.seq = seq;
+        self.broadcast(vec![CacheEvent::Change(CacheChange {
+            seq,
             kind: ChangeKind::Reset,
-            origin: Origin::Server {
-                actor: None,
-                mutation_id: None,
-            },
-        });
-        self.broadcast(&event);
+            origin: Origin::Snapshot,
+        })]);
         Ok(snapshot.seq)
     }
 
-    /// The server answered the first queued mutation.
-    async fn settle(&self, queued: &Queued, outcome: MutationOutcome) -> Result<(), SyncError> {
-        let key = queued.mutation.target();
-        let mut state = self.inner.state.lock().await;
-        let still_queued = state
+    fn queued(&self, state: &State, mutation_id: Uuid) -> Option<Queued> {
+        state
             .outbox
             .iter()
-            .position(|q| q.mutation_id == queued.mutation_id);
-        let (server_record, rejected) = match outcome {
-            MutationOutcome::Applied { record, .. } => (record.map(Some), None),
+            .find(|q| q.mutation_id == mutation_id)
+            .cloned()
+    }
+
+    async fn outbox_head(&self) -> Option<Uuid> {
+        self.state
+            .lock()
+            .await
+            .outbox
+            .first()
+            .map(|q| q.mutation_id)
+    }
+
+    /// The server's verdict on a queued mutation. Applied: it leaves the outbox and the
+    /// server's record wins. Rejected: it leaves the outbox, the overlay is recomputed
+    /// without it (the rollback) and the rejection is reported.
+    async fn settle(&self, mutation_id: Uuid, outcome: MutationOutcome) -> Result<(), SyncError> {
+        let mut state = self.state.lock().await;
+        let Some(pos) = state
+            .outbox
+            .iter()
+            .position(|q| q.mutation_id == mutation_id)
+        else {
+            // The feed confirmed it first; its change carried the record.
+            return Ok(());
+        };
+        let user = self.user();
+        let mut outbox = state.outbox.clone();
+        let queued = outbox.remove(pos);
+        let key = queued.mutation.target();
+        let mut server = self.cache.server_record(key).await?;
+        let (fresh, rejected) = match outcome {
+            MutationOutcome::Applied { record, .. } => (Some(record), None),
             MutationOutcome::Rejected {
                 code,
                 message,
                 current,
-            } => {
-                let rejected = Rejected {
-                    mutation_id: queued.mutation_id,
+            } => (
+                current.clone().map(Some),
+                Some(Rejected {
+                    mutation_id,
                     mutation: queued.mutation.clone(),
                     code,
                     message,
-                    current: current.clone(),
-                };
-                (current.map(Some), Some(rejected))
-            }
+                    current,
+                }),
+            ),
         };
-        // The server's record wins if it is newer than ours (the feed may have been faster).
-        match server_record {
+        let mut write = Write {
+            dequeue: vec![mutation_id],
+            ..Write::default()
+        };
+        // The server's record, unless the feed already brought a newer one.
+        match fresh {
             Some(Some(record))
-                if state
-                    .server
-                    .get(&key)
+                if server
+                    .as_ref()
                     .is_none_or(|have| have.version() < record.version()) =>
             {
-                self.inner.cache.put(&record).await?;
-                state.server.insert(key, record);
+                server = Some(record).filter(|r| rules::visible_to(&user, r));
             }
-            None if matches!(queued.mutation, Mutation::DeleteSlot { .. })
-                && rejected.is_none() =>
-            {
-                self.inner.cache.forget(key.0, key.1).await?;
-                state.server.remove(&key);
-            }
+            Some(None) => server = None,
             _ => {}
         }
-        if let Some(pos) = still_queued {
-            state.outbox.remove(pos);
-            self.inner.cache.dequeue(queued.mutation_id).await?;
-            self.outbox_changed(&state);
+        match &server {
+            Some(r) => write.upserts.push(r),
+            None => write.removes.push(key),
         }
+        let pending = outbox.iter().any(|q| q.mutation.target() == key);
+        let shown = if pending {
+            let shown = rebase(&user, key, server.as_ref(), &outbox);
+            write.overlay.push((key, shown.clone()));
+            shown
+        } else {
+            write.overlay_clear.push(key);
+            server.clone()
+        };
+        let seq = state.seq + 1;
+        write.cache_seq = Some(seq);
+        self.cache.write(&write).await?;
+        state.outbox = outbox;
+        state.seq = seq;
         let origin = match &rejected {
             Some(_) => Origin::Local,
             None => Origin::Server {
-                actor: Some(self.inner.user.id),
-                mutation_id: Some(queued.mutation_id),
+                actor: Some(user.id),
+                mutation_id: Some(mutation_id),
+                live: true,
             },
         };
-        self.refresh(&mut state, &[key], &origin);
-        if still_queued.is_some() {
-            let event = match rejected {
-                Some(r) => CacheEvent::Rejected(r),
-                None => CacheEvent::Confirmed {
-                    mutation_id: queued.mutation_id,
-                },
-            };
-            self.broadcast(&event);
-        }
+        let notice = match rejected {
+            Some(r) => CacheEvent::Rejected(r),
+            None => CacheEvent::Confirmed { mutation_id },
+        };
+        self.broadcast(vec![
+            CacheEvent::Change(CacheChange {
+                seq,
+                kind: change_kind(key, shown.as_ref(), pending),
+                origin,
+            }),
+            notice,
+        ]);
+        self.publish(Some(&state.outbox));
         Ok(())
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Sending = Pin<Box<dyn Future<Output = Event> + Send>>;
 
-fn summary(outbox: &[Queued]) -> (u64, Option<DateTime<Utc>>) {
-    (outbox.len() as u64, outbox.first().map(|q| q.queued_at))
-}
-
-/// The view of one record: the server's version with the pending mutations for it re-applied
-/// in order. A mutation that no longer applies locally stays queued; the server decides.
-fn compute(
-    user: &Staff,
-    server: &HashMap<Key, Record>,
-    outbox: &[Queued],
-    key: Key,
-) -> Option<ViewRecord> {
-    let mut record = server.get(&key).cloned();
-    let mut pending = false;
-    for queued in outbox.iter().filter(|q| q.mutation.target() == key) {
-        match rules::apply(user, &queued.mutation, record.as_ref(), queued.queued_at) {
-            Ok(Effect::Upsert(r)) => {
-                record = Some(r);
-                pending = true;
-            }
-            Ok(Effect::Delete { .. }) => {
-                record = None;
-                pending = true;
-            }
-            Err(_) => {}
-        }
-    }
-    record
-        .filter(|r| rules::visible_to(user, r))
-        .map(|record| ViewRecord { record, pending })
-}
-
-/// Why one feed connection ended.
-enum Ended {
-    Resync(String),
-    Refused(ErrorCode, String),
-    Lost(String),
-    Stopped,
-}
-
-async fn feed_task(engine: Engine, cursor: u64) {
-    let mut stop = engine.inner.stop.subscribe();
-    let mut cursor = cursor;
-    let mut attempt: u32 = 0;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        if cursor == 0 {
-            match engine.resync().await {
-                Ok(seq) => cursor = seq,
-                Err(SyncError::SessionExpired) => {
-                    engine.publish_status(|s| {
-                        s.state = SyncState::Offline;
-                        s.last_error = Some(SyncError::SessionExpired.to_string());
-                    });
-                    return;
-                }
-                Err(e) => {
-                    engine.publish_status(|s| {
-                        s.state = SyncState::Offline;
-                        s.last_error = Some(e.to_string());
-                    });
-                    if backoff(&engine, &mut stop, &mut attempt).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
-        }
-        let ended = connect_once(&engine, &mut cursor, &mut attempt, &mut stop).await;
-        match ended {
-            Ended::Stopped => return,
-            Ended::Resync(why) => {
-                tracing::info!("resync: {why}");
-                engine.publish_status(|s| {
-                    s.state = SyncState::Syncing;
-                    s.last_error = Some(why);
-                });
-                cursor = 0;
-            }
-            Ended::Refused(code, why) => {
-                engine.publish_status(|s| {
-                    s.state = SyncState::Offline;
-                    s.last_error = Some(why);
-                });
-                if code == ErrorCode::Unauthorized {
-                    engine.publish_status(|s| {
-                        s.last_error = Some(SyncError::SessionExpired.to_string());
-                    });
-                    return;
-                }
-                if backoff(&engine, &mut stop, &mut attempt).await {
-                    return;
-                }
-            }
-            Ended::Lost(why) => {
-                engine.publish_status(|s| {
-                    s.state = SyncState::Offline;
-                    s.last_error = Some(why);
-                });
-                if backoff(&engine, &mut stop, &mut attempt).await {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Waits before the next attempt: exponential, with jitter so that a clinic's worth of
-/// apps does not reconnect in lockstep after a server restart. True if stopping.
-async fn backoff(engine: &Engine, stop: &mut watch::Receiver<bool>, attempt: &mut u32) -> bool {
-    let base = Duration::from_millis(200).saturating_mul(1 << (*attempt).min(6));
-    let cap = base.min(engine.inner.config.max_backoff);
-    let jitter = rand::random::<f64>() * 0.5 + 0.75;
-    *attempt += 1;
-    tokio::select! {
-        () = tokio::time::sleep(cap.mul_f64(jitter)) => false,
-        _ = stop.wait_for(|s| *s) => true,
-    }
-}
-
-async fn connect_once(
-    engine: &Engine,
-    cursor: &mut u64,
-    attempt: &mut u32,
-    stop: &mut watch::Receiver<bool>,
-) -> Ended {
-    let url = format!(
-        "{}{}",
-        engine.inner.config.server_url.replacen("http", "ws", 1),
-        paths::FEED
-    );
-    let config = WebSocketConfig::default()
+async fn connect(inner: &Inner) -> Result<Socket, String> {
+    let base = &inner.config.server_url;
+    let url = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}{}", paths::FEED)
+    } else {
+        format!("ws://{}{}", base.trim_start_matches("http://"), paths::FEED)
+    };
+    let ws_config = WebSocketConfig::default()
         .max_message_size(Some(MAX_SERVER_FRAME_BYTES))
         .max_frame_size(Some(MAX_SERVER_FRAME_BYTES));
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
-    let mut ws = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-        Ok(Ok((ws, _))) => ws,
-        Ok(Err(e)) => return Ended::Lost(format!("cannot connect: {e}")),
-        Err(_) => return Ended::Lost("connecting timed out".into()),
-    };
-    let hello = ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        token: engine.inner.token.clone(),
-        cursor: *cursor,
-    };
-    let Ok(text) = serde_json::to_string(&hello) else {
-        return Ended::Lost("cannot encode hello".into());
-    };
-    if let Err(e) = ws.send(Message::text(text)).await {
-        return Ended::Lost(format!("cannot say hello: {e}"));
-    }
-    let mut machine = FeedMachine::new(*cursor);
-    loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout(engine.inner.config.dead_after, ws.next()) => next,
-            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
-        };
-        let message = match next {
-            Err(_) => return Ended::Lost("no heartbeat from the server".into()),
-            Ok(None) => return Ended::Lost("the server closed the connection".into()),
-            Ok(Some(Err(e))) => return Ended::Lost(format!("connection lost: {e}")),
-            Ok(Some(Ok(m))) => m,
-        };
-        let text = match message {
-            Message::Text(t) => t,
-            Message::Close(_) => return Ended::Lost("the server closed the connection".into()),
-            _ => continue,
-        };
-        match machine.on_text(text.as_str()) {
-            Instruction::Nothing => {}
-            Instruction::Apply { changes, upto } => {
-                if let Err(e) = engine.apply(changes, upto).await {
-                    return Ended::Resync(format!("could not apply changes: {e}"));
-                }
-                *cursor = upto;
-            }
-            Instruction::Advance { head } => {
-                if let Err(e) = engine.inner.cache.apply(&[], head).await {
-                    return Ended::Resync(format!("could not store the cursor: {e}"));
-                }
-                *cursor = head;
-            }
-            Instruction::Resync { why } => return Ended::Resync(why),
-            Instruction::Fail { code, why } => return Ended::Refused(code, why),
-        }
-        // Connected and reading: reset the backoff, report, and let queued changes go.
-        *attempt = 0;
-        let lag = machine.lag();
-        engine.publish_status(|s| {
-            s.state = if lag == 0 {
-                SyncState::Online
-            } else {
-                SyncState::Syncing
-            };
-            s.lag = lag;
-            s.last_sync = Some(Utc::now());
-            s.last_error = None;
-        });
-        engine.inner.outbox_ready.notify_one();
+    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true);
+    match tokio::time::timeout(inner.config.timing.dead_after, connecting).await {
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+        Err(_) => Err("connecting timed out".into()),
     }
 }
 
-/// Sends the outbox, first in, first out, one at a time so that order is kept.
-async fn sender_task(engine: Engine) {
-    let stop = engine.inner.stop.subscribe();
+/// The next frame of the feed as a machine event; never resolves without a socket.
+async fn next_frame(socket: &mut Option<Socket>) -> Event {
+    let Some(ws) = socket.as_mut() else {
+        return std::future::pending().await;
+    };
     loop {
-        if *stop.borrow() {
-            return;
-        }
-        let next = engine.inner.state.lock().await.outbox.first().cloned();
-        let Some(queued) = next else {
-            engine.inner.outbox_ready.notified().await;
-            continue;
-        };
-        let request = MutationRequest {
-            mutation_id: queued.mutation_id,
-            mutation: queued.mutation.clone(),
-        };
-        let sent = engine
-            .inner
-            .http
-            .post(format!(
-                "{}{}",
-                engine.inner.config.server_url,
-                paths::MUTATIONS
-            ))
-            .bearer_auth(&engine.inner.token)
-            .json(&request)
-            .send()
-            .await;
-        let outcome = match sent {
-            Ok(r) if r.status().is_success() => {
-                r.json::<MutationOutcome>().await.map_err(|e| e.to_string())
-            }
-            Ok(r) if r.status() == 401 => {
-                engine
-                    .publish_status(|s| s.last_error = Some(SyncError::SessionExpired.to_string()));
-                engine.inner.outbox_ready.notified().await;
-                continue;
-            }
-            Ok(r) => match api_error(r).await {
-                // The server understood and refused the request itself: drop it, or it
-                // would block every later change.
-                SyncError::Refused { code, message } => Ok(MutationOutcome::Rejected {
-                    code,
-                    message,
-                    current: None,
-                }),
-                other => Err(other.to_string()),
+        return match ws.next().await {
+            None => Event::Disconnected {
+                error: "the server closed the connection".into(),
             },
-            Err(e) => Err(e.to_string()),
+            Some(Err(e)) => Event::Disconnected {
+                error: format!("connection lost: {e}"),
+            },
+            Some(Ok(Message::Text(t))) => Event::Frame(t.as_str().to_owned()),
+            Some(Ok(Message::Binary(b))) => Event::Frame(String::from_utf8_lossy(&b).into_owned()),
+            Some(Ok(Message::Close(_))) => Event::Disconnected {
+                error: "the server closed the feed".into(),
+            },
+            // Pings are answered by tungstenite while reading.
+            Some(Ok(_)) => continue,
         };
-        match outcome {
-            Ok(outcome) => {
-                if let Err(e) = engine.settle(&queued, outcome).await {
-                    tracing::error!("could not settle a mutation: {e}");
+    }
+}
+
+/// POSTs one mutation and says how it went.
+async fn send_mutation(inner: Arc<Inner>, queued: Queued) -> Event {
+    let request = MutationRequest {
+        mutation_id: queued.mutation_id,
+        mutation: queued.mutation,
+    };
+    let sent = inner
+        .http
+        .post(inner.config.url(paths::MUTATIONS))
+        .bearer_auth(&inner.token)
+        .json(&request)
+        .send()
+        .await;
+    let result = match sent {
+        Ok(r) if r.status().is_success() => match r.json::<MutationOutcome>().await {
+            Ok(outcome) => Sent::Outcome(outcome),
+            Err(e) => Sent::Failed(e.to_string()),
+        },
+        Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Sent::Expired,
+        Ok(r) if r.status().is_client_error() && r.status() != 429 => match api_error(r).await {
+            // The server understood and refused the request itself: drop it, or it would
+            // block every later change.
+            SyncError::Refused { code, message } => Sent::Outcome(MutationOutcome::Rejected {
+                code,
+                message,
+                current: None,
+            }),
+            other => Sent::Failed(other.to_string()),
+        },
+        Ok(r) => Sent::Failed(format!("the server answered {}", r.status())),
+        Err(e) => Sent::Failed(e.to_string()),
+    };
+    Event::MutationDone {
+        mutation_id: request.mutation_id,
+        result,
+    }
+}
+
+/// Resolves once the engine is told to stop. (A unit output: the watch's read guard must
+/// not live inside `select!`'s output across an await.)
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The IO driver: runs the machine until stopped.
+async fn drive(inner: Arc<Inner>, mut machine: SyncMachine) {
+    let mut stop = inner.stop.subscribe();
+    let mut socket: Option<Socket> = None;
+    let mut wake: Option<tokio::time::Instant> = None;
+    let mut sending: Option<Sending> = None;
+    let mut events: VecDeque<Event> = VecDeque::new();
+    events.push_back(Event::OutboxHead(inner.outbox_head().await));
+    let mut todo: VecDeque<Instruction> = machine.start(Instant::now()).into();
+    loop {
+        while let Some(instruction) = todo.pop_front() {
+            match instruction {
+                Instruction::Connect => {
+                    let connected = tokio::select! {
+                        c = connect(&inner) => c,
+                        () = stopped(&mut stop) => return,
+                    };
+                    events.push_back(match connected {
+                        Ok(ws) => {
+                            socket = Some(ws);
+                            Event::Connected
+                        }
+                        Err(error) => Event::Disconnected { error },
+                    });
                 }
-                engine.publish_status(|_| {});
-            }
-            Err(why) => {
-                // Offline: wait until the feed reconnects (it wakes us), or retry later.
-                engine
-                    .publish_status(|s| s.last_error = Some(format!("cannot send changes: {why}")));
-                let _ = tokio::time::timeout(
-                    engine.inner.config.max_backoff,
-                    engine.inner.outbox_ready.notified(),
-                )
-                .await;
+                Instruction::SendHello { cursor } => {
+                    let hello = ClientFrame::Hello {
+                        protocol: PROTOCOL_VERSION,
+                        token: inner.token.clone(),
+                        cursor,
+                    };
+                    let sent = match (socket.as_mut(), serde_json::to_string(&hello)) {
+                        (Some(ws), Ok(text)) => ws
+                            .send(Message::text(text))
+                            .await
+                            .map_err(|e| e.to_string()),
+                        (None, _) => Err("no connection".into()),
+                        (_, Err(e)) => Err(e.to_string()),
+                    };
+                    if let Err(e) = sent {
+                        events.push_back(Event::Disconnected {
+                            error: format!("cannot say hello: {e}"),
+                        });
+                    }
+                }
+                Instruction::Close => socket = None,
+                Instruction::FetchSnapshot => {
+                    let fetched = tokio::select! {
+                        f = inner.fetch_snapshot() => f,
+                        () = stopped(&mut stop) => return,
+                    };
+                    events.push_back(match fetched {
+                        Ok(seq) => Event::SnapshotFetched { seq },
+                        Err(e) => Event::SnapshotFailed {
+                            expired: matches!(e, SyncError::SessionExpired),
+                            error: format!("cannot fetch a snapshot: {e}"),
+                        },
+                    });
+                }
+                Instruction::Apply {
+                    changes,
+                    upto,
+                    live,
+                } => {
+                    if let Err(e) = inner.apply_batch(&changes, upto, live).await {
+                        events.push_back(Event::ApplyFailed {
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                Instruction::Advance { cursor } => {
+                    if let Err(e) = inner.advance(cursor).await {
+                        events.push_back(Event::ApplyFailed {
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                Instruction::Send { mutation_id } => {
+                    let queued = inner.queued(&*inner.state.lock().await, mutation_id);
+                    match queued {
+                        Some(q) => sending = Some(Box::pin(send_mutation(inner.clone(), q))),
+                        None => {
+                            events.push_back(Event::MutationDone {
+                                mutation_id,
+                                result: Sent::Gone,
+                            });
+                            events.push_back(Event::OutboxHead(inner.outbox_head().await));
+                        }
+                    }
+                }
+                Instruction::Settle {
+                    mutation_id,
+                    outcome,
+                } => {
+                    if let Err(e) = inner.settle(mutation_id, outcome).await {
+                        tracing::error!("could not record the server's verdict: {e}");
+                    }
+                    events.push_back(Event::OutboxHead(inner.outbox_head().await));
+                }
+                Instruction::WakeAt(at) => wake = Some(at.into()),
+                Instruction::Report(report) => inner.publish_report(report),
             }
         }
+        let event = match events.pop_front() {
+            Some(event) => event,
+            None => tokio::select! {
+                () = stopped(&mut stop) => return,
+                event = next_frame(&mut socket) => event,
+                () = async {
+                    match wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    wake = None;
+                    Event::Tick
+                }
+                event = async {
+                    match sending.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    sending = None;
+                    event
+                }
+                () = inner.outbox_ready.notified() => Event::OutboxHead(inner.outbox_head().await),
+            },
+        };
+        todo.extend(machine.handle(event, Instant::now()));
     }
 }

@@ -1,119 +1,585 @@
-//! The feed protocol as a state machine without IO: frames in, instructions out.
+//! The sync protocol as a state machine without IO: [`Event`]s in, [`Instruction`]s out.
 //!
-//! It checks everything a server could get wrong or a hostile peer could send (garbage,
-//! another protocol version, sequence numbers that go backwards or skip the cursor) and
-//! answers with a resync instead of letting a bad frame near the cache.
+//! It decides when to connect, what to say, what a frame means, when a connection is dead,
+//! how long to back off, when to fetch a snapshot and when to send the next queued change.
+//! It owns no socket, no database and no clock: the driver in [`crate::engine`] does the IO
+//! and hands in `now` with every event, so tests drive it deterministically (see the tests
+//! at the bottom, which replay whole sessions in microseconds).
+//!
+//! It also checks everything a server could get wrong or a hostile peer could send
+//! (garbage, another protocol version, an unknown frame, sequence numbers that go
+//! backwards, repeat or skip the cursor) and answers with an error and a resync instead
+//! of letting a bad frame near the cache.
+//!
+//! Life of a connection:
+//! `Connect` -> [`Event::Connected`] -> `SendHello` -> welcome -> changes and heartbeats
+//! (each an `Apply`/`Advance`) ... -> [`Event::Disconnected`] or a missed heartbeat ->
+//! `Close`, back off (`WakeAt`) -> [`Event::Tick`] -> `Connect` again from the cursor.
+//! A resync frame, a hostile frame or a batch the cache could not apply leads to
+//! `FetchSnapshot` -> [`Event::SnapshotFetched`] -> `Connect` from the snapshot's seq.
 
-use clinic_protocol::{Change, ServerFrame, PROTOCOL_VERSION};
+use std::time::{Duration, Instant};
 
-/// What the IO layer must do after a frame.
+use clinic_protocol::{Change, ErrorCode, MutationOutcome, ServerFrame, PROTOCOL_VERSION};
+use uuid::Uuid;
+
+/// Timing of the machine. The defaults suit a clinic's LAN server; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// With no frame (not even a heartbeat) for this long, the connection is dead; also the
+    /// longest wait for a connection or a welcome.
+    pub dead_after: Duration,
+    /// The first retry delay; doubled per failed attempt up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            dead_after: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something that happened, reported by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The WebSocket to the feed is open.
+    Connected,
+    /// Connecting failed, or the socket closed or broke.
+    Disconnected { error: String },
+    /// A frame arrived (binary frames are passed as their lossy text: they are refused).
+    Frame(String),
+    /// The cache could not apply a batch the machine asked for.
+    ApplyFailed { error: String },
+    /// A snapshot replaced the cache; its seq is the new cursor.
+    SnapshotFetched { seq: u64 },
+    /// Fetching a snapshot failed; `expired` when the server refused the token.
+    SnapshotFailed { error: String, expired: bool },
+    /// The first entry of the outbox now (`None`: empty), after any change to it.
+    OutboxHead(Option<Uuid>),
+    /// The answer to a [`Instruction::Send`].
+    MutationDone { mutation_id: Uuid, result: Sent },
+    /// Time passed (a [`Instruction::WakeAt`] fired).
+    Tick,
+}
+
+/// How sending one mutation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The server's verdict (a refused request counts as a rejection).
+    Outcome(MutationOutcome),
+    /// The server refused the token.
+    Expired,
+    /// No answer (network, timeout, server error): try again later.
+    Failed(String),
+    /// The mutation had already left the outbox (the feed confirmed it first).
+    Gone,
+}
+
+/// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instruction {
-    /// Nothing to do (a welcome).
-    Nothing,
-    /// Apply these changes and set the cursor to `upto`, in one transaction.
-    Apply { changes: Vec<Change>, upto: u64 },
-    /// The cursor may move to `head` (nothing for us in between).
-    Advance { head: u64 },
-    /// Drop the feed, fetch a snapshot, reconnect from its seq. `why` is for the status.
-    Resync { why: String },
-    /// The server refused us (bad token, old client); stop and report.
-    Fail {
-        code: clinic_protocol::ErrorCode,
-        why: String,
+    /// Open the feed's WebSocket; report [`Event::Connected`] or [`Event::Disconnected`].
+    Connect,
+    /// Send `{"type":"hello",...}` with this cursor.
+    SendHello { cursor: u64 },
+    /// Drop the WebSocket.
+    Close,
+    /// Fetch a snapshot and replace the cache with it; report [`Event::SnapshotFetched`]
+    /// or [`Event::SnapshotFailed`].
+    FetchSnapshot,
+    /// Apply these changes and set the cursor to `upto`, in one transaction. `live` is
+    /// false while catching up on what happened before the welcome.
+    Apply {
+        changes: Vec<Change>,
+        upto: u64,
+        live: bool,
     },
+    /// Nothing for us up to `cursor`: store it.
+    Advance { cursor: u64 },
+    /// POST this outbox entry; report [`Event::MutationDone`].
+    Send { mutation_id: Uuid },
+    /// Apply the server's verdict on this mutation to the cache.
+    Settle {
+        mutation_id: Uuid,
+        outcome: MutationOutcome,
+    },
+    /// Report [`Event::Tick`] at this time (replaces any earlier wake-up).
+    WakeAt(Instant),
+    /// The status changed.
+    Report(Report),
 }
 
-/// The feed's state: where the cache is, and what the server says its head is.
+/// Connection state as the status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Connected, caught up, nothing queued.
+    Online,
+    /// Connected (or fetching a snapshot) and catching up or sending queued changes.
+    Syncing,
+    /// Not connected: waiting to retry, connecting, or signed out.
+    Offline,
+}
+
+/// The machine's part of the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub state: SyncState,
+    /// Server head minus cursor.
+    pub lag: u64,
+    /// The last error since the engine was last caught up; `None` once it is.
+    pub error: Option<String>,
+    /// The server refused the session: the app must sign in again.
+    pub session_expired: bool,
+    /// A frame was applied just now (the driver stamps the last sync time).
+    pub synced: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeedMachine {
-    pub cursor: u64,
-    pub head: u64,
-    welcomed: bool,
+enum Next {
+    Connect,
+    Snapshot,
 }
 
-impl FeedMachine {
-    pub fn new(cursor: u64) -> FeedMachine {
-        FeedMachine {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting before the next attempt.
+    Backoff {
+        until: Instant,
+        next: Next,
+    },
+    Connecting {
+        since: Instant,
+    },
+    AwaitWelcome {
+        since: Instant,
+    },
+    Open {
+        welcome_head: u64,
+        last_frame: Instant,
+    },
+    Snapshotting,
+    /// The server refused the session; nothing more until the app signs in again.
+    Expired,
+}
+
+/// The sync state machine. See the module docs.
+#[derive(Debug, Clone)]
+pub struct SyncMachine {
+    timing: Timing,
+    phase: Phase,
+    /// The last server seq the cache holds; `None` before the first snapshot.
+    cursor: Option<u64>,
+    head: u64,
+    /// Failed attempts since the last healthy frame, for the backoff.
+    attempt: u32,
+    error: Option<String>,
+    outbox_head: Option<Uuid>,
+    in_flight: Option<Uuid>,
+    send_attempt: u32,
+    send_after: Option<Instant>,
+    rng: u64,
+    reported: Option<Report>,
+    synced: bool,
+}
+
+impl SyncMachine {
+    /// A machine for a cache at `cursor`. `seed` feeds the backoff jitter (so that a
+    /// clinic's worth of apps does not reconnect in lockstep after a server restart).
+    pub fn new(timing: Timing, cursor: Option<u64>, seed: u64) -> SyncMachine {
+        SyncMachine {
+            timing,
+            phase: Phase::Snapshotting,
             cursor,
-            head: cursor,
-            welcomed: false,
+            head: cursor.unwrap_or(0),
+            attempt: 0,
+            error: None,
+            outbox_head: None,
+            in_flight: None,
+            send_attempt: 0,
+            send_after: None,
+            rng: seed | 1,
+            reported: None,
+            synced: false,
         }
     }
 
-    /// A raw text frame from the socket.
-    pub fn on_text(&mut self, text: &str) -> Instruction {
-        match serde_json::from_str::<ServerFrame>(text) {
-            Ok(frame) => self.on_frame(frame),
-            Err(e) => Instruction::Resync {
-                why: format!("the server sent an unreadable frame ({e})"),
-            },
+    /// The first instructions: connect from the cursor, or fetch a snapshot without one.
+    pub fn start(&mut self, now: Instant) -> Vec<Instruction> {
+        let mut out = Vec::new();
+        match self.cursor {
+            Some(_) => self.connect(now, &mut out),
+            None => self.snapshot(&mut out),
         }
+        self.finish(now, out)
     }
 
-    pub fn on_frame(&mut self, frame: ServerFrame) -> Instruction {
-        match frame {
-            ServerFrame::Welcome { protocol, head, .. } => {
-                if protocol != PROTOCOL_VERSION {
-                    return Instruction::Resync {
-                        why: format!(
-                            "the server speaks protocol {protocol}, not {PROTOCOL_VERSION}"
-                        ),
-                    };
-                }
-                self.welcomed = true;
-                self.head = self.head.max(head);
-                Instruction::Nothing
-            }
-            _ if !self.welcomed => Instruction::Resync {
-                why: "the server sent changes before welcoming us".into(),
-            },
-            ServerFrame::Changes { changes, upto } => {
-                let mut last = self.cursor;
-                for change in &changes {
-                    if change.seq <= last {
-                        return Instruction::Resync {
-                            why: format!(
-                                "the server sent change {} after {} (out of order or repeated)",
-                                change.seq, last
-                            ),
-                        };
-                    }
-                    last = change.seq;
-                }
-                if upto < last {
-                    return Instruction::Resync {
-                        why: format!("the server's batch ends at {upto} but holds change {last}"),
-                    };
-                }
-                self.cursor = upto;
-                self.head = self.head.max(upto);
-                Instruction::Apply { changes, upto }
-            }
-            ServerFrame::Heartbeat { head } => {
-                if head < self.cursor {
-                    return Instruction::Resync {
-                        why: format!(
-                            "the server's head {head} is behind our cursor {}",
-                            self.cursor
-                        ),
-                    };
-                }
-                self.head = head;
-                if head == self.cursor {
-                    Instruction::Nothing
-                } else {
-                    self.cursor = head;
-                    Instruction::Advance { head }
-                }
-            }
-            ServerFrame::Resync { message, .. } => Instruction::Resync { why: message },
-            ServerFrame::Error { code, message } => Instruction::Fail { code, why: message },
-        }
+    pub fn cursor(&self) -> Option<u64> {
+        self.cursor
     }
 
     pub fn lag(&self) -> u64 {
-        self.head.saturating_sub(self.cursor)
+        self.head.saturating_sub(self.cursor.unwrap_or(0))
+    }
+
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Instruction> {
+        let mut out = Vec::new();
+        match event {
+            Event::Connected => {
+                if let Phase::Connecting { .. } = self.phase {
+                    self.phase = Phase::AwaitWelcome { since: now };
+                    out.push(Instruction::SendHello {
+                        cursor: self.cursor.unwrap_or(0),
+                    });
+                }
+            }
+            Event::Disconnected { error } => {
+                if self.connected_or_connecting() {
+                    self.fail(now, error, Next::Connect, &mut out);
+                }
+            }
+            Event::Frame(text) => self.on_frame(&text, now, &mut out),
+            Event::ApplyFailed { error } => {
+                self.fail(
+                    now,
+                    format!("could not apply changes: {error}"),
+                    Next::Snapshot,
+                    &mut out,
+                );
+            }
+            Event::SnapshotFetched { seq } => {
+                if self.phase == Phase::Snapshotting {
+                    self.cursor = Some(seq);
+                    self.head = seq;
+                    self.connect(now, &mut out);
+                }
+            }
+            Event::SnapshotFailed { error, expired } => {
+                if expired {
+                    self.expire(&mut out);
+                } else if self.phase == Phase::Snapshotting {
+                    self.fail(now, error, Next::Snapshot, &mut out);
+                }
+            }
+            Event::OutboxHead(head) => self.outbox_head = head,
+            Event::MutationDone {
+                mutation_id,
+                result,
+            } => {
+                if self.in_flight == Some(mutation_id) {
+                    self.in_flight = None;
+                }
+                match result {
+                    Sent::Outcome(outcome) => {
+                        self.send_attempt = 0;
+                        self.send_after = None;
+                        // Unknown until the driver has settled it and reports the next.
+                        self.outbox_head = None;
+                        out.push(Instruction::Settle {
+                            mutation_id,
+                            outcome,
+                        });
+                    }
+                    Sent::Gone => self.outbox_head = None,
+                    Sent::Expired => self.expire(&mut out),
+                    Sent::Failed(error) => {
+                        self.send_attempt = self.send_attempt.saturating_add(1);
+                        let delay = self.backoff_delay(self.send_attempt);
+                        self.send_after = Some(now + delay);
+                        self.error = Some(format!("cannot send changes: {error}"));
+                    }
+                }
+            }
+            Event::Tick => self.on_tick(now, &mut out),
+        }
+        self.maybe_send(now, &mut out);
+        self.finish(now, out)
+    }
+
+    fn connected_or_connecting(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Connecting { .. } | Phase::AwaitWelcome { .. } | Phase::Open { .. }
+        )
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Instruction>) {
+        let dead = self.timing.dead_after;
+        match self.phase {
+            Phase::Backoff { until, next } if now >= until => match next {
+                Next::Connect => self.connect(now, out),
+                Next::Snapshot => self.snapshot(out),
+            },
+            Phase::Connecting { since } | Phase::AwaitWelcome { since } if now >= since + dead => {
+                self.fail(now, "connecting timed out".into(), Next::Connect, out);
+            }
+            Phase::Open { last_frame, .. } if now >= last_frame + dead => {
+                self.fail(
+                    now,
+                    format!("no heartbeat from the server for {} s", dead.as_secs_f32()),
+                    Next::Connect,
+                    out,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_frame(&mut self, text: &str, now: Instant, out: &mut Vec<Instruction>) {
+        let welcome_head = match self.phase {
+            Phase::Open { welcome_head, .. } => Some(welcome_head),
+            Phase::AwaitWelcome { .. } => None,
+            // A frame from a socket we already gave up on.
+            _ => return,
+        };
+        let frame = match serde_json::from_str::<ServerFrame>(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let shown: String = text.chars().take(80).collect();
+                return self.hostile(now, format!("unreadable frame {shown:?}: {e}"), out);
+            }
+        };
+        let cursor = self.cursor.unwrap_or(0);
+        match (frame, welcome_head) {
+            (ServerFrame::Welcome { protocol, head, .. }, None) => {
+                if protocol != PROTOCOL_VERSION {
+                    return self.hostile(
+                        now,
+                        format!("the server speaks protocol {protocol}, not {PROTOCOL_VERSION}"),
+                        out,
+                    );
+                }
+                if head < cursor {
+                    return self.hostile(
+                        now,
+                        format!("the server's head {head} is behind our cursor {cursor}"),
+                        out,
+                    );
+                }
+                self.head = head;
+                self.phase = Phase::Open {
+                    welcome_head: head,
+                    last_frame: now,
+                };
+            }
+            (ServerFrame::Welcome { .. }, Some(_)) => {
+                self.hostile(now, "a second welcome".into(), out);
+            }
+            (ServerFrame::Resync { message, .. }, _) => {
+                // The server's own decision (cursor too old, client too slow): no error.
+                out.push(Instruction::Close);
+                self.snapshot(out);
+                tracing::info!("the server asks for a resync: {message}");
+            }
+            (ServerFrame::Error { code, message }, _) => {
+                if code == ErrorCode::Unauthorized {
+                    self.expire(out);
+                } else {
+                    self.fail(
+                        now,
+                        format!("the server refused the feed ({code:?}): {message}"),
+                        Next::Connect,
+                        out,
+                    );
+                }
+            }
+            (_, None) => self.hostile(now, "a frame before the welcome".into(), out),
+            (ServerFrame::Changes { changes, upto }, Some(welcome_head)) => {
+                let mut last = cursor;
+                for change in &changes {
+                    if change.seq <= last {
+                        return self.hostile(
+                            now,
+                            format!(
+                                "change {} after {last} (out of order or repeated)",
+                                change.seq
+                            ),
+                            out,
+                        );
+                    }
+                    last = change.seq;
+                }
+                if upto < last || upto < cursor {
+                    return self.hostile(
+                        now,
+                        format!("a batch up to {upto} holding change {last} at cursor {cursor}"),
+                        out,
+                    );
+                }
+                self.healthy(now, welcome_head);
+                self.cursor = Some(upto);
+                self.head = self.head.max(upto);
+                out.push(Instruction::Apply {
+                    changes,
+                    upto,
+                    live: upto > welcome_head,
+                });
+            }
+            (ServerFrame::Heartbeat { head }, Some(welcome_head)) => {
+                if head < cursor {
+                    return self.hostile(
+                        now,
+                        format!("a heartbeat at {head} behind our cursor {cursor}"),
+                        out,
+                    );
+                }
+                self.healthy(now, welcome_head);
+                self.head = head;
+                if head > cursor {
+                    self.cursor = Some(head);
+                    out.push(Instruction::Advance { cursor: head });
+                }
+            }
+        }
+    }
+
+    /// A valid frame on an open connection.
+    fn healthy(&mut self, now: Instant, welcome_head: u64) {
+        self.phase = Phase::Open {
+            welcome_head,
+            last_frame: now,
+        };
+        self.attempt = 0;
+        self.synced = true;
+    }
+
+    /// The peer sent something no correct server sends: report it, and do not trust the
+    /// cursor's neighbourhood any more: resync from a snapshot after a backoff (a server
+    /// that keeps doing it must not get a tight loop).
+    fn hostile(&mut self, now: Instant, why: String, out: &mut Vec<Instruction>) {
+        tracing::warn!("bad frame from the server: {why}");
+        self.fail(
+            now,
+            format!("the server sent a bad frame: {why}"),
+            Next::Snapshot,
+            out,
+        );
+    }
+
+    fn fail(&mut self, now: Instant, error: String, next: Next, out: &mut Vec<Instruction>) {
+        if self.phase == Phase::Expired {
+            return;
+        }
+        if self.connected_or_connecting() {
+            out.push(Instruction::Close);
+        }
+        self.error = Some(error);
+        let delay = self.backoff_delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        self.phase = Phase::Backoff {
+            until: now + delay,
+            next,
+        };
+    }
+
+    fn expire(&mut self, out: &mut Vec<Instruction>) {
+        if self.connected_or_connecting() {
+            out.push(Instruction::Close);
+        }
+        self.error = Some("The session has expired; sign in again.".into());
+        self.phase = Phase::Expired;
+    }
+
+    fn connect(&mut self, now: Instant, out: &mut Vec<Instruction>) {
+        self.phase = Phase::Connecting { since: now };
+        out.push(Instruction::Connect);
+    }
+
+    fn snapshot(&mut self, out: &mut Vec<Instruction>) {
+        self.phase = Phase::Snapshotting;
+        out.push(Instruction::FetchSnapshot);
+    }
+
+    /// One change at a time, only on an open feed (so "online" means one thing), in
+    /// outbox order: the next goes when the previous is settled.
+    fn maybe_send(&mut self, now: Instant, out: &mut Vec<Instruction>) {
+        if !matches!(self.phase, Phase::Open { .. }) || self.in_flight.is_some() {
+            return;
+        }
+        if self.send_after.is_some_and(|t| now < t) {
+            return;
+        }
+        if let Some(mutation_id) = self.outbox_head {
+            self.in_flight = Some(mutation_id);
+            out.push(Instruction::Send { mutation_id });
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half fixed, half random.
+    fn backoff_delay(&mut self, attempt: u32) -> Duration {
+        let base = self
+            .timing
+            .min_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.timing.max_backoff);
+        // xorshift64: plenty for jitter, and deterministic under a fixed seed.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        base / 2 + (base / 2).mul_f64(unit)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let phase = match self.phase {
+            Phase::Backoff { until, .. } => Some(until),
+            Phase::Connecting { since } | Phase::AwaitWelcome { since } => {
+                Some(since + self.timing.dead_after)
+            }
+            Phase::Open { last_frame, .. } => Some(last_frame + self.timing.dead_after),
+            Phase::Snapshotting | Phase::Expired => None,
+        };
+        let send = self.send_after.filter(|_| self.outbox_head.is_some());
+        match (phase, send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn report(&self) -> Report {
+        let open = matches!(self.phase, Phase::Open { .. });
+        let busy = self.outbox_head.is_some() || self.in_flight.is_some();
+        let state = match self.phase {
+            Phase::Open { .. } if self.lag() == 0 && !busy => SyncState::Online,
+            Phase::Open { .. } | Phase::AwaitWelcome { .. } | Phase::Snapshotting => {
+                SyncState::Syncing
+            }
+            Phase::Backoff { .. } | Phase::Connecting { .. } | Phase::Expired => SyncState::Offline,
+        };
+        Report {
+            state,
+            lag: self.lag(),
+            error: self.error.clone(),
+            session_expired: self.phase == Phase::Expired,
+            synced: self.synced && open,
+        }
+    }
+
+    /// Appends the wake-up and, if anything changed, the status.
+    fn finish(&mut self, _now: Instant, mut out: Vec<Instruction>) -> Vec<Instruction> {
+        // Caught up and healthy: the last error is history.
+        if matches!(self.phase, Phase::Open { .. })
+            && self.lag() == 0
+            && self.synced
+            && self.send_attempt == 0
+        {
+            self.error = None;
+        }
+        if let Some(at) = self.deadline() {
+            out.push(Instruction::WakeAt(at));
+        }
+        let report = self.report();
+        if report.synced || self.reported.as_ref() != Some(&report) {
+            out.push(Instruction::Report(report.clone()));
+            self.reported = Some(report);
+        }
+        self.synced = false;
+        out
     }
 }
 
@@ -122,6 +588,20 @@ mod tests {
     use super::*;
     use clinic_protocol::{ChangeOp, RecordKind};
 
+    const DEAD: Duration = Duration::from_secs(10);
+
+    fn machine(cursor: Option<u64>) -> SyncMachine {
+        SyncMachine::new(
+            Timing {
+                dead_after: DEAD,
+                min_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+            },
+            cursor,
+            42,
+        )
+    }
+
     fn change(seq: u64) -> Change {
         Change {
             seq,
@@ -129,84 +609,297 @@ mod tests {
             mutation_id: None,
             op: ChangeOp::Remove {
                 kind: RecordKind::Slot,
-                id: uuid::Uuid::nil(),
+                id: Uuid::nil(),
             },
         }
     }
 
-    fn welcomed(cursor: u64) -> FeedMachine {
-        let mut m = FeedMachine::new(cursor);
-        let w = m.on_frame(ServerFrame::Welcome {
+    fn frame(f: &ServerFrame) -> Event {
+        Event::Frame(serde_json::to_string(f).unwrap())
+    }
+
+    fn welcome(head: u64) -> Event {
+        frame(&ServerFrame::Welcome {
             protocol: PROTOCOL_VERSION,
-            user_id: uuid::Uuid::nil(),
-            head: cursor + 5,
-        });
-        assert_eq!(w, Instruction::Nothing);
+            user_id: Uuid::nil(),
+            head,
+        })
+    }
+
+    fn has(out: &[Instruction], f: impl Fn(&Instruction) -> bool) -> bool {
+        out.iter().any(f)
+    }
+
+    fn report(out: &[Instruction]) -> Option<&Report> {
+        out.iter().rev().find_map(|i| match i {
+            Instruction::Report(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    fn wake(out: &[Instruction]) -> Instant {
+        out.iter()
+            .find_map(|i| match i {
+                Instruction::WakeAt(t) => Some(*t),
+                _ => None,
+            })
+            .expect("a wake-up")
+    }
+
+    /// A machine with an open feed at `cursor`, welcomed with `head`.
+    fn open(cursor: u64, head: u64, t0: Instant) -> SyncMachine {
+        let mut m = machine(Some(cursor));
+        assert_eq!(m.start(t0)[0], Instruction::Connect);
+        let out = m.handle(Event::Connected, t0);
+        assert_eq!(out[0], Instruction::SendHello { cursor });
+        m.handle(welcome(head), t0);
+        let expected = if head == cursor {
+            SyncState::Online
+        } else {
+            SyncState::Syncing
+        };
+        assert_eq!(m.report().state, expected);
         m
     }
 
     #[test]
-    fn ordered_changes_apply_and_move_the_cursor() {
-        let mut m = welcomed(10);
+    fn a_session_catches_up_goes_live_and_advances_on_heartbeats() {
+        let t0 = Instant::now();
+        let mut m = open(10, 15, t0);
         assert_eq!(m.lag(), 5);
-        let i = m.on_frame(ServerFrame::Changes {
-            changes: vec![change(11), change(13)],
-            upto: 14,
-        });
-        assert!(matches!(i, Instruction::Apply { upto: 14, .. }));
-        assert_eq!(m.cursor, 14);
-        assert_eq!(
-            m.on_frame(ServerFrame::Heartbeat { head: 20 }),
-            Instruction::Advance { head: 20 }
+        let out = m.handle(
+            frame(&ServerFrame::Changes {
+                changes: vec![change(11), change(13)],
+                upto: 15,
+            }),
+            t0,
         );
-        assert_eq!(m.lag(), 0);
+        assert!(has(&out, |i| matches!(
+            i,
+            Instruction::Apply {
+                upto: 15,
+                live: false,
+                ..
+            }
+        )));
+        let r = report(&out).unwrap();
+        assert_eq!((r.state, r.lag, r.synced), (SyncState::Online, 0, true));
+        let out = m.handle(
+            frame(&ServerFrame::Changes {
+                changes: vec![change(16)],
+                upto: 16,
+            }),
+            t0,
+        );
+        assert!(has(&out, |i| matches!(
+            i,
+            Instruction::Apply { live: true, .. }
+        )));
+        let out = m.handle(frame(&ServerFrame::Heartbeat { head: 20 }), t0);
+        assert!(has(&out, |i| *i == Instruction::Advance { cursor: 20 }));
+        assert_eq!(m.cursor(), Some(20));
     }
 
     #[test]
-    fn hostile_frames_lead_to_a_resync_and_leave_the_cursor_alone() {
-        for bad in [
-            r#"garbage"#,
-            r#"{"type":"changes","changes":[],"upto":1,"extra":true}"#,
-            r#"{"type":"teleport"}"#,
-        ] {
-            let mut m = welcomed(10);
+    fn a_missed_heartbeat_closes_and_reconnects_with_growing_jittered_backoff() {
+        let t0 = Instant::now();
+        let mut m = open(10, 10, t0);
+        let out = m.handle(Event::Tick, t0 + DEAD / 2);
+        assert!(!has(&out, |i| *i == Instruction::Close), "still alive");
+        let out = m.handle(Event::Tick, t0 + DEAD);
+        assert!(has(&out, |i| *i == Instruction::Close));
+        let r = report(&out).unwrap();
+        assert_eq!(r.state, SyncState::Offline);
+        assert!(r.error.as_deref().unwrap().contains("heartbeat"));
+
+        // Retry delays grow (within jitter) and are capped.
+        let mut now = t0 + DEAD;
+        let mut delays = Vec::new();
+        let mut out = out;
+        for _ in 0..8 {
+            let at = wake(&out);
+            delays.push(at - now);
+            now = at;
+            let connect = m.handle(Event::Tick, now);
+            assert!(has(&connect, |i| *i == Instruction::Connect));
+            out = m.handle(
+                Event::Disconnected {
+                    error: "refused".into(),
+                },
+                now,
+            );
+        }
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        assert!(delays[3] > delays[0]);
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
+        // A healthy frame resets the backoff; the cursor was kept throughout.
+        m.handle(Event::Tick, wake(&out));
+        m.handle(Event::Connected, wake(&out));
+        let out = m.handle(welcome(12), wake(&out));
+        assert_eq!(m.cursor(), Some(10));
+        assert!(report(&out).is_some());
+    }
+
+    #[test]
+    fn hostile_frames_report_an_error_and_resync_after_a_backoff() {
+        let hostile = [
+            "garbage".to_owned(),
+            r#"{"type":"changes","changes":[],"upto":12,"extra":true}"#.to_owned(),
+            r#"{"type":"teleport"}"#.to_owned(),
+            serde_json::to_string(&ServerFrame::Changes {
+                changes: vec![change(10)],
+                upto: 10,
+            })
+            .unwrap(),
+            serde_json::to_string(&ServerFrame::Changes {
+                changes: vec![change(12), change(11)],
+                upto: 12,
+            })
+            .unwrap(),
+            serde_json::to_string(&ServerFrame::Changes {
+                changes: vec![change(12)],
+                upto: 11,
+            })
+            .unwrap(),
+            serde_json::to_string(&ServerFrame::Heartbeat { head: 3 }).unwrap(),
+            serde_json::to_string(&ServerFrame::Welcome {
+                protocol: PROTOCOL_VERSION,
+                user_id: Uuid::nil(),
+                head: 12,
+            })
+            .unwrap(),
+        ];
+        let t0 = Instant::now();
+        for bad in hostile {
+            let mut m = open(10, 12, t0);
+            let out = m.handle(Event::Frame(bad.clone()), t0);
             assert!(
-                matches!(m.on_text(bad), Instruction::Resync { .. }),
+                !has(&out, |i| matches!(i, Instruction::Apply { .. })),
                 "{bad}"
             );
-            assert_eq!(m.cursor, 10);
+            assert!(has(&out, |i| *i == Instruction::Close), "{bad}");
+            let r = report(&out).unwrap();
+            assert!(r.error.is_some() && r.state == SyncState::Offline, "{bad}");
+            assert_eq!(m.cursor(), Some(10), "{bad}");
+            let out = m.handle(Event::Tick, wake(&out));
+            assert_eq!(out[0], Instruction::FetchSnapshot, "{bad}");
+            let out = m.handle(Event::SnapshotFetched { seq: 30 }, t0);
+            assert_eq!(out[0], Instruction::Connect);
+            assert_eq!(m.cursor(), Some(30));
         }
-        let mut m = welcomed(10);
-        let repeated = m.on_frame(ServerFrame::Changes {
-            changes: vec![change(10)],
-            upto: 10,
-        });
-        assert!(matches!(repeated, Instruction::Resync { .. }));
-        let backwards = m.on_frame(ServerFrame::Changes {
-            changes: vec![change(12), change(11)],
-            upto: 12,
-        });
-        assert!(matches!(backwards, Instruction::Resync { .. }));
-        let short = m.on_frame(ServerFrame::Changes {
-            changes: vec![change(12)],
-            upto: 11,
-        });
-        assert!(matches!(short, Instruction::Resync { .. }));
-        let behind = m.on_frame(ServerFrame::Heartbeat { head: 3 });
-        assert!(matches!(behind, Instruction::Resync { .. }));
-        assert_eq!(m.cursor, 10);
 
-        let mut other = FeedMachine::new(0);
-        let v = other.on_frame(ServerFrame::Welcome {
-            protocol: 99,
-            user_id: uuid::Uuid::nil(),
-            head: 0,
-        });
-        assert!(matches!(v, Instruction::Resync { .. }));
-        let early = FeedMachine::new(0).on_frame(ServerFrame::Heartbeat { head: 1 });
-        assert!(
-            matches!(early, Instruction::Resync { .. }),
-            "nothing counts before the welcome"
+        // Another protocol version, or anything before the welcome.
+        for first in [
+            serde_json::to_string(&ServerFrame::Welcome {
+                protocol: 99,
+                user_id: Uuid::nil(),
+                head: 0,
+            })
+            .unwrap(),
+            serde_json::to_string(&ServerFrame::Heartbeat { head: 1 }).unwrap(),
+        ] {
+            let mut m = machine(Some(0));
+            m.start(t0);
+            m.handle(Event::Connected, t0);
+            let out = m.handle(Event::Frame(first), t0);
+            assert!(report(&out).unwrap().error.is_some());
+        }
+    }
+
+    #[test]
+    fn a_server_resync_fetches_a_snapshot_at_once_and_an_expired_token_stops() {
+        let t0 = Instant::now();
+        let mut m = open(10, 10, t0);
+        let out = m.handle(
+            frame(&ServerFrame::Resync {
+                reason: clinic_protocol::ResyncReason::CursorTooOld,
+                message: "old".into(),
+            }),
+            t0,
         );
+        assert_eq!(out[..2], [Instruction::Close, Instruction::FetchSnapshot]);
+        assert_eq!(report(&out).unwrap().error, None);
+
+        let mut m = machine(None);
+        assert_eq!(m.start(t0)[0], Instruction::FetchSnapshot);
+        let out = m.handle(
+            Event::SnapshotFailed {
+                error: "401".into(),
+                expired: true,
+            },
+            t0,
+        );
+        let r = report(&out).unwrap();
+        assert!(r.session_expired && r.state == SyncState::Offline);
+        assert!(!has(&out, |i| matches!(i, Instruction::WakeAt(_))));
+    }
+
+    #[test]
+    fn the_outbox_goes_one_at_a_time_in_order_and_retries_after_failures() {
+        let t0 = Instant::now();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut m = machine(Some(5));
+        m.start(t0);
+        // Queued while offline: nothing is sent before the feed is open.
+        assert!(m
+            .handle(Event::OutboxHead(Some(a)), t0)
+            .iter()
+            .all(|i| !matches!(i, Instruction::Send { .. })));
+        m.handle(Event::Connected, t0);
+        let out = m.handle(welcome(5), t0);
+        assert!(has(&out, |i| *i == Instruction::Send { mutation_id: a }));
+        assert_eq!(m.report().state, SyncState::Syncing);
+        // No second send while one is in flight.
+        assert!(!has(
+            &m.handle(Event::OutboxHead(Some(a)), t0),
+            |i| matches!(i, Instruction::Send { .. })
+        ));
+        let out = m.handle(
+            Event::MutationDone {
+                mutation_id: a,
+                result: Sent::Failed("timeout".into()),
+            },
+            t0,
+        );
+        assert!(
+            !has(&out, |i| matches!(i, Instruction::Send { .. })),
+            "waits first"
+        );
+        let retry = wake(&out);
+        let out = m.handle(Event::Tick, retry);
+        assert!(has(&out, |i| *i == Instruction::Send { mutation_id: a }));
+        let applied = MutationOutcome::Applied {
+            seq: 6,
+            record: None,
+        };
+        let out = m.handle(
+            Event::MutationDone {
+                mutation_id: a,
+                result: Sent::Outcome(applied.clone()),
+            },
+            retry,
+        );
+        assert_eq!(
+            out[0],
+            Instruction::Settle {
+                mutation_id: a,
+                outcome: applied
+            }
+        );
+        assert!(
+            !has(&out, |i| matches!(i, Instruction::Send { .. })),
+            "settle first"
+        );
+        let out = m.handle(Event::OutboxHead(Some(b)), retry);
+        assert!(has(&out, |i| *i == Instruction::Send { mutation_id: b }));
+        m.handle(
+            Event::MutationDone {
+                mutation_id: b,
+                result: Sent::Gone,
+            },
+            retry,
+        );
+        m.handle(Event::OutboxHead(None), retry);
+        assert_eq!(m.report().state, SyncState::Online);
     }
 }

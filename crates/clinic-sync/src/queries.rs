@@ -1,180 +1,274 @@
-//! The reads the dashboards need, answered from a [`View`] (so offline too, and with
-//! pending changes applied).
+//! The reads the dashboards need, answered by SQLite from the cache (so offline too), each
+//! with this user's pending changes applied: they all read the `visible` view, which is the
+//! server's records with the overlay of pending changes in place (see the migrations).
+//!
+//! Every query is one statement on the typed columns; only the matching records' JSON is
+//! decoded.
 
 use chrono::{Datelike, Duration, NaiveDate};
 use clinic_protocol::{Booking, BookingStatus, Id, Message, Record, Slot, Staff};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::engine::{View, ViewRecord};
+use crate::cache::Cache;
+use crate::engine::{Engine, ViewRecord};
+use crate::error::SyncError;
 
-fn bookings(view: &View) -> impl Iterator<Item = (&Booking, bool)> {
-    view.records.iter().filter_map(|v| match &v.record {
-        Record::Booking(b) => Some((b, v.pending)),
-        _ => None,
-    })
-}
-
-pub fn staff(view: &View) -> Vec<Staff> {
-    let mut staff: Vec<Staff> = view
-        .records
-        .iter()
-        .filter_map(|v| match &v.record {
-            Record::Staff(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
-    staff.sort_by(|a, b| a.display_name.cmp(&b.display_name));
-    staff
-}
-
-fn sorted(mut list: Vec<Booking>) -> Vec<Booking> {
-    list.sort_by_key(|b| (b.date, b.start, b.id));
-    list
-}
-
-pub fn bookings_on(view: &View, day: NaiveDate) -> Vec<Booking> {
-    sorted(
-        bookings(view)
-            .filter(|(b, _)| b.date == day)
-            .map(|(b, _)| b.clone())
-            .collect(),
-    )
-}
-
-pub fn bookings_of_therapist(view: &View, therapist: Id) -> Vec<Booking> {
-    sorted(
-        bookings(view)
-            .filter(|(b, _)| b.therapist_id == Some(therapist))
-            .map(|(b, _)| b.clone())
-            .collect(),
-    )
-}
-
-pub fn bookings_of_driver(view: &View, driver: Id) -> Vec<Booking> {
-    sorted(
-        bookings(view)
-            .filter(|(b, _)| b.driver_id == Some(driver))
-            .map(|(b, _)| b.clone())
-            .collect(),
-    )
-}
-
-pub fn bookings_with_status(view: &View, status: BookingStatus) -> Vec<Booking> {
-    sorted(
-        bookings(view)
-            .filter(|(b, _)| b.status == status)
-            .map(|(b, _)| b.clone())
-            .collect(),
-    )
-}
-
-/// The most recently created bookings first.
-pub fn recent_bookings(view: &View, limit: usize) -> Vec<Booking> {
-    let mut list: Vec<Booking> = bookings(view).map(|(b, _)| b.clone()).collect();
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    list.truncate(limit);
-    list
+/// A record from a query, with whether a change of this user's to it is still pending.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Cached<T> {
+    pub record: T,
+    pub pending: bool,
 }
 
 /// The operator's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Counts {
     /// Requested or declined: waiting for someone to act.
-    pub pending_requests: usize,
-    pub confirmed_today: usize,
+    pub pending_requests: u64,
+    /// Today's bookings that hold the therapist's time or are done.
+    pub confirmed_today: u64,
     /// Every booking that is not cancelled.
-    pub total: usize,
+    pub total: u64,
     /// Bookings with a change not yet confirmed by the server.
-    pub unsynced: usize,
-}
-
-pub fn counts(view: &View, today: NaiveDate) -> Counts {
-    let mut c = Counts::default();
-    for (b, pending) in bookings(view) {
-        if matches!(b.status, BookingStatus::Requested | BookingStatus::Declined) {
-            c.pending_requests += 1;
-        }
-        if b.date == today && (b.status.holds_therapist() || b.status == BookingStatus::Completed) {
-            c.confirmed_today += 1;
-        }
-        if b.status != BookingStatus::Cancelled {
-            c.total += 1;
-        }
-        c.unsynced += usize::from(pending);
-    }
-    c
-}
-
-/// A staff member's slots in the week (Monday to Sunday) holding `day`.
-pub fn slots_in_week(view: &View, staff: Option<Id>, day: NaiveDate) -> Vec<Slot> {
-    let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
-    let sunday = monday + Duration::days(6);
-    let mut slots: Vec<Slot> = view
-        .records
-        .iter()
-        .filter_map(|v| match &v.record {
-            Record::Slot(s)
-                if staff.is_none_or(|id| s.staff_id == id)
-                    && s.date >= monday
-                    && s.date <= sunday =>
-            {
-                Some(s.clone())
-            }
-            _ => None,
-        })
-        .collect();
-    slots.sort_by_key(|s| (s.date, s.start, s.id));
-    slots
+    pub unsynced: u64,
 }
 
 /// One conversation: the other person, the last message and how many are unread.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Conversation {
     pub peer: Id,
-    pub last: Message,
-    pub unread: usize,
+    pub last: Cached<Message>,
+    /// Messages to this user from `peer` not read yet.
+    pub unread: u64,
 }
 
-pub fn conversations(view: &View, me: Id) -> Vec<Conversation> {
-    let mut by_peer: std::collections::HashMap<Id, Conversation> = std::collections::HashMap::new();
-    for m in messages(view) {
-        let peer = if m.sender_id == me {
-            m.recipient_id
-        } else {
-            m.sender_id
-        };
-        let unread = usize::from(m.recipient_id == me && m.read_at.is_none());
-        let entry = by_peer.entry(peer).or_insert_with(|| Conversation {
-            peer,
-            last: m.clone(),
-            unread: 0,
-        });
-        entry.unread += unread;
-        if m.sent_at > entry.last.sent_at {
-            entry.last = m.clone();
+/// Every visible record (for [`Engine::view_at`]).
+pub(crate) async fn all(cache: &Cache) -> Result<Vec<ViewRecord>, SyncError> {
+    sqlx::query("SELECT body, pending FROM visible")
+        .fetch_all(cache.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(ViewRecord {
+                record: serde_json::from_str(row.get::<&str, _>("body"))?,
+                pending: row.get::<bool, _>("pending"),
+            })
+        })
+        .collect()
+}
+
+/// Runs `q` (selecting `body, pending`) and keeps the records `pick` accepts.
+async fn fetch<T>(
+    engine: &Engine,
+    mut q: QueryBuilder<'_, Sqlite>,
+    pick: fn(Record) -> Option<T>,
+) -> Result<Vec<Cached<T>>, SyncError> {
+    let rows = q.build().fetch_all(engine.inner.cache.pool()).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let record: Record = serde_json::from_str(row.get::<&str, _>("body"))?;
+        if let Some(record) = pick(record) {
+            out.push(Cached {
+                record,
+                pending: row.get::<bool, _>("pending"),
+            });
         }
     }
-    let mut list: Vec<Conversation> = by_peer.into_values().collect();
-    list.sort_by_key(|c| std::cmp::Reverse(c.last.sent_at));
-    list
+    Ok(out)
 }
 
-pub fn messages_with(view: &View, me: Id, peer: Id) -> Vec<Message> {
-    let mut list: Vec<Message> = messages(view)
-        .filter(|m| {
-            (m.sender_id == me && m.recipient_id == peer)
-                || (m.sender_id == peer && m.recipient_id == me)
+fn booking(r: Record) -> Option<Booking> {
+    match r {
+        Record::Booking(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn slot(r: Record) -> Option<Slot> {
+    match r {
+        Record::Slot(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn message(r: Record) -> Option<Message> {
+    match r {
+        Record::Message(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn bookings_where(clause: &str) -> QueryBuilder<'_, Sqlite> {
+    let mut q = QueryBuilder::new("SELECT body, pending FROM visible WHERE kind = 'booking' AND ");
+    q.push(clause);
+    q
+}
+
+const BY_TIME: &str = " ORDER BY day, start_time, id";
+
+impl Engine {
+    /// Bookings on one day, by start time.
+    pub async fn bookings_on(&self, day: NaiveDate) -> Result<Vec<Cached<Booking>>, SyncError> {
+        let mut q = bookings_where("day = ");
+        q.push_bind(day.to_string()).push(BY_TIME);
+        fetch(self, q, booking).await
+    }
+
+    /// A therapist's bookings, by date and time.
+    pub async fn bookings_of_therapist(
+        &self,
+        therapist: Id,
+    ) -> Result<Vec<Cached<Booking>>, SyncError> {
+        let mut q = bookings_where("therapist_id = ");
+        q.push_bind(therapist.to_string()).push(BY_TIME);
+        fetch(self, q, booking).await
+    }
+
+    /// A driver's runs, by date and time.
+    pub async fn bookings_of_driver(&self, driver: Id) -> Result<Vec<Cached<Booking>>, SyncError> {
+        let mut q = bookings_where("driver_id = ");
+        q.push_bind(driver.to_string()).push(BY_TIME);
+        fetch(self, q, booking).await
+    }
+
+    /// Bookings in one status, by date and time.
+    pub async fn bookings_with_status(
+        &self,
+        status: BookingStatus,
+    ) -> Result<Vec<Cached<Booking>>, SyncError> {
+        let mut q = bookings_where("status = ");
+        q.push_bind(status.as_str()).push(BY_TIME);
+        fetch(self, q, booking).await
+    }
+
+    /// The most recently created bookings first.
+    pub async fn recent_bookings(&self, limit: u32) -> Result<Vec<Cached<Booking>>, SyncError> {
+        let mut q = bookings_where("1 ORDER BY at DESC, id LIMIT ");
+        q.push_bind(i64::from(limit));
+        fetch(self, q, booking).await
+    }
+
+    /// The operator's figures for `today` (the clinic's local date).
+    pub async fn counts(&self, today: NaiveDate) -> Result<Counts, SyncError> {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT \
+               COALESCE(SUM(status IN ('requested', 'declined')), 0) AS pending_requests, \
+               COALESCE(SUM(day = ",
+        );
+        q.push_bind(today.to_string()).push(" AND status IN (");
+        let mut taken = q.separated(", ");
+        for s in BookingStatus::ALL
+            .into_iter()
+            .filter(|s| s.holds_therapist() || *s == BookingStatus::Completed)
+        {
+            taken.push_bind(s.as_str());
+        }
+        q.push(
+            ")), 0) AS confirmed_today, \
+               COALESCE(SUM(status <> 'cancelled'), 0) AS total, \
+               COALESCE(SUM(pending), 0) AS unsynced \
+             FROM visible WHERE kind = 'booking'",
+        );
+        let row = q.build().fetch_one(self.inner.cache.pool()).await?;
+        let get = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
+        Ok(Counts {
+            pending_requests: get("pending_requests"),
+            confirmed_today: get("confirmed_today"),
+            total: get("total"),
+            unsynced: get("unsynced"),
         })
-        .cloned()
-        .collect();
-    list.sort_by_key(|m| (m.sent_at, m.id));
-    list
-}
+    }
 
-fn messages(view: &View) -> impl Iterator<Item = &Message> {
-    view.records
-        .iter()
-        .filter_map(|v: &ViewRecord| match &v.record {
-            Record::Message(m) => Some(m),
+    /// Availability in the week (Monday to Sunday) holding `day`: one staff member's, or
+    /// everyone's the user may see with `None`. By date and time.
+    pub async fn slots_in_week(
+        &self,
+        staff: Option<Id>,
+        day: NaiveDate,
+    ) -> Result<Vec<Cached<Slot>>, SyncError> {
+        let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        let sunday = monday + Duration::days(6);
+        let mut q: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT body, pending FROM visible WHERE kind = 'slot' AND day >= ");
+        q.push_bind(monday.to_string())
+            .push(" AND day <= ")
+            .push_bind(sunday.to_string());
+        if let Some(staff) = staff {
+            q.push(" AND staff_id = ").push_bind(staff.to_string());
+        }
+        q.push(BY_TIME);
+        fetch(self, q, slot).await
+    }
+
+    /// The user's conversations, the most recent first, with unread counts.
+    pub async fn conversations(&self) -> Result<Vec<Conversation>, SyncError> {
+        let me = self.user().id.to_string();
+        let rows = sqlx::query(
+            "WITH m AS (
+                 SELECT CASE WHEN sender_id = ?1 THEN recipient_id ELSE sender_id END AS peer,
+                        recipient_id, unread, at, id, body, pending
+                 FROM visible WHERE kind = 'message'),
+             r AS (
+                 SELECT peer, body, pending, at,
+                        SUM(CASE WHEN recipient_id = ?1 AND unread = 1 THEN 1 ELSE 0 END)
+                            OVER (PARTITION BY peer) AS unread_count,
+                        ROW_NUMBER() OVER (PARTITION BY peer ORDER BY at DESC, id DESC) AS rn
+                 FROM m)
+             SELECT peer, body, pending, unread_count FROM r WHERE rn = 1 ORDER BY at DESC",
+        )
+        .bind(me)
+        .fetch_all(self.inner.cache.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let peer: String = row.get("peer");
+            let Some(last) = message(serde_json::from_str(row.get::<&str, _>("body"))?) else {
+                continue;
+            };
+            out.push(Conversation {
+                peer: peer
+                    .parse()
+                    .map_err(|_| SyncError::Storage("bad peer id".into()))?,
+                last: Cached {
+                    record: last,
+                    pending: row.get("pending"),
+                },
+                unread: u64::try_from(row.get::<i64, _>("unread_count")).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Messages between the user and `peer`, oldest first.
+    pub async fn messages_with(&self, peer: Id) -> Result<Vec<Cached<Message>>, SyncError> {
+        let me = self.user().id.to_string();
+        let peer = peer.to_string();
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT body, pending FROM visible WHERE kind = 'message' AND ((sender_id = ",
+        );
+        q.push_bind(me.clone())
+            .push(" AND recipient_id = ")
+            .push_bind(peer.clone())
+            .push(") OR (sender_id = ")
+            .push_bind(peer)
+            .push(" AND recipient_id = ")
+            .push_bind(me)
+            .push(")) ORDER BY at, id");
+        fetch(self, q, message).await
+    }
+
+    /// The staff list, by display name.
+    pub async fn staff(&self) -> Result<Vec<Staff>, SyncError> {
+        let q = QueryBuilder::new("SELECT body, pending FROM visible WHERE kind = 'staff'");
+        let mut list: Vec<Staff> = fetch(self, q, |r| match r {
+            Record::Staff(s) => Some(s),
             _ => None,
         })
+        .await?
+        .into_iter()
+        .map(|c| c.record)
+        .collect();
+        list.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.id.cmp(&b.id)));
+        Ok(list)
+    }
 }

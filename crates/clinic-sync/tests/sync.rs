@@ -10,7 +10,7 @@ use clinic_protocol::{
     BookingAction, BookingStatus, ErrorCode, Mutation, NewSlot, Record, Snapshot,
 };
 use clinic_server::{AppState, Config};
-use clinic_sync::{CacheEvent, Engine, EngineConfig, SyncState, View};
+use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, SyncState, Timing, View};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -37,8 +37,14 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl Fn(&mut Config)) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let state = AppState::open(config(dir.path())).await.unwrap();
+        let mut c = config(dir.path());
+        tweak(&mut c);
+        let state = AppState::open(c).await.unwrap();
         clinic_server::demo::seed(&state).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -116,11 +122,19 @@ fn config(dir: &std::path::Path) -> Config {
     c
 }
 
-fn engine_config(server: &Server, data: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(&server.url(), data);
-    c.dead_after = Duration::from_secs(2);
-    c.max_backoff = Duration::from_millis(300);
+/// Short timeouts so that tests notice a dead server quickly; generous enough for a
+/// loaded machine (the server heartbeats every 200 ms).
+fn fast(mut c: EngineConfig) -> EngineConfig {
+    c.timing = Timing {
+        dead_after: Duration::from_secs(3),
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(300),
+    };
     c
+}
+
+fn engine_config(server: &Server, data: &std::path::Path) -> EngineConfig {
+    fast(EngineConfig::new(&server.url(), data))
 }
 
 /// The records of a view, comparable with a snapshot: sorted JSON, no pending flags.
@@ -218,8 +232,13 @@ async fn two_engines_converge_with_the_right_filtering() {
     let mut saw = false;
     while let Some(event) = events.try_recv() {
         if let CacheEvent::Change(c) = event {
-            if let clinic_sync::Origin::Server { mutation_id, actor } = &c.origin {
-                saw |= *mutation_id == Some(mid) && *actor == Some(reyes.user().id);
+            if let clinic_sync::Origin::Server {
+                mutation_id,
+                actor,
+                live,
+            } = &c.origin
+            {
+                saw |= *mutation_id == Some(mid) && *actor == Some(reyes.user().id) && *live;
             }
         }
     }
@@ -301,7 +320,7 @@ async fn a_restarted_engine_replays_its_outbox() {
     for hour in 14..17 {
         sam.submit(slot_for(reyes, hour)).await.unwrap();
     }
-    sam.shutdown();
+    sam.shutdown().await;
     drop(sam);
 
     server.restart().await;
@@ -365,9 +384,7 @@ async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
     let olivia = Engine::login(engine_config(&server, d1.path()), "olivia", "demo")
         .await
         .unwrap();
-    let mut maria_config = EngineConfig::new(&url, d2.path());
-    maria_config.dead_after = Duration::from_secs(2);
-    maria_config.max_backoff = Duration::from_millis(300);
+    let maria_config = fast(EngineConfig::new(&url, d2.path()));
     let maria = Engine::login(maria_config, "maria", "demo").await.unwrap();
     let b = requested_of(&maria.view_at().await.unwrap(), maria.user().id);
     eventually("olivia has it", || async {
@@ -435,64 +452,119 @@ async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_frames_cause_a_resync_not_a_corrupt_cache() {
+async fn hostile_frames_cause_an_error_and_a_resync_not_a_corrupt_cache() {
     let server = Server::start().await;
-    // A fake feed in front of the real server: HTTP is proxied to it, the WebSocket is ours.
+    let head = server.snapshot("olivia").await.seq;
+    // A fake feed in front of the real server: HTTP is proxied to it, the WebSocket is ours
+    // and serves one hostile script per connection, round robin.
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_addr = fake.local_addr().unwrap();
-    let real = server.url();
-    let frames = [
-        "garbage".to_owned(),
-        r#"{"type":"welcome","protocol":7,"user_id":"00000000-0000-0000-0000-000000000000","head":1}"#.to_owned(),
+    let welcome = format!(
+        r#"{{"type":"welcome","protocol":1,"user_id":"00000000-0000-0000-0000-000000000000","head":{}}}"#,
+        head + 10
+    );
+    let slot_change = |seq: u64| {
+        format!(
+            r#"{{"seq":{seq},"actor":null,"mutation_id":null,"op":{{"type":"remove","kind":"slot","id":"00000000-0000-0000-0000-000000000000"}}}}"#
+        )
+    };
+    let scripts: Vec<Vec<String>> = vec![
+        vec!["garbage".into()],
+        vec![welcome.replace(r#""protocol":1"#, r#""protocol":7"#)],
+        vec![welcome.clone(), r#"{"type":"teleport","to":"mars"}"#.into()],
+        // Out of order within a batch.
+        vec![
+            welcome.clone(),
+            format!(
+                r#"{{"type":"changes","changes":[{},{}],"upto":{}}}"#,
+                slot_change(head + 3),
+                slot_change(head + 2),
+                head + 3
+            ),
+        ],
+        // A repeat of what the cache already has.
+        vec![
+            welcome.clone(),
+            format!(
+                r#"{{"type":"changes","changes":[{}],"upto":{head}}}"#,
+                slot_change(head)
+            ),
+        ],
+        // A heartbeat behind the cursor.
+        vec![welcome, r#"{"type":"heartbeat","head":0}"#.into()],
     ];
-    let upstream = real.clone();
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = served.clone();
+    let upstream = server.addr;
+    let feeds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let feed_count = feeds.clone();
     tokio::spawn(async move {
-        loop {
-            let (stream, _) = fake.accept().await.unwrap();
+        while let Ok((stream, _)) = fake.accept().await {
             let mut peek = [0u8; 512];
-            let n = stream.peek(&mut peek).await.unwrap();
+            let Ok(n) = stream.peek(&mut peek).await else {
+                continue;
+            };
             let head = String::from_utf8_lossy(&peek[..n]).to_string();
             if head.contains("/v1/feed") {
-                let i = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let frame = frames[i % frames.len()].clone();
+                let i = feed_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let script = scripts[i % scripts.len()].clone();
                 tokio::spawn(async move {
                     use futures_util::{SinkExt, StreamExt};
-                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
                     let _ = ws.next().await;
-                    let _ = ws
-                        .send(tokio_tungstenite::tungstenite::Message::text(frame))
-                        .await;
-                    let _ = ws.next().await;
+                    for frame in script {
+                        let _ = ws
+                            .send(tokio_tungstenite::tungstenite::Message::text(frame))
+                            .await;
+                    }
+                    while let Some(Ok(_)) = ws.next().await {}
                 });
             } else {
-                let up = upstream.trim_start_matches("http://").to_owned();
                 tokio::spawn(async move {
                     let mut client = stream;
-                    let mut server = tokio::net::TcpStream::connect(up).await.unwrap();
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 });
             }
         }
     });
     let data = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(&format!("http://{fake_addr}"), data.path());
-    config.max_backoff = Duration::from_millis(100);
+    let config = fast(EngineConfig::new(
+        &format!("http://{fake_addr}"),
+        data.path(),
+    ));
     let engine = Engine::login(config, "olivia", "demo").await.unwrap();
+    let mut events = engine.subscribe();
     let before = records(&engine.view_at().await.unwrap());
     let mut status = engine.status();
-    eventually("several hostile feeds served", || {
-        let n = served.load(std::sync::atomic::Ordering::SeqCst);
-        async move { n >= 4 }
-    })
-    .await;
-    eventually("an error is reported", || {
-        let e = status.borrow_and_update().last_error.clone();
-        async move { e.is_some() }
-    })
-    .await;
-    assert_ne!(status.borrow().state, SyncState::Online);
+    let mut errors = std::collections::HashSet::new();
+    let deadline = Instant::now() + DEADLINE;
+    // Every script served at least twice, and an error seen for each kind of frame.
+    while feeds.load(std::sync::atomic::Ordering::SeqCst) < 12 || errors.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out; errors seen: {errors:?}"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), status.changed()).await;
+        let s = status.borrow_and_update().clone();
+        if let Some(e) = s.last_error {
+            assert_ne!(s.state, SyncState::Online, "{e}");
+            errors.insert(e.split(':').take(2).collect::<String>());
+        }
+    }
+    let mut resyncs = 0;
+    while let Some(event) = events.try_recv() {
+        match event {
+            CacheEvent::Change(c) if c.kind == ChangeKind::Reset => resyncs += 1,
+            other => panic!("nothing but resyncs reached the cache: {other:?}"),
+        }
+    }
+    assert!(
+        resyncs >= 6,
+        "hostile frames lead to resyncs from a snapshot ({resyncs})"
+    );
     assert_eq!(
         records(&engine.view_at().await.unwrap()),
         before,
@@ -502,6 +574,7 @@ async fn hostile_frames_cause_a_resync_not_a_corrupt_cache() {
         records(&engine.view_at().await.unwrap()),
         snapshot_records(&server.snapshot("olivia").await)
     );
+    engine.shutdown().await;
 }
 
 /// One step of the model-based test.
@@ -535,6 +608,68 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
     ]
 }
 
+/// What a window of the app keeps: built with the late-subscriber recipe (subscribe, read
+/// the view at seq S, then apply only events above S), kept up to date from the stream.
+struct Mirror {
+    events: clinic_sync::Subscription,
+    records: std::collections::HashMap<(clinic_protocol::RecordKind, Uuid), (Record, bool)>,
+    seq: u64,
+}
+
+impl Mirror {
+    async fn join(engine: &Engine) -> Mirror {
+        let events = engine.subscribe();
+        let mut m = Mirror {
+            events,
+            records: Default::default(),
+            seq: 0,
+        };
+        m.reload(engine).await;
+        m
+    }
+
+    async fn reload(&mut self, engine: &Engine) {
+        let view = engine.view_at().await.unwrap();
+        self.seq = view.seq;
+        self.records = view
+            .records
+            .into_iter()
+            .map(|r| ((r.record.kind(), r.record.id()), (r.record, r.pending)))
+            .collect();
+    }
+
+    /// Applies what the stream has; true if the mirror equals the engine's view.
+    async fn caught_up(&mut self, engine: &Engine) -> bool {
+        while let Some(event) = self.events.try_recv() {
+            let CacheEvent::Change(change) = event else {
+                continue;
+            };
+            if change.seq <= self.seq {
+                continue;
+            }
+            assert_eq!(change.seq, self.seq + 1, "no gap in the cache sequence");
+            self.seq = change.seq;
+            match change.kind {
+                ChangeKind::Upsert { record, pending } => {
+                    self.records
+                        .insert((record.kind(), record.id()), (record, pending));
+                }
+                ChangeKind::Remove { kind, id } => {
+                    self.records.remove(&(kind, id));
+                }
+                ChangeKind::Reset => self.reload(engine).await,
+            }
+        }
+        let view = engine.view_at().await.unwrap();
+        let now: std::collections::HashMap<_, _> = view
+            .records
+            .into_iter()
+            .map(|r| ((r.record.kind(), r.record.id()), (r.record, r.pending)))
+            .collect();
+        view.seq == self.seq && now == self.records
+    }
+}
+
 async fn run_model(steps: Vec<Step>) {
     let server = Server::start().await;
     let dirs: Vec<tempfile::TempDir> = USERS.iter().map(|_| tempfile::tempdir().unwrap()).collect();
@@ -543,14 +678,16 @@ async fn run_model(steps: Vec<Step>) {
     let mut engines = Vec::new();
     for (i, user) in USERS.iter().enumerate() {
         let (url, link) = proxy(server.addr).await;
-        let mut c = EngineConfig::new(&url, dirs[i].path());
-        c.dead_after = Duration::from_secs(2);
-        c.max_backoff = Duration::from_millis(200);
+        let c = fast(EngineConfig::new(&url, dirs[i].path()));
         engines.push(Engine::login(c.clone(), user, "demo").await.unwrap());
         configs.push(c);
         links.push(link);
     }
     let ids: Vec<Uuid> = engines.iter().map(|e| e.user().id).collect();
+    let mut mirrors = Vec::new();
+    for e in &engines {
+        mirrors.push(Mirror::join(e).await);
+    }
     let mut notes = 0u32;
     for step in steps {
         match step {
@@ -623,8 +760,9 @@ async fn run_model(steps: Vec<Step>) {
                 links[u].send_replace(up);
             }
             Step::Restart { u } => {
-                engines[u].shutdown();
+                engines[u].shutdown().await;
                 engines[u] = Engine::resume(configs[u].clone()).await.unwrap();
+                mirrors[u] = Mirror::join(&engines[u]).await;
             }
         }
     }
@@ -636,6 +774,17 @@ async fn run_model(steps: Vec<Step>) {
             converged(&engines[i], &server, user)
         })
         .await;
+    }
+    for (i, mirror) in mirrors.iter_mut().enumerate() {
+        let deadline = Instant::now() + DEADLINE;
+        while !mirror.caught_up(&engines[i]).await {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the change stream rebuilds the view",
+                USERS[i]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // At most once: every model slot note appears at most once on the server.
     let everything = server.snapshot("sam").await;
@@ -650,10 +799,176 @@ async fn run_model(steps: Vec<Step>) {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, failure_persistence: None, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 10, failure_persistence: None, ..Default::default() })]
     #[test]
     fn random_users_changes_partitions_and_restarts_converge(steps in proptest::collection::vec(step(), 5..25)) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(run_model(steps));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
+    let server = Server::start().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let olivia = Engine::login(engine_config(&server, d1.path()), "olivia", "demo")
+        .await
+        .unwrap();
+    let reyes = Engine::login(engine_config(&server, d2.path()), "reyes", "demo")
+        .await
+        .unwrap();
+    let view = olivia.view_at().await.unwrap();
+    let all: Vec<clinic_protocol::Booking> = view
+        .records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Record::Booking(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!all.is_empty());
+    let day = all[0].date;
+    let ids = |list: Vec<clinic_sync::Cached<clinic_protocol::Booking>>| {
+        let mut v: Vec<Uuid> = list.into_iter().map(|c| c.record.id).collect();
+        v.sort();
+        v
+    };
+    let expect = |f: &dyn Fn(&clinic_protocol::Booking) -> bool| {
+        let mut v: Vec<Uuid> = all.iter().filter(|b| f(b)).map(|b| b.id).collect();
+        v.sort();
+        v
+    };
+    let me = reyes.user().id;
+    assert_eq!(
+        ids(olivia.bookings_on(day).await.unwrap()),
+        expect(&|b| b.date == day)
+    );
+    assert_eq!(
+        ids(olivia.bookings_of_therapist(me).await.unwrap()),
+        expect(&|b| b.therapist_id == Some(me))
+    );
+    assert_eq!(
+        ids(olivia
+            .bookings_with_status(BookingStatus::Requested)
+            .await
+            .unwrap()),
+        expect(&|b| b.status == BookingStatus::Requested)
+    );
+    let counts = olivia.counts(day).await.unwrap();
+    assert_eq!(
+        counts.total as usize,
+        all.iter()
+            .filter(|b| b.status != BookingStatus::Cancelled)
+            .count()
+    );
+    assert_eq!(
+        olivia.recent_bookings(3).await.unwrap().len(),
+        all.len().min(3)
+    );
+    assert_eq!(
+        olivia.staff().await.unwrap().len(),
+        view.records
+            .iter()
+            .filter(|r| matches!(r.record, Record::Staff(_)))
+            .count()
+    );
+
+    // A pending change shows in every query at once.
+    let b = requested_of(&reyes.view_at().await.unwrap(), me);
+    reyes
+        .submit(Mutation::BookingAction {
+            id: b.id,
+            version: b.version,
+            action: BookingAction::Accept,
+        })
+        .await
+        .unwrap();
+    let confirmed = reyes
+        .bookings_with_status(BookingStatus::Confirmed)
+        .await
+        .unwrap();
+    assert!(confirmed.iter().any(|c| c.record.id == b.id));
+    let mine = reyes.bookings_of_therapist(me).await.unwrap();
+    let accepted = mine.iter().find(|c| c.record.id == b.id).unwrap();
+    // Pending until the server confirms it (possibly already: then it is not pending).
+    assert_eq!(accepted.record.status, BookingStatus::Confirmed);
+
+    // Messages: a conversation with an unread count, read optimistically.
+    let olivia_id = olivia.user().id;
+    olivia
+        .submit(Mutation::SendMessage {
+            message: clinic_protocol::NewMessage {
+                id: Uuid::new_v4(),
+                recipient_id: me,
+                body: "Can you take the 3 pm?".into(),
+            },
+        })
+        .await
+        .unwrap();
+    let mut unread = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while unread == 0 {
+        assert!(Instant::now() < deadline, "the message reaches reyes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        unread = reyes
+            .conversations()
+            .await
+            .unwrap()
+            .iter()
+            .find(|c| c.peer == olivia_id)
+            .map_or(0, |c| c.unread);
+    }
+    let thread = reyes.messages_with(olivia_id).await.unwrap();
+    let last = thread.last().unwrap().record.clone();
+    assert_eq!(last.body, "Can you take the 3 pm?");
+    reyes
+        .submit(Mutation::MarkRead { id: last.id })
+        .await
+        .unwrap();
+    let c = reyes.conversations().await.unwrap();
+    let c = c.iter().find(|c| c.peer == olivia_id).unwrap();
+    assert_eq!(c.unread, unread - 1, "read at once, optimistically");
+    olivia.shutdown().await;
+    reyes.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_works_offline_and_an_expired_session_is_a_distinct_error() {
+    let mut server = Server::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = engine_config(&server, data.path());
+    let sam = Engine::login(config.clone(), "sam", "demo").await.unwrap();
+    let before = records(&sam.view_at().await.unwrap());
+    sam.shutdown().await;
+    drop(sam);
+    server.stop().await;
+    // Offline, no password: the cache answers.
+    let again = Engine::resume(config.clone()).await.unwrap();
+    assert_eq!(records(&again.view_at().await.unwrap()), before);
+    assert_eq!(again.user().username, "sam");
+    again.logout().await.unwrap();
+    let err = Engine::resume(config.clone()).await.unwrap_err();
+    assert_eq!(err.code(), "no_session");
+
+    // A server whose tokens live one second.
+    let short = Server::start_with(|c| c.token_ttl = Duration::from_secs(1)).await;
+    let config = engine_config(&short, data.path());
+    Engine::login(config.clone(), "sam", "demo")
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match Engine::resume(config.clone()).await {
+            Err(e) => {
+                assert_eq!(e.code(), "session_expired", "{e}");
+                break;
+            }
+            Ok(e) => e.shutdown().await,
+        }
+        assert!(Instant::now() < deadline, "the session expires");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.restart().await;
 }
