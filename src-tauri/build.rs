@@ -3,7 +3,14 @@
 
 /// Every command in `tauri::generate_handler!` (src-tauri/lib.rs). A command missing here
 /// cannot be granted to any window, so calling it fails with a permission error.
-const COMMANDS: &[&str] = &["ping"];
+const COMMANDS: &[&str] = &[
+    "session",
+    "login",
+    "logout",
+    "load_view",
+    "submit",
+    "open_window",
+];
 
 fn main() {
     let attributes = tauri_build::Attributes::new()

@@ -1,30 +1,128 @@
-//! Clinic Desk, the desktop app: one backend process, any number of dashboard windows.
+//! Clinic Desk, the desktop app: one backend process, one sync engine, any number of
+//! dashboard windows that render what the backend broadcasts.
 //!
-//! - [`windows`]: window kinds and labels, opening windows.
-//! - [`events`]: names of the events broadcast to windows.
-//! - [`commands`]: the Tauri commands windows call.
+//! - [`backend`]: the app's state (settings, session, layout, demo server) and start-up.
+//! - [`session`]: the signed-in session around the ONE sync engine, and the tasks that
+//!   forward its changes, status and rejections to every window.
+//! - [`commands`]: the Tauri commands windows call; [`error`]: the error they return.
+//! - [`events`]: event names and payloads broadcast to windows.
+//! - [`windows`]: window kinds and labels; [`menu`]: the Window menu; [`layout`]: which
+//!   dashboards were open where, restored at the next start.
+//! - [`news`]: what deserves a notification (pure); [`notify`]: showing it.
+//! - [`config`]: command line, environment and config file; [`demo`]: the embedded demo server.
 
+pub mod backend;
 pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod error;
 pub mod events;
+pub mod layout;
+pub mod menu;
+pub mod news;
+pub mod notify;
+pub mod session;
 pub mod windows;
 
-use windows::WindowKind;
+use clap::Parser;
+use tauri::{Manager, RunEvent, WindowEvent};
+
+use backend::Backend;
+use windows::{Placement, WindowKind};
 
 /// Starts the app and blocks until it quits.
 pub fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tao=warn,wry=warn".into()),
         )
         .init();
-    tauri::Builder::default()
-        .invoke_handler(tauri::generate_handler![commands::ping])
-        .setup(|app| {
-            for kind in [WindowKind::Operator, WindowKind::Therapist] {
-                windows::open(app.handle(), kind, None)?;
-            }
+    let args = config::Args::parse();
+    let context = tauri::generate_context!();
+    let instance_id = config::instance_id(&context.config().identifier, args.data_dir.as_deref());
+
+    let app = tauri::Builder::default()
+        // Starting the app again focuses the running one instead of opening a second
+        // engine on the same cache. One instance per data directory: a second profile
+        // (`--data-dir`) is a separate app.
+        .plugin(
+            tauri_plugin_single_instance::Builder::new()
+                .dbus_id(instance_id)
+                .callback(|app, _argv, _cwd| {
+                    if let Some((_, window)) = app.webview_windows().into_iter().next() {
+                        let _ = window.unminimize();
+                        let _ = window.set_focus();
+                    }
+                })
+                .build(),
+        )
+        .menu(menu::build)
+        .on_menu_event(|app, event| menu::handle(app, &event))
+        .invoke_handler(tauri::generate_handler![
+            commands::session,
+            commands::login,
+            commands::logout,
+            commands::load_view,
+            commands::submit,
+            commands::open_window,
+        ])
+        .setup(move |app| {
+            let settings = config::Settings::new(
+                args,
+                app.path().app_data_dir()?,
+                app.path().app_config_dir()?,
+            );
+            tracing::info!("data in {}", settings.data_dir.display());
+            app.manage(Backend::new(settings));
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                let backend = handle.state::<Backend>();
+                if let Err(e) = backend.start(&handle).await {
+                    tracing::error!("start-up failed: {e:#}");
+                    if handle.webview_windows().is_empty() {
+                        let _ = windows::open(&handle, WindowKind::Login, None);
+                    }
+                }
+            });
             Ok(())
         })
-        .run(tauri::generate_context!())
-        .expect("error while running Clinic Desk");
+        .on_window_event(track_layout)
+        .build(context)
+        .expect("error while building Clinic Desk");
+
+    app.run(|app, event| {
+        if let RunEvent::ExitRequested { .. } = event {
+            app.state::<Backend>().layout.save();
+        }
+    });
+}
+
+/// Keeps the layout current as windows move, resize and close.
+fn track_layout(window: &tauri::Window, event: &WindowEvent) {
+    let Some(kind) = windows::kind_of(window.label()) else {
+        return;
+    };
+    let layout = &window.state::<Backend>().layout;
+    match event {
+        WindowEvent::Moved(_) | WindowEvent::Resized(_) => {
+            let scale = window.scale_factor().unwrap_or(1.0);
+            if let (Ok(pos), Ok(size)) = (window.outer_position(), window.inner_size()) {
+                let pos = pos.to_logical::<f64>(scale);
+                let size = size.to_logical::<f64>(scale);
+                layout.update(
+                    window.label(),
+                    kind,
+                    Placement {
+                        x: pos.x,
+                        y: pos.y,
+                        width: size.width,
+                        height: size.height,
+                    },
+                );
+            }
+        }
+        WindowEvent::CloseRequested { .. } => layout.closing(window.label()),
+        _ => {}
+    }
 }

@@ -169,3 +169,49 @@ pub fn open(
     }
     builder.build()
 }
+
+/// Focuses a window of `kind` if one is open, otherwise opens one.
+pub fn focus_or_open(app: &AppHandle, kind: WindowKind) -> tauri::Result<()> {
+    let existing = app
+        .webview_windows()
+        .into_iter()
+        .find(|(label, _)| kind_of(label) == Some(kind))
+        .map(|(_, w)| w);
+    let window = match existing {
+        Some(w) => w,
+        None => open(app, kind, None)?,
+    };
+    window.unminimize()?;
+    window.show()?;
+    window.set_focus()
+}
+
+/// Opens the first dashboards of a user: the ones their roles allow, tiled side by side on
+/// a 2x2 grid of the primary monitor.
+pub fn open_default_set(app: &AppHandle, roles: &[Role]) -> tauri::Result<()> {
+    let kinds: Vec<WindowKind> = WindowKind::DASHBOARDS
+        .into_iter()
+        .filter(|k| k.allowed_for(roles))
+        .take(4)
+        .collect();
+    let (screen_w, screen_h) = app
+        .primary_monitor()
+        .ok()
+        .flatten()
+        .map(|m| {
+            let size = m.size().to_logical::<f64>(m.scale_factor());
+            (size.width, size.height)
+        })
+        .unwrap_or((1440.0, 900.0));
+    let (w, h) = ((screen_w / 2.0).floor(), (screen_h / 2.0).floor());
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let placement = Placement {
+            x: (i % 2) as f64 * w,
+            y: (i / 2) as f64 * h,
+            width: w.max(380.0),
+            height: h.max(420.0),
+        };
+        open(app, kind, Some(placement))?;
+    }
+    Ok(())
+}

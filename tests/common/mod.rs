@@ -3,6 +3,10 @@
 //! exposes (`document.body.dataset.window`), and polling with a deadline instead of sleeps.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this.
 
+pub mod clinic;
+pub mod notifications;
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;

@@ -1,20 +1,49 @@
 // The one door to the backend: command calls and event subscriptions.
-// Event names mirror src-tauri/events.rs (a Rust test checks that they agree).
+// Event names mirror src-tauri/events.rs (a Rust test checks that they agree); command
+// names mirror src-tauri/commands.rs.
 
 export const EVENTS = Object.freeze({
-  PING: "app://ping",
+  CHANGES: "cache://changes",
+  STATUS: "sync://status",
+  REJECTION: "sync://rejection",
+  NOTICE: "app://notice",
 });
 
-const tauri = window.__TAURI__;
+export const COMMANDS = Object.freeze({
+  SESSION: "session",
+  LOGIN: "login",
+  LOGOUT: "logout",
+  LOAD_VIEW: "load_view",
+  SUBMIT: "submit",
+  OPEN_WINDOW: "open_window",
+});
 
-export function invoke(command, args = {}) {
-  return tauri.core.invoke(command, args);
+function tauri() {
+  const t = window.__TAURI__;
+  if (!t) throw new Error("Clinic Desk must run inside the desktop app.");
+  return t;
 }
 
+/** Calls a backend command. Rejects with `{ code, message }`. */
+export function invoke(command, args = {}) {
+  return tauri().core.invoke(command, args).catch((err) => {
+    throw normalizeError(err);
+  });
+}
+
+/** Subscribes to a broadcast; resolves to an unlisten function. */
 export function listen(name, handler) {
-  return tauri.event.listen(name, (event) => handler(event.payload));
+  return tauri().event.listen(name, (event) => handler(event.payload));
 }
 
 export function windowLabel() {
-  return tauri.window.getCurrentWindow().label;
+  return tauri().window.getCurrentWindow().label;
+}
+
+/** Errors from commands are `{ code, message }`; anything else is wrapped to look alike. */
+export function normalizeError(err) {
+  if (err && typeof err === "object" && typeof err.message === "string") {
+    return { code: typeof err.code === "string" ? err.code : "internal", message: err.message };
+  }
+  return { code: "internal", message: typeof err === "string" ? err : "Something went wrong." };
 }

@@ -23,6 +23,8 @@ const TEST_PACKAGES: &[Need] = &[
     Need::Binary("WebKitWebDriver", "webkit2gtk-driver"),
     Need::Binary("dbus-run-session", "dbus"),
     Need::Binary("dbus-daemon", "dbus"),
+    // `import`, for the screenshot of the dashboards side by side.
+    Need::Binary("import", "imagemagick"),
 ];
 
 /// tauri-driver bridges WebDriver to the app; major 2 matches Tauri 2 (crates.io also

@@ -1,0 +1,193 @@
+//! The app's state: settings, the current session (if signed in), the window layout, and
+//! the demo server when running in demo mode.
+
+use tauri::{AppHandle, Manager};
+use tokio::sync::RwLock;
+
+use crate::commands::{SessionDto, WindowDto};
+use crate::config::{Remembered, Settings};
+use crate::demo::{self, Demo};
+use crate::error::UiError;
+use crate::layout::Layout;
+use crate::menu;
+use crate::session::Session;
+use crate::windows::{self, WindowKind};
+
+#[derive(Debug)]
+pub struct Backend {
+    pub settings: Settings,
+    pub session: RwLock<Option<Session>>,
+    pub layout: Layout,
+    demo: RwLock<Option<Demo>>,
+}
+
+impl Backend {
+    pub fn new(settings: Settings) -> Backend {
+        Backend {
+            layout: Layout::new(settings.data_dir.join("layout.json")),
+            settings,
+            session: RwLock::new(None),
+            demo: RwLock::new(None),
+        }
+    }
+
+    /// Where the sync engine keeps its caches (per server and user, inside).
+    fn cache_dir(&self) -> std::path::PathBuf {
+        if self.settings.args.demo {
+            self.settings.data_dir.join("demo").join("cache")
+        } else {
+            self.settings.data_dir.join("cache")
+        }
+    }
+
+    /// What happens at start: the demo signs in by itself; otherwise the last session is
+    /// resumed from its cache (offline if need be), or the login window opens.
+    pub async fn start(&self, app: &AppHandle) -> anyhow::Result<()> {
+        if self.settings.args.demo {
+            let demo = demo::start(&self.settings.data_dir.join("demo").join("server")).await?;
+            print_demo(&demo);
+            let password = demo
+                .password_of(demo::DEMO_USER)
+                .ok_or_else(|| anyhow::anyhow!("the demo clinic has no user {}", demo::DEMO_USER))?
+                .to_owned();
+            let url = demo.url.clone();
+            *self.demo.write().await = Some(demo);
+            self.login(app, &url, demo::DEMO_USER, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("signing in to the demo clinic: {e}"))?;
+            return Ok(());
+        }
+        match Session::resume(app, &self.cache_dir(), &self.settings.server()).await {
+            Ok(session) => self.install(app, session).await,
+            Err(e) => {
+                tracing::info!(
+                    "no session to resume ({}), showing the login window",
+                    e.code
+                );
+                windows::open(app, WindowKind::Login, None)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn login(
+        &self,
+        app: &AppHandle,
+        server: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), UiError> {
+        let session = Session::login(app, &self.cache_dir(), server, username, password).await?;
+        if !self.settings.args.demo {
+            let remembered = Remembered {
+                server: Some(server.to_owned()),
+                username: Some(username.to_owned()),
+            };
+            if let Err(e) = remembered.save(&self.settings.remembered_file) {
+                tracing::warn!("could not remember the last login: {e:#}");
+            }
+        }
+        self.install(app, session)
+            .await
+            .map_err(|e| UiError::internal("Could not open the dashboards", e))
+    }
+
+    /// Makes `session` current and opens its dashboards: where they were last time, or a
+    /// default set tiled side by side. The login window closes only after they are open, so
+    /// the app never has zero windows (which would quit it).
+    async fn install(&self, app: &AppHandle, session: Session) -> anyhow::Result<()> {
+        let roles = session.user.roles.clone();
+        *self.session.write().await = Some(session);
+        menu::enable_for(app, &roles);
+        let restored: Vec<_> = self
+            .layout
+            .restore()
+            .into_iter()
+            .filter(|(kind, _)| kind.allowed_for(&roles))
+            .collect();
+        if restored.is_empty() {
+            windows::open_default_set(app, &roles)?;
+        } else {
+            for (kind, placement) in restored {
+                windows::open(app, kind, Some(placement))?;
+            }
+        }
+        if let Some(login) = app.get_webview_window(WindowKind::Login.as_str()) {
+            login.close()?;
+        }
+        Ok(())
+    }
+
+    pub async fn logout(&self, app: &AppHandle) -> Result<(), UiError> {
+        let session = self.session.write().await.take();
+        windows::open(app, WindowKind::Login, None)
+            .map_err(|e| UiError::internal("Could not open the login window", e))?;
+        self.layout.clear();
+        for (label, window) in app.webview_windows() {
+            if label != WindowKind::Login.as_str() {
+                let _ = window.close();
+            }
+        }
+        menu::enable_for(app, &[]);
+        match session {
+            Some(session) => session.logout().await,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn open_dashboard(&self, app: &AppHandle, kind: WindowKind) -> Result<(), UiError> {
+        let session = self.session.read().await;
+        let user = &session.as_ref().ok_or_else(UiError::not_signed_in)?.user;
+        if kind == WindowKind::Login || !kind.allowed_for(&user.roles) {
+            return Err(UiError::forbidden_window(kind.as_str()));
+        }
+        windows::open(app, kind, None)
+            .map(|_| ())
+            .map_err(|e| UiError::internal("Could not open the window", e))
+    }
+
+    pub async fn session_dto(&self, label: &str) -> SessionDto {
+        let session = self.session.read().await;
+        let user = session.as_ref().map(|s| s.user.clone());
+        let server = session
+            .as_ref()
+            .map_or_else(|| self.settings.server(), |s| s.server.clone());
+        let dashboards = user
+            .as_ref()
+            .map(|u| {
+                WindowKind::DASHBOARDS
+                    .into_iter()
+                    .filter(|k| k.allowed_for(&u.roles))
+                    .map(WindowKind::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
+        SessionDto {
+            user,
+            server,
+            dashboards,
+            window: WindowDto {
+                label: label.to_owned(),
+                kind: windows::kind_of(label).map(WindowKind::as_str),
+            },
+            last_username: self.settings.remembered().username,
+        }
+    }
+}
+
+/// Demo mode prints its logins so a new user can also reach the server with curl.
+#[allow(clippy::print_stdout)]
+fn print_demo(demo: &Demo) {
+    println!("Clinic Desk demo: clinic server at {}", demo.url);
+    println!("  web intake key: {}", clinic_server::demo::DEMO_INTAKE_KEY);
+    for login in &demo.logins {
+        let roles: Vec<&str> = login.roles.iter().map(|r| r.as_str()).collect();
+        println!(
+            "  {:<8} password {:<6} {} ({})",
+            login.username,
+            login.password,
+            login.display_name,
+            roles.join(", ")
+        );
+    }
+}

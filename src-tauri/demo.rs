@@ -1,0 +1,65 @@
+//! Demo mode: an embedded clinic server on loopback with the demo clinic, so the app can be
+//! tried (and screenshotted) without a real server.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clinic_server::demo::{DemoLogin, DEMO_INTAKE_KEY};
+use tokio::sync::oneshot;
+
+/// The demo login the app signs in with: the clinic's owner, operator and therapist at
+/// once, so the demo shows several kinds of dashboard side by side.
+pub const DEMO_USER: &str = "maria";
+
+#[derive(Debug)]
+pub struct Demo {
+    pub url: String,
+    pub logins: Vec<DemoLogin>,
+    /// Dropping this stops the server gracefully.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Demo {
+    pub fn password_of(&self, username: &str) -> Option<&str> {
+        self.logins
+            .iter()
+            .find(|l| l.username == username)
+            .map(|l| l.password.as_str())
+    }
+}
+
+/// Starts a fresh demo clinic (dated today) whose database lives in `dir`.
+pub async fn start(dir: &Path) -> anyhow::Result<Demo> {
+    // A fresh clinic every run: the demo's bookings are relative to today.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut config = clinic_server::Config::new(dir.join("demo-clinic.db"));
+    config.intake_key = Some(DEMO_INTAKE_KEY.to_owned());
+    let state = clinic_server::AppState::open(config)
+        .await
+        .context("opening the demo clinic's database")?;
+    let logins = clinic_server::demo::seed(&state)
+        .await
+        .context("seeding the demo clinic")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the demo server to loopback")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tauri::async_runtime::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = clinic_server::serve(listener, state, shutdown).await {
+            tracing::error!("the demo server stopped: {e}");
+        }
+    });
+    tracing::info!("demo clinic server at {url}");
+    Ok(Demo {
+        url,
+        logins,
+        _stop: stop,
+    })
+}

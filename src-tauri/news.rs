@@ -1,0 +1,365 @@
+//! What deserves a native notification, decided without IO.
+//!
+//! The backend feeds every change the server sent (never the user's own optimistic changes)
+//! through [`Newsroom::observe`]; it remembers the last state of each booking so it can tell
+//! "assigned to me" or "rescheduled" from any other edit. [`Newsroom::flush`] turns what one
+//! batch brought into notifications: one per piece of news, or a single summary when a
+//! catch-up brought several, so a user coming back online is not buried.
+
+use std::collections::HashMap;
+
+use clinic_protocol::{Booking, BookingStatus, Id, Message, Record, Role, Staff};
+
+use crate::windows::WindowKind;
+
+/// One piece of news for the logged-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum News {
+    /// A booking the operator did not make (web intake or another operator).
+    NewBooking(Booking),
+    AssignedToMe(Booking),
+    Cancelled(Booking),
+    Rescheduled(Booking),
+    Message(Message),
+}
+
+impl News {
+    /// The dashboard a click on the notification should open or focus.
+    pub fn dashboard(&self, me: &Staff) -> WindowKind {
+        match self {
+            News::NewBooking(_) => WindowKind::Operator,
+            News::Message(_) => WindowKind::Messages,
+            News::AssignedToMe(b) | News::Cancelled(b) | News::Rescheduled(b) => {
+                if b.therapist_id == Some(me.id) && me.has(Role::Therapist) {
+                    WindowKind::Therapist
+                } else if b.driver_id == Some(me.id) && me.has(Role::Driver) {
+                    WindowKind::Driver
+                } else {
+                    WindowKind::Operator
+                }
+            }
+        }
+    }
+}
+
+/// A notification ready to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub summary: String,
+    pub body: String,
+    pub open: WindowKind,
+}
+
+/// Remembers what the user has seen and collects the news of the current batch.
+#[derive(Debug)]
+pub struct Newsroom {
+    me: Staff,
+    bookings: HashMap<Id, Booking>,
+    names: HashMap<Id, String>,
+    pending: Vec<News>,
+}
+
+impl Newsroom {
+    /// Starts from what the cache holds, which is old news by definition.
+    pub fn new<'a>(me: Staff, known: impl IntoIterator<Item = &'a Record>) -> Newsroom {
+        let mut room = Newsroom {
+            me,
+            bookings: HashMap::new(),
+            names: HashMap::new(),
+            pending: Vec::new(),
+        };
+        for record in known {
+            room.remember(record);
+        }
+        room
+    }
+
+    fn remember(&mut self, record: &Record) {
+        match record {
+            Record::Booking(b) => {
+                self.bookings.insert(b.id, b.clone());
+            }
+            Record::Staff(s) => {
+                self.names.insert(s.id, s.display_name.clone());
+            }
+            Record::Slot(_) | Record::Message(_) => {}
+        }
+    }
+
+    /// Looks at one change the server sent. `actor` is who made it (`None`: web intake).
+    pub fn observe(&mut self, record: &Record, actor: Option<Id>) {
+        let previous = match record {
+            Record::Booking(b) => self.bookings.get(&b.id).cloned(),
+            _ => None,
+        };
+        self.remember(record);
+        if actor == Some(self.me.id) {
+            return; // Never news about my own actions, from whichever window or device.
+        }
+        if let Some(news) = self.judge(previous.as_ref(), record) {
+            self.pending.push(news);
+        }
+    }
+
+    /// Forgets a record the user can no longer see.
+    pub fn forget(&mut self, id: Id) {
+        self.bookings.remove(&id);
+    }
+
+    fn judge(&self, previous: Option<&Booking>, record: &Record) -> Option<News> {
+        let me = &self.me;
+        match record {
+            Record::Message(m)
+                if m.recipient_id == me.id && m.read_at.is_none() && m.version == 1 =>
+            {
+                Some(News::Message(m.clone()))
+            }
+            Record::Booking(b) => {
+                let mine = (b.therapist_id == Some(me.id) && me.has(Role::Therapist))
+                    || (b.driver_id == Some(me.id) && me.has(Role::Driver));
+                let was_mine = previous.is_some_and(|p| {
+                    (p.therapist_id == Some(me.id) && me.has(Role::Therapist))
+                        || (p.driver_id == Some(me.id) && me.has(Role::Driver))
+                });
+                let operator = me.has(Role::Operator) || me.has(Role::Admin);
+                match previous {
+                    None if operator => Some(News::NewBooking(b.clone())),
+                    _ if mine && !was_mine => Some(News::AssignedToMe(b.clone())),
+                    Some(p)
+                        if mine
+                            && b.status == BookingStatus::Cancelled
+                            && p.status != BookingStatus::Cancelled =>
+                    {
+                        Some(News::Cancelled(b.clone()))
+                    }
+                    Some(p) if mine && (p.date, p.start, p.end) != (b.date, b.start, b.end) => {
+                        Some(News::Rescheduled(b.clone()))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The notifications for everything observed since the last flush: each on its own, or
+    /// one summary if there were several (a catch-up after being offline).
+    pub fn flush(&mut self) -> Vec<Notice> {
+        let news = std::mem::take(&mut self.pending);
+        match news.len() {
+            0 => Vec::new(),
+            1 => vec![self.notice(&news[0])],
+            _ => vec![self.summary(&news)],
+        }
+    }
+
+    fn name(&self, id: Option<Id>) -> String {
+        id.and_then(|id| self.names.get(&id).cloned())
+            .unwrap_or_else(|| "someone".to_owned())
+    }
+
+    fn notice(&self, news: &News) -> Notice {
+        let when = |b: &Booking| {
+            format!(
+                "{} {}–{}",
+                b.date.format("%a %-d %b"),
+                b.start.format("%H:%M"),
+                b.end.format("%H:%M")
+            )
+        };
+        let (summary, body) = match news {
+            News::NewBooking(b) => (
+                "New booking".to_owned(),
+                format!("{}: {}, {}", b.client_name, b.service, when(b)),
+            ),
+            News::AssignedToMe(b) => (
+                "Booking assigned to you".to_owned(),
+                format!("{}: {}, {}", b.client_name, b.service, when(b)),
+            ),
+            News::Cancelled(b) => (
+                "Booking cancelled".to_owned(),
+                format!("{}: {}, {}", b.client_name, b.service, when(b)),
+            ),
+            News::Rescheduled(b) => (
+                "Booking rescheduled".to_owned(),
+                format!("{} is now {}", b.client_name, when(b)),
+            ),
+            News::Message(m) => (
+                format!("Message from {}", self.name(Some(m.sender_id))),
+                m.body.chars().take(160).collect(),
+            ),
+        };
+        Notice {
+            summary,
+            body,
+            open: news.dashboard(&self.me),
+        }
+    }
+
+    fn summary(&self, news: &[News]) -> Notice {
+        let count = |f: fn(&News) -> bool| news.iter().filter(|n| f(n)).count();
+        let parts: Vec<String> = [
+            (
+                count(|n| matches!(n, News::NewBooking(_))),
+                "new booking",
+                "new bookings",
+            ),
+            (
+                count(|n| matches!(n, News::AssignedToMe(_))),
+                "booking assigned to you",
+                "bookings assigned to you",
+            ),
+            (
+                count(|n| matches!(n, News::Rescheduled(_))),
+                "booking rescheduled",
+                "bookings rescheduled",
+            ),
+            (
+                count(|n| matches!(n, News::Cancelled(_))),
+                "booking cancelled",
+                "bookings cancelled",
+            ),
+            (
+                count(|n| matches!(n, News::Message(_))),
+                "new message",
+                "new messages",
+            ),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+        .collect();
+        Notice {
+            summary: "While you were away".to_owned(),
+            body: parts.join(", "),
+            open: news[0].dashboard(&self.me),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveDate, NaiveTime, Utc};
+    use clinic_protocol::PaymentStatus;
+    use uuid::Uuid;
+
+    fn staff(name: &str, roles: &[Role]) -> Staff {
+        Staff {
+            id: Uuid::new_v4(),
+            username: name.to_lowercase(),
+            display_name: name.into(),
+            roles: roles.to_vec(),
+            version: 1,
+        }
+    }
+
+    fn booking(therapist: Option<Id>) -> Booking {
+        Booking {
+            id: Uuid::new_v4(),
+            client_name: "Ana Lopez".into(),
+            client_phone: String::new(),
+            address: String::new(),
+            service: "Massage".into(),
+            date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+            start: NaiveTime::from_hms_opt(14, 30, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(15, 30, 0).unwrap(),
+            therapist_id: therapist,
+            driver_id: None,
+            notes: String::new(),
+            status: BookingStatus::Requested,
+            payment: PaymentStatus::Unpaid,
+            created_by: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn an_operator_hears_of_new_bookings_but_not_of_their_own() {
+        let me = staff("Olivia", &[Role::Operator]);
+        let mut room = Newsroom::new(me.clone(), []);
+        room.observe(&Record::Booking(booking(None)), None);
+        let notices = room.flush();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].summary, "New booking");
+        assert_eq!(
+            notices[0].body,
+            "Ana Lopez: Massage, Sun 22 Nov 14:30–15:30"
+        );
+        assert_eq!(notices[0].open, WindowKind::Operator);
+
+        room.observe(&Record::Booking(booking(None)), Some(me.id));
+        assert!(room.flush().is_empty());
+    }
+
+    #[test]
+    fn a_therapist_hears_of_assignment_reschedule_and_cancel_but_not_of_other_edits() {
+        let me = staff("Elena", &[Role::Therapist]);
+        let op = staff("Olivia", &[Role::Operator]);
+        let mut room = Newsroom::new(me.clone(), []);
+        let mut b = booking(Some(me.id));
+        room.observe(&Record::Booking(b.clone()), Some(op.id));
+        assert_eq!(room.flush()[0].summary, "Booking assigned to you");
+
+        b.notes = "ring twice".into();
+        room.observe(&Record::Booking(b.clone()), Some(op.id));
+        assert!(room.flush().is_empty(), "a note edit is not news");
+
+        b.start = NaiveTime::from_hms_opt(16, 0, 0).unwrap();
+        b.end = NaiveTime::from_hms_opt(17, 0, 0).unwrap();
+        room.observe(&Record::Booking(b.clone()), Some(op.id));
+        let n = room.flush();
+        assert_eq!(n[0].summary, "Booking rescheduled");
+        assert_eq!(n[0].open, WindowKind::Therapist);
+
+        b.status = BookingStatus::Cancelled;
+        room.observe(&Record::Booking(b), Some(op.id));
+        assert_eq!(room.flush()[0].summary, "Booking cancelled");
+    }
+
+    #[test]
+    fn a_catch_up_gives_one_summary() {
+        let me = staff("Maria", &[Role::Operator, Role::Therapist]);
+        let mut room = Newsroom::new(me.clone(), []);
+        for _ in 0..3 {
+            room.observe(&Record::Booking(booking(None)), None);
+        }
+        let msg = Message {
+            id: Uuid::new_v4(),
+            sender_id: Uuid::new_v4(),
+            recipient_id: me.id,
+            body: "hi".into(),
+            sent_at: Utc::now(),
+            read_at: None,
+            version: 1,
+        };
+        room.observe(&Record::Message(msg), None);
+        let n = room.flush();
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].summary, "While you were away");
+        assert_eq!(n[0].body, "3 new bookings, 1 new message");
+        assert!(room.flush().is_empty());
+    }
+
+    #[test]
+    fn messages_to_others_and_read_receipts_are_not_news() {
+        let me = staff("Dan", &[Role::Driver]);
+        let mut room = Newsroom::new(me.clone(), []);
+        let mut msg = Message {
+            id: Uuid::new_v4(),
+            sender_id: me.id,
+            recipient_id: Uuid::new_v4(),
+            body: "on my way".into(),
+            sent_at: Utc::now(),
+            read_at: None,
+            version: 1,
+        };
+        room.observe(&Record::Message(msg.clone()), Some(msg.sender_id));
+        msg.read_at = Some(Utc::now());
+        msg.version = 2;
+        room.observe(&Record::Message(msg.clone()), Some(msg.recipient_id));
+        assert!(room.flush().is_empty());
+    }
+}

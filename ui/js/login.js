@@ -1,0 +1,99 @@
+// The login window: server address, username, password. The last server and username are
+// remembered in localStorage as a prefill only; the password never is. On success the
+// backend closes this window and opens the dashboards.
+
+import { COMMANDS, invoke, windowLabel } from "./ipc.js";
+import { h, field, setText } from "./dom.js";
+
+const KEY_SERVER = "clinicdesk.login.server";
+const KEY_USER = "clinicdesk.login.username";
+
+window.__clinic = window.__clinic || { actions: [], renders: [] };
+
+function remembered(key) {
+  try {
+    return localStorage.getItem(key) || "";
+  } catch {
+    return "";
+  }
+}
+
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    /* private mode: prefill is a nicety */
+  }
+}
+
+async function main() {
+  const body = document.body;
+  try {
+    body.dataset.window = windowLabel();
+  } catch {
+    body.dataset.window = "login";
+  }
+  document.title = "Sign in · Clinic Desk";
+
+  const server = h("input", { name: "server", id: "server", type: "url", required: true, autocomplete: "url", placeholder: "https://clinic.example.org", spellcheck: "false" });
+  const username = h("input", { name: "username", id: "username", type: "text", required: true, autocomplete: "username", spellcheck: "false", autocapitalize: "off" });
+  const password = h("input", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" });
+  const error = h("p", { class: "form-error", role: "alert", id: "login-error" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary btn-wide" }, "Sign in");
+  const form = h(
+    "form",
+    { id: "login", class: "login-form", "aria-labelledby": "login-title" },
+    h("div", { class: "login-brand" }, h("span", { class: "app-name" }, "Clinic Desk"), h("h1", { id: "login-title" }, "Sign in")),
+    field("Server address", server),
+    field("Username", username),
+    field("Password", password),
+    error,
+    submit,
+    h("p", { class: "hint" }, "Your password is never stored on this computer."),
+  );
+  body.replaceChildren(h("main", { class: "login-page" }, form));
+
+  server.value = remembered(KEY_SERVER);
+  username.value = remembered(KEY_USER);
+  try {
+    const s = await invoke(COMMANDS.SESSION);
+    if (!server.value && s && s.server) server.value = s.server;
+    if (!username.value && s && s.lastUsername) username.value = s.lastUsername;
+  } catch {
+    /* the form works without a prefill */
+  }
+  (server.value ? (username.value ? password : username) : server).focus();
+
+  let busy = false;
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (busy) return;
+    setText(error, "");
+    const args = { server: server.value.trim(), username: username.value.trim(), password: password.value };
+    if (!args.server || !args.username || !args.password) {
+      setText(error, "Server address, username and password are all needed.");
+      return;
+    }
+    busy = true;
+    submit.disabled = true;
+    setText(submit, "Signing in…");
+    remember(KEY_SERVER, args.server);
+    remember(KEY_USER, args.username);
+    try {
+      await invoke(COMMANDS.LOGIN, args);
+      password.value = "";
+      setText(submit, "Opening dashboards…");
+    } catch (err) {
+      setText(error, err.message || "Could not sign in.");
+      error.dataset.code = err.code || "internal";
+      submit.disabled = false;
+      setText(submit, "Sign in");
+      busy = false;
+      (err.code === "unauthorized" ? password : server).focus();
+      if (err.code === "unauthorized") password.select();
+    }
+  });
+  body.dataset.ready = "true";
+}
+
+main();
