@@ -508,12 +508,18 @@ async fn offline_changes_land_when_the_server_returns() {
         "true",
     )
     .await;
+    // At least the accept is queued (the messages window may have queued read receipts too).
     let pending = app
         .text(&operator, "#sync-pending")
         .await
         .unwrap_or_default();
+    let queued: u32 = pending
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     assert!(
-        pending.contains('1'),
+        queued >= 1,
         "the pending count shows the queued change: {pending:?}"
     );
 

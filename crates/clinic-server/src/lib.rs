@@ -103,6 +103,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stopping = state.shutdown.clone();
+    // The log keeps the last `log_keep` changes for resuming clients; older cursors resync.
+    let compacting = state.clone();
+    let mut stopped = state.shutdown.subscribe();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if let Err(e) = compacting.compact_log(compacting.config.log_keep).await {
+                        tracing::warn!("log compaction failed: {e}");
+                    }
+                }
+                _ = stopped.changed() => return,
+            }
+        }
+    });
     // Feeds stop on their own signal: axum's graceful shutdown would otherwise wait for
     // every upgraded WebSocket to end by itself.
     let signal = async move {
