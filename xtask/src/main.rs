@@ -108,9 +108,14 @@ fn headless(inner: &Command) -> Command {
 
 fn run(rest: &[String]) -> Result<(), String> {
     setup::ensure_build_packages()?;
+    // Build what `cargo xtask test` builds (the whole workspace, every target): the same
+    // feature set, so the GTK/WebKit stack is compiled once for both commands.
+    status(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     let app_args: Vec<&String> = rest.iter().skip_while(|a| a.as_str() == "--").collect();
-    let mut cmd = cargo();
-    cmd.args(["run", "--locked", "--package", "clinic-desk", "--"]);
+    let target_dir =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let mut cmd = Command::new(target_dir.join("debug").join("clinic-desk"));
+    cmd.current_dir(root());
     if app_args.is_empty() {
         cmd.arg("--demo");
     } else {
