@@ -146,20 +146,7 @@ async fn forward_changes(
     origins: Arc<Mutex<HashMap<Uuid, String>>>,
 ) {
     let mut events = engine.subscribe();
-    let me = engine.user();
-    // The newsroom starts from what the cache holds: that is old news.
-    let known = match engine.view_at().await {
-        Ok(view) => view
-            .records
-            .into_iter()
-            .map(|r| r.record)
-            .collect::<Vec<_>>(),
-        Err(e) => {
-            tracing::warn!("could not read the cache for notifications: {e}");
-            Vec::new()
-        }
-    };
-    let mut newsroom = Newsroom::new(me, known.iter());
+    let mut newsroom = newsroom_from_cache(&engine).await;
     while let Some(first) = events.recv().await {
         let mut batch = vec![first];
         while let Some(more) = events.try_recv() {
@@ -172,12 +159,17 @@ async fn forward_changes(
                 CacheEvent::Change(change) => {
                     from = from.min(change.seq);
                     to = to.max(change.seq);
-                    if let Origin::Server { actor, .. } = &change.origin {
-                        match &change.kind {
-                            ChangeKind::Upsert { record, .. } => newsroom.observe(record, *actor),
-                            ChangeKind::Remove { id, .. } => newsroom.forget(*id),
-                            ChangeKind::Reset => {}
+                    match (&change.origin, &change.kind) {
+                        // A snapshot replaced everything: what it holds is the new baseline
+                        // (the cache already has it), not a flood of news.
+                        (_, ChangeKind::Reset) => newsroom = newsroom_from_cache(&engine).await,
+                        (Origin::Server { actor, .. }, ChangeKind::Upsert { record, .. }) => {
+                            newsroom.observe(record, *actor);
                         }
+                        (Origin::Server { .. }, ChangeKind::Remove { id, .. }) => {
+                            newsroom.forget(*id)
+                        }
+                        _ => {}
                     }
                     changes.push(match change.kind {
                         ChangeKind::Upsert { record, pending } => {
@@ -216,6 +208,22 @@ async fn forward_changes(
             notify::show(&app, notice);
         }
     }
+}
+
+/// A newsroom that knows what the cache holds now: that is old news.
+async fn newsroom_from_cache(engine: &Engine) -> Newsroom {
+    let known = match engine.view_at().await {
+        Ok(view) => view
+            .records
+            .into_iter()
+            .map(|r| r.record)
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::warn!("could not read the cache for notifications: {e}");
+            Vec::new()
+        }
+    };
+    Newsroom::new(engine.user(), known.iter())
 }
 
 async fn forward_status(app: AppHandle, mut status: tokio::sync::watch::Receiver<Status>) {
