@@ -167,7 +167,7 @@ async fn forward_changes(
                             newsroom.observe(record, *actor);
                         }
                         (Origin::Server { .. }, ChangeKind::Remove { id, .. }) => {
-                            newsroom.forget(*id)
+                            newsroom.forget(*id);
                         }
                         _ => {}
                     }
