@@ -13,7 +13,7 @@ use sqlx::SqlitePool;
 
 use crate::error::ServerError;
 
-pub fn hash_password(password: &str) -> Result<String, ServerError> {
+pub(crate) fn hash_password(password: &str) -> Result<String, ServerError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -21,7 +21,7 @@ pub fn hash_password(password: &str) -> Result<String, ServerError> {
         .map_err(|e| ServerError::Hash(e.to_string()))
 }
 
-pub fn verify_password(password: &str, hash: &str) -> bool {
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -29,14 +29,21 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
+/// A valid hash of no one's password, checked when a login names an unknown user so that
+/// such a login takes as long as a wrong password.
+pub(crate) fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("no one's password").unwrap_or_default())
+}
+
 /// A new random token: 32 bytes, hex.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn store_token(
+pub(crate) async fn store_token(
     pool: &SqlitePool,
     token: &str,
     staff: &Staff,
@@ -45,14 +52,14 @@ pub async fn store_token(
     sqlx::query("INSERT INTO tokens (token, staff_id, expires_at) VALUES (?, ?, ?)")
         .bind(token)
         .bind(staff.id.to_string())
-        .bind(expires_at.to_rfc3339())
+        .bind(timestamp(expires_at))
         .execute(pool)
         .await?;
     Ok(())
 }
 
 /// The staff id a live token belongs to.
-pub async fn check_token(
+pub(crate) async fn check_token(
     pool: &SqlitePool,
     token: &str,
 ) -> Result<Option<uuid::Uuid>, ServerError> {
@@ -67,7 +74,7 @@ pub async fn check_token(
     }))
 }
 
-pub async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerError> {
+pub(crate) async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerError> {
     sqlx::query("UPDATE tokens SET revoked = 1 WHERE token = ?")
         .bind(token)
         .execute(pool)
@@ -75,17 +82,49 @@ pub async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Drops expired and revoked tokens: they can never authorize anything again.
+pub(crate) async fn prune_tokens(pool: &SqlitePool) -> Result<(), ServerError> {
+    sqlx::query("DELETE FROM tokens WHERE revoked = 1 OR expires_at < ?")
+        .bind(timestamp(Utc::now()))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Compares two secrets in time that depends only on their lengths, so that the intake
+/// key cannot be guessed byte by byte from response times.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
+/// One fixed width for stored times, so that SQL compares them correctly as text.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+const PRUNE_AT: usize = 10_000;
+
 /// Counts login attempts per username over the last minute.
 #[derive(Debug, Default)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     attempts: HashMap<String, Vec<Instant>>,
 }
 
 impl RateLimit {
     /// Records an attempt; `false` if the user is over the limit.
-    pub fn allow(&mut self, username: &str, per_minute: u32) -> bool {
+    pub(crate) fn allow(&mut self, username: &str, per_minute: u32) -> bool {
         let now = Instant::now();
         let window = Duration::from_secs(60);
+        // Every username tried gets an entry, real or not: forget the quiet ones now and
+        // then so that guessing names cannot grow this map without bound.
+        if self.attempts.len() >= PRUNE_AT {
+            self.attempts
+                .retain(|_, at| at.last().is_some_and(|t| now.duration_since(*t) < window));
+        }
         let attempts = self.attempts.entry(username.to_owned()).or_default();
         attempts.retain(|t| now.duration_since(*t) < window);
         if attempts.len() >= per_minute as usize {

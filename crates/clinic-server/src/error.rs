@@ -16,16 +16,18 @@ pub enum ServerError {
     Json(#[from] serde_json::Error),
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error("the username {0:?} is taken")]
+    UsernameTaken(String),
     #[error("broken invariant: {0}")]
     Invariant(&'static str),
 }
 
 /// An HTTP error answer: a stable code and a sentence, as [`ApiError`] JSON.
 #[derive(Debug)]
-pub struct HttpError(pub ErrorCode, pub String);
+pub(crate) struct HttpError(pub(crate) ErrorCode, pub(crate) String);
 
 impl HttpError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> HttpError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> HttpError {
         HttpError(code, message.into())
     }
 }

@@ -11,10 +11,11 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use clinic_protocol::wire::{MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES};
+use clinic_protocol::wire::{MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES};
 use clinic_protocol::{ClientFrame, ErrorCode, ResyncReason, ServerFrame, Staff, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
+use crate::store::Logged;
 use crate::{auth, AppState};
 
 /// How long a new connection may take to say hello.
@@ -32,7 +33,9 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
         .on_upgrade(move |socket| async move {
             let mut socket = socket;
             if let Err(end) = serve(&mut socket, &state).await {
-                let _ = send(&mut socket, &end.frame()).await;
+                if let Some(last) = end.frame() {
+                    let _ = send(&mut socket, &last).await;
+                }
             }
             let _ = socket
                 .send(Message::Close(Some(CloseFrame {
@@ -47,28 +50,126 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
 enum End {
     Error(ErrorCode, String),
     Resync(ResyncReason, &'static str),
+    /// The client left, or the socket broke: nobody to tell.
     Quiet,
 }
 
 impl End {
-    fn frame(&self) -> ServerFrame {
+    fn frame(&self) -> Option<ServerFrame> {
         match self {
-            End::Error(code, message) => ServerFrame::Error {
+            End::Error(code, message) => Some(ServerFrame::Error {
                 code: *code,
                 message: message.clone(),
-            },
-            End::Resync(reason, message) => ServerFrame::Resync {
+            }),
+            End::Resync(reason, message) => Some(ServerFrame::Resync {
                 reason: *reason,
                 message: (*message).to_owned(),
-            },
-            // A heartbeat is harmless to send after a client left.
-            End::Quiet => ServerFrame::Heartbeat { head: 0 },
+            }),
+            End::Quiet => None,
         }
+    }
+
+    fn log_broken() -> End {
+        End::Error(
+            ErrorCode::Internal,
+            "The server could not read its log.".into(),
+        )
+    }
+}
+
+/// A frame the WebSocket layer refused. axum does not re-export tungstenite's error type,
+/// so the size limit is recognised by its message ("Space limit exceeded: Message too
+/// long"); everything else (bad opcode, invalid UTF-8, unmasked frame) is malformed.
+fn refused(e: &axum::Error) -> End {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") {
+        End::Error(
+            ErrorCode::TooLarge,
+            format!("Frames from clients are limited to {MAX_CLIENT_FRAME_BYTES} bytes."),
+        )
+    } else {
+        End::Error(ErrorCode::Malformed, format!("Frame refused: {text}"))
     }
 }
 
 async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), End> {
     let text = serde_json::to_string(frame).map_err(|_| End::Quiet)?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|_| End::Quiet)
+}
+
+/// The most a Changes frame carries: well under [`MAX_SERVER_FRAME_BYTES`], which clients
+/// refuse to exceed (2,000 long messages would).
+const FRAME_BUDGET: usize = MAX_SERVER_FRAME_BYTES / 4;
+
+/// Sends the changes in `batch` (ascending seq) that are for `user`, as few `changes`
+/// frames as [`MAX_BATCH_CHANGES`] and [`FRAME_BUDGET`] allow; `upto` is the last seq
+/// examined, which the last frame carries. Returns whether anything was sent.
+///
+/// The frame text is put together from each change's JSON, so that an upsert going to many
+/// connections is serialized once (see [`Logged::json_for`]).
+async fn send_changes<'a>(
+    socket: &mut WebSocket,
+    user: &Staff,
+    batch: impl IntoIterator<Item = &'a Logged>,
+    upto: u64,
+) -> Result<bool, End> {
+    let mut frame = ChangesFrame::default();
+    let mut sent = false;
+    for logged in batch {
+        let Some(json) = logged.json_for(user).map_err(|e| {
+            tracing::error!("a change does not serialize: {e}");
+            End::log_broken()
+        })?
+        else {
+            continue;
+        };
+        if frame.count > 0
+            && (frame.count == MAX_BATCH_CHANGES || frame.text.len() + json.len() > FRAME_BUDGET)
+        {
+            // Up to the last change in it: the next frame starts with the one after.
+            let last = frame.last;
+            send_text(socket, std::mem::take(&mut frame).finish(last)).await?;
+            sent = true;
+        }
+        frame.push(&json, logged.seq);
+    }
+    if frame.count > 0 {
+        send_text(socket, frame.finish(upto)).await?;
+        sent = true;
+    }
+    Ok(sent)
+}
+
+/// A `{"type":"changes","changes":[...],"upto":N}` frame, built from JSON pieces.
+#[derive(Debug, Default)]
+struct ChangesFrame {
+    text: String,
+    count: usize,
+    last: u64,
+}
+
+impl ChangesFrame {
+    fn push(&mut self, change_json: &str, seq: u64) {
+        self.text.push_str(if self.count == 0 {
+            r#"{"type":"changes","changes":["#
+        } else {
+            ","
+        });
+        self.text.push_str(change_json);
+        self.count += 1;
+        self.last = seq;
+    }
+
+    fn finish(mut self, upto: u64) -> String {
+        self.text.push_str(&format!(r#"],"upto":{upto}}}"#));
+        self.text
+    }
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), End> {
     socket
         .send(Message::Text(text.into()))
         .await
@@ -81,19 +182,14 @@ async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64),
         .map_err(|_| End::Error(ErrorCode::Malformed, "No hello within 10 seconds.".into()))?;
     let text = match first {
         Some(Ok(Message::Text(text))) => text,
+        None | Some(Ok(Message::Close(_))) => return Err(End::Quiet),
         Some(Ok(_)) => {
             return Err(End::Error(
                 ErrorCode::Malformed,
                 "The first frame must be a JSON hello.".into(),
             ))
         }
-        Some(Err(e)) => {
-            return Err(End::Error(
-                ErrorCode::TooLarge,
-                format!("Frame refused: {e}"),
-            ))
-        }
-        None => return Err(End::Quiet),
+        Some(Err(e)) => return Err(refused(&e)),
     };
     let ClientFrame::Hello {
         protocol,
@@ -141,12 +237,11 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
             "Your copy is ahead of this server; fetch a new snapshot.",
         ));
     }
-    let oldest = state.store.oldest_kept().await.map_err(|_| {
-        End::Error(
-            ErrorCode::Internal,
-            "The server could not read its log.".into(),
-        )
-    })?;
+    let oldest = state
+        .store
+        .oldest_kept()
+        .await
+        .map_err(|_| End::log_broken())?;
     let too_old = match oldest {
         Some(oldest) => cursor + 1 < oldest,
         None => cursor < head,
@@ -174,18 +269,17 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
             .store
             .log_after(upto, MAX_BATCH_CHANGES)
             .await
-            .map_err(|_| {
-                End::Error(
-                    ErrorCode::Internal,
-                    "The server could not read its log.".into(),
-                )
-            })?;
+            .map_err(|_| End::log_broken())?;
         let Some(last) = batch.last() else { break };
-        upto = last.seq;
-        let changes: Vec<_> = batch.iter().filter_map(|l| l.for_user(&user)).collect();
-        if !changes.is_empty() {
-            send(socket, &ServerFrame::Changes { changes, upto }).await?;
+        // Seqs are gap-free, so a hole here means compaction ran since the check above.
+        if batch[0].seq != upto + 1 {
+            return Err(End::Resync(
+                ResyncReason::CursorTooOld,
+                "Your copy is older than the log keeps; fetch a new snapshot.",
+            ));
         }
+        upto = last.seq;
+        send_changes(socket, &user, &batch, upto).await?;
     }
     send(socket, &ServerFrame::Heartbeat { head: upto }).await?;
 
@@ -213,10 +307,10 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
                         Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                     }
                 }
-                let changes: Vec<_> = batch.iter().filter(|l| l.seq > upto).filter_map(|l| l.for_user(&user)).collect();
+                // Catch-up already sent what it read from the log.
+                let fresh: Vec<&Logged> = batch.iter().map(|l| &**l).filter(|l| l.seq > upto).collect();
                 upto = upto.max(batch.last().map_or(upto, |l| l.seq));
-                if !changes.is_empty() {
-                    send(socket, &ServerFrame::Changes { changes, upto }).await?;
+                if send_changes(socket, &user, fresh, upto).await? {
                     beat.reset();
                 }
             }
@@ -227,9 +321,43 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
                 None | Some(Ok(Message::Close(_))) => return Err(End::Quiet),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(_)) => return Err(End::Error(ErrorCode::Malformed, "Only one hello is expected on the feed.".into())),
-                Some(Err(e)) => return Err(End::Error(ErrorCode::TooLarge, format!("Frame refused: {e}"))),
+                Some(Err(e)) => return Err(refused(&e)),
             },
             _ = shutdown.changed() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clinic_protocol::{Change, ChangeOp, Id, RecordKind};
+
+    fn change(seq: u64) -> Change {
+        Change {
+            seq,
+            actor: Some(Id::from_u128(7)),
+            mutation_id: None,
+            op: ChangeOp::Remove {
+                kind: RecordKind::Booking,
+                id: Id::from_u128(u128::from(seq)),
+            },
+        }
+    }
+
+    #[test]
+    fn a_frame_built_from_pieces_is_a_changes_frame() {
+        let mut frame = ChangesFrame::default();
+        for seq in [3, 5] {
+            frame.push(&serde_json::to_string(&change(seq)).unwrap(), seq);
+        }
+        let parsed: ServerFrame = serde_json::from_str(&frame.finish(9)).unwrap();
+        assert_eq!(
+            parsed,
+            ServerFrame::Changes {
+                changes: vec![change(3), change(5)],
+                upto: 9
+            }
+        );
     }
 }

@@ -64,6 +64,11 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Unknown paths get an [`ApiError`](clinic_protocol::ApiError) like every other refusal.
+pub(crate) async fn not_found() -> HttpError {
+    HttpError::new(ErrorCode::NotFound, "There is no such endpoint.")
+}
+
 pub(crate) async fn login(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -81,19 +86,23 @@ pub(crate) async fn login(
         ));
     }
     let wrong = || HttpError::new(ErrorCode::Unauthorized, "Wrong username or password.");
-    let (user, hash) = state
-        .store
-        .staff_by_username(&request.username)
-        .await
-        .ok_or_else(wrong)?;
-    let password = request.password.clone();
-    // argon2 is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !ok {
+    let account = state.store.staff_by_username(&request.username).await?;
+    let hash = account.as_ref().map(|(_, hash)| hash.clone());
+    let password = request.password;
+    // argon2 is deliberately slow: keep it off the async workers. An unknown username is
+    // checked against a dummy hash, so response times do not tell which usernames exist.
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => auth::verify_password(&password, &hash),
+        None => {
+            auth::verify_password(&password, auth::dummy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let Some((user, _)) = account.filter(|_| ok) else {
         return Err(wrong());
-    }
+    };
     let token = auth::new_token();
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.config.token_ttl).unwrap_or(chrono::Duration::hours(12));
@@ -148,7 +157,7 @@ pub(crate) async fn intake(
         .get(paths::INTAKE_KEY_HEADER)
         .and_then(|v| v.to_str().ok());
     match (&state.config.intake_key, given) {
-        (Some(key), Some(given)) if key == given => {}
+        (Some(key), Some(given)) if auth::same_secret(key, given) => {}
         _ => {
             return Err(HttpError::new(
                 ErrorCode::BadIntakeKey,

@@ -2,21 +2,30 @@
 //! resumes from its cursor, authentication, and per-user filtering. The protocol it speaks
 //! is specified in `clinic_protocol`'s crate docs.
 //!
-//! - [`config`]: the settings.
-//! - [`store`]: SQLite plus an in-memory copy; the one write path (rules, log append, publish).
-//! - [`feed`]: the WebSocket feed (catch-up, live, heartbeats, resync).
-//! - [`http`]: login, logout, snapshot, mutations, intake, health.
-//! - [`auth`]: passwords, tokens, login rate limit.
+//! # Modules, along the path of a change
+//! - `config`: the settings ([`Config`]).
+//! - `http`: login, logout, snapshot, mutations, intake, health; every refusal is an
+//!   [`ApiError`](clinic_protocol::ApiError) with a stable code.
+//! - `auth`: passwords (argon2), opaque bearer tokens, the login rate limit.
+//! - `store`: SQLite (WAL, migrations in `migrations/`) plus an in-memory copy of the
+//!   records; the ONE write path: rules, record change, change-log row and mutation outcome
+//!   in one transaction, then the committed change is published.
+//! - `feed`: the WebSocket feed: hello, catch-up from the log, live changes filtered per
+//!   user, heartbeats, resync instead of silent loss.
+//! - `error`: [`ServerError`], and how it becomes an HTTP answer without leaking internals.
 //! - [`demo`]: the demo clinic, for trying things out.
-//! - [`error`]: errors, and how they become HTTP answers.
+//!
+//! The public surface is small on purpose: [`AppState`], [`app`], [`serve`], [`Config`],
+//! [`ServerError`] and [`demo`]. The desktop app and the sync engine's tests embed the
+//! server through exactly these.
 
-pub mod auth;
-pub mod config;
+mod auth;
+mod config;
 pub mod demo;
-pub mod error;
+mod error;
 mod feed;
 mod http;
-pub mod store;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -91,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route(paths::MUTATIONS, post(http::mutations))
         .route(paths::INTAKE, post(http::intake))
         .route(paths::FEED, get(feed::upgrade))
+        .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
 }
@@ -113,6 +123,9 @@ pub async fn serve(
                 _ = every.tick() => {
                     if let Err(e) = compacting.compact_log(compacting.config.log_keep).await {
                         tracing::warn!("log compaction failed: {e}");
+                    }
+                    if let Err(e) = auth::prune_tokens(compacting.store.pool()).await {
+                        tracing::warn!("token pruning failed: {e}");
                     }
                 }
                 _ = stopped.changed() => return,

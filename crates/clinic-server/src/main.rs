@@ -30,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Logs on stderr: stdout carries only what `--demo` prints on purpose.
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let db = match args.db {

@@ -5,10 +5,18 @@
 //! ONE writer lock: the mutation is judged against memory, then the record, the change-log
 //! row (with the next gap-free seq) and the mutation's outcome are committed in one SQLite
 //! transaction, and only then is memory updated and the change published to the feeds.
+//!
+//! Publishing happens under the writer lock, so feeds see changes in seq order. The fan-out
+//! is a `tokio::sync::broadcast` ring of `feed_queue` changes: each feed connection reads it
+//! at its own pace and filters for its user, so the ring is every connection's bounded
+//! queue at once, holding each change once (an `Arc`) however many clients are connected.
+//! A connection that falls `feed_queue` changes behind is told so (`Lagged`) and the feed
+//! turns that into a resync; nothing is dropped silently.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use clinic_protocol::rules::{self, Effect, Rejection};
@@ -24,42 +32,61 @@ use crate::error::ServerError;
 
 /// A committed change as the server keeps it: the new state and who could see the old one.
 #[derive(Debug, Clone)]
-pub struct Logged {
-    pub seq: u64,
-    pub kind: RecordKind,
-    pub id: Id,
+pub(crate) struct Logged {
+    pub(crate) seq: u64,
+    pub(crate) kind: RecordKind,
+    pub(crate) id: Id,
     /// The record now; `None` after a delete.
-    pub record: Option<Record>,
+    pub(crate) record: Option<Record>,
     /// Staff who owned the previous version (see `Record::parties`).
-    pub prev_parties: Vec<Id>,
-    pub prev_existed: bool,
-    pub actor: Option<Id>,
-    pub mutation_id: Option<Uuid>,
+    pub(crate) prev_parties: Vec<Id>,
+    pub(crate) prev_existed: bool,
+    pub(crate) actor: Option<Id>,
+    pub(crate) mutation_id: Option<Uuid>,
+    /// The upsert as a `Change` in JSON, made once and shared by every feed connection
+    /// that may see it (it reads the same for all of them).
+    upsert_json: OnceLock<String>,
 }
 
 impl Logged {
-    /// This change as `user` sees it, or `None` if it is none of their business.
-    pub fn for_user(&self, user: &Staff) -> Option<Change> {
-        let op = match &self.record {
-            Some(record) if rules::visible_to(user, record) => ChangeOp::Upsert {
-                record: record.clone(),
-            },
-            _ if self.prev_existed
-                && (rules::sees_all(user, self.kind) || self.prev_parties.contains(&user.id)) =>
-            {
-                ChangeOp::Remove {
+    /// This change as `user` sees it, as the JSON of a [`Change`], or `None` if it is none
+    /// of their business: the new version if they may see it, else a removal if they could
+    /// see the previous one. An upsert is serialized once, however many connections it
+    /// goes to.
+    pub(crate) fn json_for(&self, user: &Staff) -> Result<Option<Cow<'_, str>>, ServerError> {
+        match &self.record {
+            Some(record) if rules::visible_to(user, record) => {
+                if let Some(json) = self.upsert_json.get() {
+                    return Ok(Some(Cow::Borrowed(json)));
+                }
+                let json = serde_json::to_string(&self.change(ChangeOp::Upsert {
+                    record: record.clone(),
+                }))?;
+                Ok(Some(Cow::Borrowed(self.upsert_json.get_or_init(|| json))))
+            }
+            _ if self.removes_for(user) => Ok(Some(Cow::Owned(serde_json::to_string(
+                &self.change(ChangeOp::Remove {
                     kind: self.kind,
                     id: self.id,
-                }
-            }
-            _ => return None,
-        };
-        Some(Change {
+                }),
+            )?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether `user` could see the previous version, so must drop it from their cache.
+    fn removes_for(&self, user: &Staff) -> bool {
+        self.prev_existed
+            && (rules::sees_all(user, self.kind) || self.prev_parties.contains(&user.id))
+    }
+
+    fn change(&self, op: ChangeOp) -> Change {
+        Change {
             seq: self.seq,
             actor: self.actor,
             mutation_id: self.mutation_id,
             op,
-        })
+        }
     }
 }
 
@@ -72,7 +99,7 @@ struct Memory {
 
 /// The store. Cloning shares it.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     pool: SqlitePool,
     memory: Arc<RwLock<Memory>>,
     writer: Arc<Mutex<()>>,
@@ -80,11 +107,14 @@ pub struct Store {
 }
 
 impl Store {
-    pub async fn open(path: &Path, feed_queue: usize) -> Result<Store, ServerError> {
+    pub(crate) async fn open(path: &Path, feed_queue: usize) -> Result<Store, ServerError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL survives a crash of this process; only a power cut can
+            // lose the last commits, and then clients find their cursor ahead of the head
+            // and resync. FULL would pay an fsync per mutation.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
@@ -121,40 +151,46 @@ impl Store {
         })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    pub async fn head(&self) -> u64 {
+    pub(crate) async fn head(&self) -> u64 {
         self.memory.read().await.head
     }
 
     /// Live changes from now on. A receiver that falls `feed_queue` changes behind gets
     /// `Lagged`, which the feed turns into a resync: never silent loss.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Logged>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Logged>> {
         self.published.subscribe()
     }
 
-    pub async fn staff(&self, id: Id) -> Option<Staff> {
+    pub(crate) async fn staff(&self, id: Id) -> Option<Staff> {
         self.memory.read().await.staff.get(&id).cloned()
     }
 
-    pub async fn staff_by_username(&self, username: &str) -> Option<(Staff, String)> {
+    /// The account and its password hash, for login.
+    pub(crate) async fn staff_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<(Staff, String)>, ServerError> {
         let row = sqlx::query("SELECT body, password_hash FROM staff WHERE username = ?")
             .bind(username)
             .fetch_optional(&self.pool)
-            .await
-            .ok()??;
-        let staff: Staff = serde_json::from_str(row.get("body")).ok()?;
-        Some((staff, row.get("password_hash")))
+            .await?;
+        row.map(|row| {
+            let staff: Staff = serde_json::from_str(row.get("body"))?;
+            Ok((staff, row.get("password_hash")))
+        })
+        .transpose()
     }
 
-    pub async fn staff_count(&self) -> usize {
+    pub(crate) async fn staff_count(&self) -> usize {
         self.memory.read().await.staff.len()
     }
 
     /// Every record `user` may see, and the seq they are consistent at.
-    pub async fn snapshot(&self, user: &Staff) -> (u64, Vec<Record>) {
+    pub(crate) async fn snapshot(&self, user: &Staff) -> (u64, Vec<Record>) {
         let memory = self.memory.read().await;
         let mut records: Vec<Record> = memory.staff.values().cloned().map(Record::Staff).collect();
         records.extend(
@@ -168,7 +204,11 @@ impl Store {
     }
 
     /// The log from `after + 1` on, at most `limit` entries.
-    pub async fn log_after(&self, after: u64, limit: usize) -> Result<Vec<Logged>, ServerError> {
+    pub(crate) async fn log_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Logged>, ServerError> {
         let rows = sqlx::query(
             "SELECT seq, kind, id, body, prev_parties, prev_existed, actor, mutation_id
              FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -181,7 +221,7 @@ impl Store {
     }
 
     /// The oldest seq still in the log (`None` if the log is empty).
-    pub async fn oldest_kept(&self) -> Result<Option<u64>, ServerError> {
+    pub(crate) async fn oldest_kept(&self) -> Result<Option<u64>, ServerError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM changes")
             .fetch_one(&self.pool)
             .await?;
@@ -189,7 +229,7 @@ impl Store {
     }
 
     /// Keeps only the last `keep_last` log entries.
-    pub async fn compact(&self, keep_last: u64) -> Result<(), ServerError> {
+    pub(crate) async fn compact(&self, keep_last: u64) -> Result<(), ServerError> {
         let head = self.head().await;
         let cutoff = head.saturating_sub(keep_last);
         sqlx::query("DELETE FROM changes WHERE seq <= ?")
@@ -199,7 +239,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn create_staff(
+    pub(crate) async fn create_staff(
         &self,
         username: &str,
         display_name: &str,
@@ -214,6 +254,16 @@ impl Store {
             version: 1,
         };
         let _writer = self.writer.lock().await;
+        if self
+            .memory
+            .read()
+            .await
+            .staff
+            .values()
+            .any(|s| s.username == username)
+        {
+            return Err(ServerError::UsernameTaken(username.to_owned()));
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, ?, ?)")
             .bind(staff.id.to_string())
@@ -235,7 +285,7 @@ impl Store {
     }
 
     /// Applies a mutation from `user` (idempotent by `mutation_id`).
-    pub async fn mutate(
+    pub(crate) async fn mutate(
         &self,
         user: &Staff,
         mutation_id: Uuid,
@@ -353,7 +403,7 @@ impl Store {
     }
 
     /// A booking from the web form: no actor, no mutation id.
-    pub async fn intake(
+    pub(crate) async fn intake(
         &self,
         booking: clinic_protocol::Booking,
     ) -> Result<clinic_protocol::Booking, ServerError> {
@@ -419,6 +469,7 @@ impl Store {
             prev_existed: previous.is_some(),
             actor,
             mutation_id,
+            upsert_json: OnceLock::new(),
         })
     }
 
@@ -523,5 +574,6 @@ fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
         prev_existed: row.get("prev_existed"),
         actor: actor.and_then(|a| a.parse().ok()),
         mutation_id: mutation_id.and_then(|m| m.parse().ok()),
+        upsert_json: OnceLock::new(),
     })
 }
