@@ -307,8 +307,3 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
-
-/// Locator re-export so tests need not import fantoccini.
-pub fn css(selector: &str) -> Locator<'_> {
-    Locator::Css(selector)
-}

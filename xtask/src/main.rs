@@ -4,7 +4,6 @@
 //! - `run`:   install missing system packages, build, start the app in demo mode.
 //! - `test`:  install what tests need, then fmt, clippy and the whole suite (end-to-end
 //!   tests in real windows included) under a virtual display and a private D-Bus.
-//! - `bench`: run the benchmarks (see BENCHMARKS.md), `--quick` for a smoke-sized run.
 //! - `screenshot`: run the demo under Xvfb and save the README screenshot.
 //!
 //! This crate uses std only: it must build in seconds on a fresh machine and must not change
@@ -29,7 +28,6 @@ fn main() -> ExitCode {
     let result = match task {
         "run" => run(rest),
         "test" => test(rest),
-        "bench" => bench(rest),
         "screenshot" => screenshot(),
         "help" | "--help" | "-h" => {
             eprintln!("{}", HELP);
@@ -50,7 +48,6 @@ const HELP: &str = "usage: cargo xtask <task>
 
   run [-- APP ARGS]   start Clinic Desk in demo mode (installs build packages if missing)
   test                fmt, clippy and every test, end-to-end in real windows included
-  bench [--quick]     benchmarks against a Socket.IO peer; writes BENCHMARKS.md (full run)
   screenshot          save docs/screenshot.png of the demo, taken under Xvfb";
 
 fn root() -> PathBuf {
@@ -154,36 +151,7 @@ fn test(rest: &[String]) -> Result<(), String> {
         .args(["test", "--workspace", "--locked"])
         .env("TAURI_DRIVER", &tauri_driver)
         .env("RUST_BACKTRACE", "1");
-    status(&mut headless(&tests))?;
-    bench_quick_if_present()
-}
-
-/// The benchmarks' smoke run: proves they work, asserts nothing about speed.
-fn bench_quick_if_present() -> Result<(), String> {
-    if root().join("crates/clinic-bench").exists() {
-        bench(&["--quick".to_owned()])
-    } else {
-        Ok(())
-    }
-}
-
-fn bench(rest: &[String]) -> Result<(), String> {
-    if !root().join("crates/clinic-bench").exists() {
-        return Err("the benchmarks are not written yet (issue 6)".into());
-    }
-    setup::ensure_build_packages()?;
-    setup::ensure_bench_peer()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--locked",
-        "--release",
-        "--package",
-        "clinic-bench",
-        "--",
-    ]);
-    cmd.args(rest);
-    status(&mut cmd)
+    status(&mut headless(&tests))
 }
 
 fn screenshot() -> Result<(), String> {

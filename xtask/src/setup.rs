@@ -5,7 +5,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::{root, status};
+use crate::status;
 
 /// What building the app needs: the WebKitGTK development files (they pull in GTK, libsoup
 /// and libdbus) and a C toolchain with pkg-config for the -sys crates.
@@ -141,28 +141,6 @@ pub(crate) fn ensure_tauri_driver() -> Result<PathBuf, String> {
         TAURI_DRIVER_VERSION,
     ]))?;
     Ok(path)
-}
-
-/// The Socket.IO peer for the benchmarks, installed from the npm registry into a folder
-/// git ignores.
-pub(crate) fn ensure_bench_peer() -> Result<(), String> {
-    let dir = root().join("bench/peer");
-    if dir.join("node_modules/socket.io").exists()
-        && dir.join("node_modules/socket.io-client").exists()
-    {
-        return Ok(());
-    }
-    if which("npm").is_none() {
-        return Err(
-            "the benchmark peer needs node and npm: sudo apt-get install nodejs npm".into(),
-        );
-    }
-    eprintln!("xtask: installing the Socket.IO peer (npm ci in bench/peer)");
-    status(
-        Command::new("npm")
-            .current_dir(&dir)
-            .args(["ci", "--no-audit", "--no-fund"]),
-    )
 }
 
 fn which(name: &str) -> Option<PathBuf> {
