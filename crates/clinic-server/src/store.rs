@@ -5,6 +5,8 @@
 //! ONE writer lock: the mutation is judged against memory, then the record, the change-log
 //! row (with the next gap-free seq) and the mutation's outcome are committed in one SQLite
 //! transaction, and only then is memory updated and the change published to the feeds.
+//! Each write runs on its own task, so a client that hangs up mid-commit cannot cancel it
+//! between the commit and the memory update.
 //!
 //! Publishing happens under the writer lock, so feeds see changes in seq order. The fan-out
 //! is a `tokio::sync::broadcast` ring of `feed_queue` changes: each feed connection reads it
@@ -88,6 +90,21 @@ impl Logged {
             op,
         }
     }
+}
+
+/// Runs a write to its end even if its caller goes away.
+///
+/// A client that disconnects or times out drops its HTTP handler, and with it any future
+/// the handler awaits. SQLite finishes a COMMIT already handed to its worker thread, so a
+/// write dropped while its commit is under way lands on disk but never reaches memory:
+/// memory's head falls behind the log and every later write collides on the next seq.
+/// A spawned task is never cancelled by the caller, so commit and publish stay one step.
+async fn to_completion<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, ServerError>> + Send + 'static,
+) -> Result<T, ServerError> {
+    tokio::spawn(write)
+        .await
+        .map_err(|_| ServerError::Invariant("a write task panicked"))?
 }
 
 #[derive(Debug, Default)]
@@ -246,6 +263,28 @@ impl Store {
         roles: &[Role],
         password_hash: &str,
     ) -> Result<Staff, ServerError> {
+        let store = self.clone();
+        let (username, display_name, roles, password_hash) = (
+            username.to_owned(),
+            display_name.to_owned(),
+            roles.to_vec(),
+            password_hash.to_owned(),
+        );
+        to_completion(async move {
+            store
+                .create_staff_now(&username, &display_name, &roles, &password_hash)
+                .await
+        })
+        .await
+    }
+
+    async fn create_staff_now(
+        &self,
+        username: &str,
+        display_name: &str,
+        roles: &[Role],
+        password_hash: &str,
+    ) -> Result<Staff, ServerError> {
         let staff = Staff {
             id: Uuid::new_v4(),
             username: username.to_owned(),
@@ -286,6 +325,16 @@ impl Store {
 
     /// Applies a mutation from `user` (idempotent by `mutation_id`).
     pub(crate) async fn mutate(
+        &self,
+        user: &Staff,
+        mutation_id: Uuid,
+        mutation: &Mutation,
+    ) -> Result<MutationOutcome, ServerError> {
+        let (store, user, mutation) = (self.clone(), user.clone(), mutation.clone());
+        to_completion(async move { store.mutate_now(&user, mutation_id, &mutation).await }).await
+    }
+
+    async fn mutate_now(
         &self,
         user: &Staff,
         mutation_id: Uuid,
@@ -404,6 +453,14 @@ impl Store {
 
     /// A booking from the web form: no actor, no mutation id.
     pub(crate) async fn intake(
+        &self,
+        booking: clinic_protocol::Booking,
+    ) -> Result<clinic_protocol::Booking, ServerError> {
+        let store = self.clone();
+        to_completion(async move { store.intake_now(booking).await }).await
+    }
+
+    async fn intake_now(
         &self,
         booking: clinic_protocol::Booking,
     ) -> Result<clinic_protocol::Booking, ServerError> {

@@ -1452,3 +1452,37 @@ async fn the_demo_clinic_is_seeded_once_with_what_it_promises() {
         .iter()
         .all(|b| b.therapist_id == Some(reyes.login.user.id)));
 }
+
+/// A client that gives up on a request while the server commits it (a timeout, a closed
+/// laptop) must not leave the server behind its own log: the write is finished, and every
+/// later write still lands and is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_abandoned_by_their_client_mid_commit_leave_the_server_consistent() {
+    let s = Server::start().await;
+    let olivia = s.login("olivia").await;
+    let reyes_id = staff_id(&olivia.snapshot().await, "reyes");
+    let message = |body: String| Mutation::SendMessage {
+        message: clinic_protocol::NewMessage {
+            id: Uuid::new_v4(),
+            recipient_id: reyes_id,
+            body,
+        },
+    };
+    // Each request is dropped a little later than the one before, so that some are
+    // dropped while their commit is under way, whatever this machine's speed.
+    for i in 0..300u64 {
+        let send = olivia.send(Uuid::new_v4(), message(format!("abandoned {i}")));
+        let _ = tokio::time::timeout(Duration::from_micros(i * 20), send).await;
+    }
+    let last = olivia.send(Uuid::new_v4(), message("kept".into())).await;
+    applied_any(&last);
+    let MutationOutcome::Applied { seq, .. } = last else {
+        unreachable!()
+    };
+    let snap = olivia.snapshot().await;
+    assert_eq!(snap.seq, seq, "memory's head is the log's head");
+    assert!(snap
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Message(m) if m.body == "kept")));
+}
