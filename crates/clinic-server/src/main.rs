@@ -22,6 +22,9 @@ struct Args {
     /// Seed a demo clinic if the database is empty, and print its logins.
     #[arg(long)]
     demo: bool,
+    /// Sign-in attempts allowed per username per minute.
+    #[arg(long, env = "CLINIC_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    login_attempts_per_minute: u32,
 }
 
 #[tokio::main]
@@ -45,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut config = Config::new(&db);
+    config.login_attempts_per_minute = args.login_attempts_per_minute;
     config.intake_key = args
         .intake_key
         .or_else(|| args.demo.then(|| demo::DEMO_INTAKE_KEY.to_owned()));

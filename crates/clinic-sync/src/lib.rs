@@ -13,6 +13,7 @@
 //! - `cache`: SQLite through sqlx: server records with typed columns, the overlay, the
 //!   durable outbox, the cursor and the session; multi-row statements on every hot path.
 //! - [`queries`]: the dashboards' reads, in SQL over the cache with pending changes applied.
+//! - [`probe`]: the cache's write and read paths without an engine, for `clinic-bench`.
 //! - [`error`]: [`SyncError`], each with a stable [`SyncError::code`].
 //!
 //! # Guarantees
@@ -88,6 +89,7 @@ pub mod engine;
 pub mod error;
 pub mod machine;
 mod overlay;
+pub mod probe;
 pub mod queries;
 
 pub use engine::{
