@@ -4,6 +4,7 @@
 //! - `run`:   install missing system packages, build, start the app in demo mode.
 //! - `test`:  install what tests need, then fmt, clippy and the whole suite (end-to-end
 //!   tests in real windows included) under a virtual display and a private D-Bus.
+//! - `bench`: every benchmark side by side with a Socket.IO peer; writes BENCHMARKS.md.
 //! - `screenshot`: run the demo under Xvfb and save the README screenshot.
 //!
 //! This crate uses std only: it must build in seconds on a fresh machine and must not change
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let result = match task {
         "run" => run(rest),
         "test" => test(rest),
+        "bench" => bench(rest),
         "screenshot" => screenshot(),
         "help" | "--help" | "-h" => {
             eprintln!("{}", HELP);
@@ -48,6 +50,7 @@ const HELP: &str = "usage: cargo xtask <task>
 
   run [-- APP ARGS]   start Clinic Desk in demo mode (installs build packages if missing)
   test                fmt, clippy and every test, end-to-end in real windows included
+  bench [--quick]     every benchmark against a Socket.IO peer; full runs write BENCHMARKS.md
   screenshot          save docs/screenshot.png of the demo, taken under Xvfb";
 
 fn root() -> PathBuf {
@@ -109,9 +112,7 @@ fn run(rest: &[String]) -> Result<(), String> {
     // feature set, so the GTK/WebKit stack is compiled once for both commands.
     status(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     let app_args: Vec<&String> = rest.iter().skip_while(|a| a.as_str() == "--").collect();
-    let target_dir =
-        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    let mut cmd = Command::new(target_dir.join("debug").join("clinic-desk"));
+    let mut cmd = Command::new(target_dir().join("debug").join("clinic-desk"));
     cmd.current_dir(root());
     if app_args.is_empty() {
         cmd.arg("--demo");
@@ -132,6 +133,8 @@ fn test(rest: &[String]) -> Result<(), String> {
     }
     setup::ensure_build_packages()?;
     setup::ensure_test_packages()?;
+    setup::ensure_bench_packages()?;
+    setup::ensure_bench_peer()?;
     let tauri_driver = setup::ensure_tauri_driver()?;
 
     status(cargo().args(["fmt", "--all", "--check"]))?;
@@ -151,7 +154,73 @@ fn test(rest: &[String]) -> Result<(), String> {
         .args(["test", "--workspace", "--locked"])
         .env("TAURI_DRIVER", &tauri_driver)
         .env("RUST_BACKTRACE", "1");
-    status(&mut headless(&tests))
+    status(&mut headless(&tests))?;
+    // The benchmarks at their quick size, as a smoke run: they work, whatever the figures.
+    // (The window benchmark's quick size ran above, as tests/window_latency.rs.)
+    status(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "clinic-server",
+        "-p",
+        "clinic-bench",
+    ]))?;
+    status(Command::new(target_dir().join("debug/clinic-bench")).arg("--quick"))
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+fn bench(rest: &[String]) -> Result<(), String> {
+    let quick = match rest {
+        [] => false,
+        [flag] if flag == "--quick" => true,
+        other => return Err(format!("`bench` takes only --quick, got {other:?}")),
+    };
+    setup::ensure_build_packages()?;
+    setup::ensure_test_packages()?;
+    setup::ensure_bench_packages()?;
+    setup::ensure_bench_peer()?;
+    let tauri_driver = setup::ensure_tauri_driver()?;
+    status(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "clinic-server",
+        "-p",
+        "clinic-bench",
+    ]))?;
+    // The window benchmark drives the real app through WebDriver, so it lives with the
+    // end-to-end tests and uses their (debug) build of the app.
+    let windows = target_dir().join("bench/windows.json");
+    std::fs::create_dir_all(target_dir().join("bench")).map_err(|e| e.to_string())?;
+    let mut window_bench = cargo();
+    window_bench
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--test",
+            "window_latency",
+            "--",
+            "--nocapture",
+        ])
+        .env("TAURI_DRIVER", &tauri_driver)
+        .env("CLINIC_BENCH_OUT", &windows);
+    if !quick {
+        window_bench.env("CLINIC_BENCH_FULL", "1");
+    }
+    status(&mut headless(&window_bench))?;
+    let mut cmd = Command::new(target_dir().join("release/clinic-bench"));
+    cmd.current_dir(root()).arg("--windows").arg(&windows);
+    if quick {
+        cmd.arg("--quick");
+    } else {
+        cmd.args(["--markdown", "BENCHMARKS.md"]);
+    }
+    status(&mut cmd)
 }
 
 fn screenshot() -> Result<(), String> {

@@ -27,6 +27,15 @@ const TEST_PACKAGES: &[Need] = &[
     Need::Binary("import", "imagemagick"),
 ];
 
+/// What the benchmarks need beside the test packages: node and npm for the Socket.IO peer,
+/// strace to count the servers' write syscalls, taskset to pin each side to its own core.
+const BENCH_PACKAGES: &[Need] = &[
+    Need::Binary("node", "nodejs"),
+    Need::Binary("npm", "npm"),
+    Need::Binary("strace", "strace"),
+    Need::Binary("taskset", "util-linux"),
+];
+
 /// tauri-driver bridges WebDriver to the app; major 2 matches Tauri 2 (crates.io also
 /// serves a 3.0 alpha, which must not be picked up).
 const TAURI_DRIVER_VERSION: &str = "^2";
@@ -63,6 +72,25 @@ pub(crate) fn ensure_build_packages() -> Result<(), String> {
 
 pub(crate) fn ensure_test_packages() -> Result<(), String> {
     ensure(TEST_PACKAGES)
+}
+
+pub(crate) fn ensure_bench_packages() -> Result<(), String> {
+    ensure(BENCH_PACKAGES)
+}
+
+/// Installs the Socket.IO peer from the npm registry into its folder (ignored by git), as
+/// pinned by its package-lock.json, unless it is there already.
+pub(crate) fn ensure_bench_peer() -> Result<(), String> {
+    let peer = crate::root().join("crates/clinic-bench/peer");
+    if peer.join("node_modules/socket.io/package.json").is_file() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the Socket.IO peer with npm");
+    status(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&peer),
+    )
 }
 
 fn ensure(needs: &[Need]) -> Result<(), String> {

@@ -1,0 +1,528 @@
+//! The figures as a table: on stdout, and as the results section of BENCHMARKS.md (between
+//! `<!-- results:start -->` and `<!-- results:end -->`; the rest of the file is prose kept
+//! by hand). Every figure is ours, the peer's, and the ratio of the two.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::benches::{CacheFigures, FanOut, Receivers, SUSTAINED_P99};
+use crate::hist::Latency;
+use crate::procs::Cores;
+use crate::sides::Which;
+
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    pub(crate) propagation: Vec<(Which, Receivers, usize, Latency)>,
+    pub(crate) fan_out: Vec<(Which, FanOut)>,
+    pub(crate) catch_up: Vec<(Which, u64, Duration)>,
+    pub(crate) cache: Option<CacheFigures>,
+}
+
+/// What tests/window_latency.rs measured in the real app.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Windows {
+    windows_1: WindowLatency,
+    windows_4: WindowLatency,
+    app_rss_kib_1_window: u64,
+    app_rss_kib_4_windows: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WindowLatency {
+    n: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Windows {
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Windows> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the window results {}", path.display()))?;
+        serde_json::from_str(&text).context("the window results")
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) quick: bool,
+    pub(crate) command: String,
+    pub(crate) cores: Cores,
+    pub(crate) results: Results,
+    pub(crate) windows: Option<Windows>,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// ours / peer, for figures where lower is better (times) or higher (rates) alike: the
+/// heading says which way is good.
+fn ratio(ours: f64, peer: f64) -> String {
+    if peer > 0.0 && ours.is_finite() && peer.is_finite() {
+        format!("{:.2}×", ours / peer)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn goal(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+impl Report {
+    fn propagation(&self, which: Which, receivers: Receivers, n: usize) -> Option<Latency> {
+        self.results
+            .propagation
+            .iter()
+            .find(|(w, r, c, _)| *w == which && *r == receivers && *c == n)
+            .map(|p| p.3)
+    }
+
+    fn fan_out(&self, which: Which, clients: usize) -> Option<&FanOut> {
+        self.results
+            .fan_out
+            .iter()
+            .find(|(w, f)| *w == which && f.clients == clients)
+            .map(|p| &p.1)
+    }
+
+    fn catch_up(&self, which: Which, k: u64) -> Option<Duration> {
+        self.results
+            .catch_up
+            .iter()
+            .find(|(w, kk, _)| *w == which && *kk == k)
+            .map(|p| p.2)
+    }
+
+    /// The results as markdown.
+    pub(crate) fn markdown(&self) -> String {
+        let mut o = String::new();
+        let size = if self.quick {
+            "quick (smoke) sizes"
+        } else {
+            "full sizes"
+        };
+        let _ = writeln!(o, "Run on {} with `{}` ({size}).\n", today(), self.command);
+        let _ = writeln!(o, "Machine: {}.", machine());
+        let payload = serde_json::to_string(&crate::benches::template()).map_or(0, |j| j.len());
+        let _ = writeln!(o, "Change payload: {payload} bytes of JSON on both sides.");
+        let _ = writeln!(
+            o,
+            "Pinning: servers on core {}, load generator (and every client, engine and cache) on core {}. \
+             Ratios are ours ÷ peer: below 1× is better for times, above 1× for rates.\n",
+            self.cores.server.map_or("any".into(), |c| c.to_string()),
+            self.cores.load.map_or("any".into(), |c| c.to_string()),
+        );
+
+        let _ = writeln!(
+            o,
+            "### 1. Propagation: writer sends one change, every client has it (ms)\n"
+        );
+        let _ = writeln!(o, "| clients | ours receives | deliveries | ours p50 | ours p99 | ours max | peer p50 | peer p99 | peer max | p50 ratio | p99 ratio |");
+        let _ = writeln!(o, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let mut ns: Vec<usize> = self.results.propagation.iter().map(|p| p.2).collect();
+        ns.sort_unstable();
+        ns.dedup();
+        for &n in &ns {
+            let peer = self.propagation(Which::Peer, Receivers::Wire, n);
+            for (receivers, label) in [
+                (Receivers::Wire, "frame decoded"),
+                (Receivers::Engine, "engine: in SQLite, published"),
+            ] {
+                let Some(ours) = self.propagation(Which::Ours, receivers, n) else {
+                    continue;
+                };
+                let (pp50, pp99, pmax) = peer
+                    .map_or(("n/a".into(), "n/a".into(), "n/a".into()), |p| {
+                        (ms(p.p50), ms(p.p99), ms(p.max))
+                    });
+                let _ = writeln!(
+                    o,
+                    "| {n} | {label} | {} | {} | {} | {} | {pp50} | {pp99} | {pmax} | {} | {} |",
+                    ours.n,
+                    ms(ours.p50),
+                    ms(ours.p99),
+                    ms(ours.max),
+                    peer.map_or("n/a".into(), |p| ratio(
+                        ours.p50.as_secs_f64(),
+                        p.p50.as_secs_f64()
+                    )),
+                    peer.map_or("n/a".into(), |p| ratio(
+                        ours.p99.as_secs_f64(),
+                        p.p99.as_secs_f64()
+                    )),
+                );
+            }
+        }
+
+        let _ = writeln!(o, "\n### 2. Fan-out under a rising send rate\n");
+        let _ = writeln!(o, "| clients | highest rate with p99 ≤ {} ms (ours / peer / ratio) | deliveries/s at the highest rate tried (ours / peer / ratio) | socket write syscalls per delivery (ours / peer, at rate) | server RSS per idle connection, KiB (ours / peer / ratio) |", SUSTAINED_P99.as_millis());
+        let _ = writeln!(o, "|---:|---|---|---|---|");
+        let mut clients: Vec<usize> = self.results.fan_out.iter().map(|f| f.1.clients).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        for &c in &clients {
+            let (Some(ours), Some(peer)) =
+                (self.fan_out(Which::Ours, c), self.fan_out(Which::Peer, c))
+            else {
+                continue;
+            };
+            let (so, sp) = (sustained(ours), sustained(peer));
+            let (do_, dp) = (saturation(ours), saturation(peer));
+            let sys = |f: &FanOut| {
+                f.syscalls_per_delivery
+                    .map_or("n/a".into(), |s| format!("{s:.3}"))
+            };
+            let _ = writeln!(
+                o,
+                "| {c} | {so} / {sp} / {} | {do_:.0} / {dp:.0} / {} | {} / {} (at {:.0}/s) | {:.1} / {:.1} / {} |",
+                ratio(so, sp),
+                ratio(do_, dp),
+                sys(ours),
+                sys(peer),
+                ours.syscall_rate,
+                ours.rss_per_connection_kib,
+                peer.rss_per_connection_kib,
+                ratio(ours.rss_per_connection_kib, peer.rss_per_connection_kib),
+            );
+        }
+        let _ = writeln!(o, "\nEvery step (p99 in ms, delivered / expected):\n");
+        let _ = writeln!(o, "| clients | rate/s | ours p99 | ours delivered | peer p99 | peer delivered | p99 ratio |");
+        let _ = writeln!(o, "|---:|---:|---:|---|---:|---|---:|");
+        for &c in &clients {
+            let (Some(ours), Some(peer)) =
+                (self.fan_out(Which::Ours, c), self.fan_out(Which::Peer, c))
+            else {
+                continue;
+            };
+            let rates = ours.steps.iter().chain(&peer.steps).map(|s| s.rate);
+            let mut rates: Vec<f64> = rates.collect();
+            rates.sort_by(f64::total_cmp);
+            rates.dedup();
+            for rate in rates {
+                let cell = |f: &FanOut| {
+                    f.steps.iter().find(|s| s.rate == rate).map_or(
+                        ("not run".to_owned(), String::new(), None),
+                        |s| {
+                            (
+                                ms(s.latency.p99),
+                                format!("{} / {}", s.delivered, s.expected),
+                                Some(s.latency.p99),
+                            )
+                        },
+                    )
+                };
+                let (o99, od, ol) = cell(ours);
+                let (p99, pd, pl) = cell(peer);
+                let r = match (ol, pl) {
+                    (Some(a), Some(b)) => ratio(a.as_secs_f64(), b.as_secs_f64()),
+                    _ => "n/a".into(),
+                };
+                let _ = writeln!(o, "| {c} | {rate:.0} | {o99} | {od} | {p99} | {pd} | {r} |");
+            }
+        }
+
+        let _ = writeln!(o, "\n### 3. Catch-up: offline while K changes happen, then back (ms until all K are in)\n");
+        let _ = writeln!(o, "| K | ours (committed to the engine's SQLite cache) | peer (received, kept in memory) | ratio |");
+        let _ = writeln!(o, "|---:|---:|---:|---:|");
+        let mut ks: Vec<u64> = self.results.catch_up.iter().map(|c| c.1).collect();
+        ks.sort_unstable();
+        ks.dedup();
+        for &k in &ks {
+            let (Some(a), Some(b)) = (self.catch_up(Which::Ours, k), self.catch_up(Which::Peer, k))
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                o,
+                "| {k} | {} | {} | {} |",
+                ms(a),
+                ms(b),
+                ratio(a.as_secs_f64(), b.as_secs_f64())
+            );
+        }
+
+        if let Some(c) = &self.results.cache {
+            let _ = writeln!(o, "\n### 4. Local cache: the engine's SQLite cache (sqlx) against rusqlite doing the same work\n");
+            let _ = writeln!(o, "| | engine cache | rusqlite floor | ratio |");
+            let _ = writeln!(o, "|---|---:|---:|---:|");
+            let _ = writeln!(
+                o,
+                "| batched apply, rows/s | {:.0} | {:.0} | {} |",
+                c.ours_rows_per_s,
+                c.floor_rows_per_s,
+                ratio(c.ours_rows_per_s, c.floor_rows_per_s)
+            );
+            let _ = writeln!(
+                o,
+                "| (the floor without the 7 secondary indexes, rows/s) | | {:.0} | |",
+                c.bare_rows_per_s
+            );
+            let _ = writeln!(
+                o,
+                "| point read p50, ms | {} | {} | {} |",
+                ms(c.ours_read.p50),
+                ms(c.floor_read.p50),
+                ratio(
+                    c.ours_read.p50.as_secs_f64(),
+                    c.floor_read.p50.as_secs_f64()
+                )
+            );
+            let _ = writeln!(
+                o,
+                "| point read p99, ms | {} | {} | {} |",
+                ms(c.ours_read.p99),
+                ms(c.floor_read.p99),
+                ratio(
+                    c.ours_read.p99.as_secs_f64(),
+                    c.floor_read.p99.as_secs_f64()
+                )
+            );
+        }
+
+        if let Some(w) = &self.windows {
+            let _ = writeln!(
+                o,
+                "\n### 5 and 6. The app in real windows (Xvfb, WebKitGTK)\n"
+            );
+            let _ = writeln!(o, "| | n | p50 ms | p99 ms | max ms |");
+            let _ = writeln!(o, "|---|---:|---:|---:|---:|");
+            for (label, l) in [
+                ("click in one window → rendered in 1 other", &w.windows_1),
+                (
+                    "click in one window → rendered in each of 4 others",
+                    &w.windows_4,
+                ),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "| {label} | {} | {:.2} | {:.2} | {:.2} |",
+                    l.n, l.p50_ms, l.p99_ms, l.max_ms
+                );
+            }
+            let _ = writeln!(o, "\nThe app's resident memory (main process and its WebKit processes): {:.1} MiB with 1 dashboard window, {:.1} MiB with 4. The web dashboards have no counterpart process to compare with, so these have no ratio.", kib_mib(w.app_rss_kib_1_window), kib_mib(w.app_rss_kib_4_windows));
+        }
+
+        let _ = writeln!(o, "\n### Goals\n");
+        let _ = writeln!(o, "| goal | measured | |");
+        let _ = writeln!(o, "|---|---|---|");
+        for (what, measured, met) in self.goals() {
+            let _ = writeln!(o, "| {what} | {measured} | {} |", goal(met));
+        }
+        o
+    }
+
+    fn goals(&self) -> Vec<(String, String, bool)> {
+        let mut g = Vec::new();
+        if let Some(l) = self.propagation(Which::Ours, Receivers::Engine, 100) {
+            g.push((
+                "propagation to 100 engines: p50 ≤ 0.5 ms, p99 ≤ 3 ms".into(),
+                format!("p50 {} ms, p99 {} ms", ms(l.p50), ms(l.p99)),
+                l.p50 <= Duration::from_micros(500) && l.p99 <= Duration::from_millis(3),
+            ));
+        }
+        if let Some(l) = self.propagation(Which::Ours, Receivers::Wire, 100) {
+            g.push((
+                "(same, to 100 wire clients, for reference)".into(),
+                format!("p50 {} ms, p99 {} ms", ms(l.p50), ms(l.p99)),
+                l.p50 <= Duration::from_micros(500) && l.p99 <= Duration::from_millis(3),
+            ));
+        }
+        let best = |w| {
+            self.results
+                .fan_out
+                .iter()
+                .filter(|(x, _)| *x == w)
+                .map(|(_, f)| saturation(f))
+                .fold(0.0, f64::max)
+        };
+        let (bo, bp) = (best(Which::Ours), best(Which::Peer));
+        if bo > 0.0 && bp > 0.0 {
+            g.push((
+                "fan-out saturation ≥ 2× the peer's deliveries/s".into(),
+                format!("{bo:.0} vs {bp:.0} ({})", ratio(bo, bp)),
+                bo >= 2.0 * bp,
+            ));
+        }
+        let at = |c: usize, rate: f64| {
+            self.fan_out(Which::Ours, c)
+                .and_then(|f| f.steps.iter().find(|s| s.rate == rate))
+                .map(|s| s.latency.p99)
+        };
+        if let Some(p) = at(1_000, 100.0) {
+            g.push((
+                "1,000 clients at 100 changes/s: p99 ≤ 5 ms".into(),
+                format!("{} ms", ms(p)),
+                p <= Duration::from_millis(5),
+            ));
+        }
+        if let Some(p) = at(10_000, 10.0) {
+            g.push((
+                "10,000 clients at 10 changes/s: p99 ≤ 100 ms".into(),
+                format!("{} ms", ms(p)),
+                p <= Duration::from_millis(100),
+            ));
+        }
+        if let Some(s) = self
+            .fan_out(Which::Ours, 1_000)
+            .and_then(|f| f.syscalls_per_delivery)
+        {
+            g.push((
+                "under load, fewer than one write syscall per delivery".into(),
+                format!("{s:.3} (1,000 clients)"),
+                s < 1.0,
+            ));
+        }
+        if let Some(d) = self.catch_up(Which::Ours, 1_000) {
+            g.push((
+                "catch-up of 1,000 changes ≤ 50 ms".into(),
+                format!("{} ms", ms(d)),
+                d <= Duration::from_millis(50),
+            ));
+        }
+        if let Some(d) = self.catch_up(Which::Ours, 100_000) {
+            g.push((
+                "catch-up of 100,000 changes ≤ 1 s".into(),
+                format!("{} ms", ms(d)),
+                d <= Duration::from_secs(1),
+            ));
+        }
+        if let Some(c) = &self.results.cache {
+            g.push((
+                "cache apply ≥ 300k rows/s".into(),
+                format!("{:.0} rows/s", c.ours_rows_per_s),
+                c.ours_rows_per_s >= 300_000.0,
+            ));
+        }
+        let biggest = self
+            .results
+            .fan_out
+            .iter()
+            .filter(|(w, _)| *w == Which::Ours)
+            .max_by_key(|(_, f)| f.clients);
+        if let Some((_, f)) = biggest {
+            g.push((
+                format!(
+                    "server memory per idle connection ≤ 8 KiB (at {} connections)",
+                    f.clients
+                ),
+                format!("{:.1} KiB", f.rss_per_connection_kib),
+                f.rss_per_connection_kib <= 8.0,
+            ));
+        }
+        if let Some(w) = &self.windows {
+            g.push((
+                "window p99 < 16.7 ms (4 observers)".into(),
+                format!("{:.2} ms", w.windows_4.p99_ms),
+                w.windows_4.p99_ms < 16.7,
+            ));
+        }
+        g
+    }
+
+    #[allow(clippy::print_stdout)]
+    pub(crate) fn print(&self) {
+        println!("{}", self.markdown());
+    }
+
+    /// Replaces the results section of the markdown file at `path`.
+    pub(crate) fn write_markdown(&self, path: &Path) -> anyhow::Result<()> {
+        const START: &str = "<!-- results:start -->";
+        const END: &str = "<!-- results:end -->";
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+            anyhow::bail!("{} has no {START} ... {END} section", path.display());
+        };
+        let updated = format!(
+            "{}{START}\n{}\n{END}{}",
+            &text[..a],
+            self.markdown(),
+            &text[b + END.len()..]
+        );
+        std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn kib_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The highest rate a run sustained, in changes per second (0 if none).
+fn sustained(f: &FanOut) -> f64 {
+    f.steps
+        .iter()
+        .filter(|s| s.kept_up(SUSTAINED_P99))
+        .map(|s| s.rate)
+        .fold(0.0, f64::max)
+}
+
+/// Deliveries per second at the highest rate tried: the saturation figure.
+fn saturation(f: &FanOut) -> f64 {
+    f.steps
+        .iter()
+        .map(|s| s.deliveries_per_s)
+        .fold(0.0, f64::max)
+}
+
+fn today() -> String {
+    chrono::Local::now().format("%Y-%m-%d").to_string()
+}
+
+/// CPU model, core count and memory, from /proc.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    // Counted from /proc/cpuinfo: this process is pinned to one of them.
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |t| {
+        t.lines().filter(|l| l.starts_with("processor")).count()
+    });
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or("unknown".into(), |kib| {
+            format!("{:.0} GiB", kib_mib(kib) / 1024.0)
+        });
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into());
+    format!(
+        "{os}, {cpu}, {cores} cores, {mem} RAM; node {}",
+        node_version()
+    )
+}
+
+fn node_version() -> String {
+    std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "missing".into())
+}

@@ -1,0 +1,694 @@
+//! Window benchmark of the real app: how long a change made in one dashboard window takes to
+//! be rendered in the other windows of the same app, and how much memory the app holds with
+//! one and with four dashboard windows open.
+//!
+//! The real app binary runs in real WebKit windows (tauri-driver, Xvfb) against the real
+//! clinic server on loopback, signed in as maria (operator and therapist). Every action is a
+//! real click on a booking's action button in the therapist window, so it goes through the
+//! `submit` command, the sync engine's outbox, the server and back through the feed. Each
+//! click is timed inside the page (`window.__clinic.actions`, pushed by the click handler),
+//! each render inside every observing page (`window.__clinic.renders`, pushed right after
+//! the dashboard re-rendered); both use `performance.timeOrigin + performance.now()`
+//! (ui/js/shell.js), which is comparable across windows. A render is paired with the click
+//! whose change it shows by reading the booking's row at the moment of that render, so
+//! renders caused by anything else are never counted. The next click waits until every
+//! window shows the previous change confirmed by the server.
+//!
+//! Scenarios: clicks in the therapist window observed by 1 operator window, then by 4
+//! operator windows at once (one sample per click per observer). Memory: VmRSS summed over
+//! the app process and every process it started (WebKit's web and network processes), with
+//! exactly 1 and then exactly 4 operator windows open.
+//!
+//! Quick (20 clicks per scenario, a CI smoke test):
+//! `xvfb-run -a -s "-screen 0 1440x900x24 -nolisten tcp" dbus-run-session -- cargo test -p clinic-desk --test window_latency -- --nocapture`
+//! Full (200 clicks per scenario): the same with `CLINIC_BENCH_FULL=1`. With
+//! `CLINIC_BENCH_OUT=<file>` the figures are also written there as JSON, which
+//! crates/clinic-bench reads (`cargo xtask bench` sets both). Only the number of observed
+//! changes is asserted, never a time.
+//!
+//! Reading the figures: WebKitGTK coarsens `performance.now()` to whole milliseconds, so
+//! every sample is quantised to 1 ms. The app is the debug build the end-to-end tests use.
+//! VmRSS counts the libraries the WebKit processes share once per process; PSS, printed
+//! beside it, divides them among the processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{Days, Local, NaiveTime};
+use clinic_protocol::{Mutation, MutationOutcome, NewBooking, NewSlot};
+use common::clinic::{Staffer, TestServer};
+use common::{poll, App, Launch, DEADLINE};
+use fantoccini::wd::TimeoutConfiguration;
+use fantoccini::Locator;
+use serde_json::{json, Value};
+
+const QUICK_ACTIONS: usize = 20;
+const FULL_ACTIONS: usize = 200;
+/// Observers in the second scenario (the first has one).
+const MANY: usize = 4;
+/// Half-hour bookings from 08:00: twenty fit in the 07:00–19:00 availability of one day.
+const BOOKINGS_PER_DAY: usize = 20;
+
+/// The therapist's steps through a booking's life cycle, each a button of the therapist
+/// dashboard: (action, status before, status after). A booking without a driver goes
+/// straight from confirmed to in session, so one booking serves three clicks.
+const LIFE_CYCLE: [(&str, &str, &str); 3] = [
+    ("accept", "requested", "confirmed"),
+    ("start_session", "confirmed", "in_session"),
+    ("complete", "in_session", "completed"),
+];
+
+/// One click to make: which booking, which button, and the statuses around it.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    booking: uuid::Uuid,
+    action: &'static str,
+    from: &'static str,
+    to: &'static str,
+}
+
+/// What the pages measured, in ms after the click.
+#[derive(Debug, Default)]
+struct Samples {
+    /// The change rendered in an observer (first render showing the new status; optimistic).
+    shown: Vec<f64>,
+    /// The change rendered as confirmed by the server (no longer pending) in an observer.
+    confirmed: Vec<f64>,
+    /// The change rendered in the window where the click happened.
+    own: Vec<f64>,
+}
+
+/// Wraps `renders.push` so that every render also looks at the watched booking's row: the
+/// render that first shows the new status is the one that shows THIS click's change,
+/// whatever else was rendered around it. `arm` starts watching a row for a status, empties
+/// the probe arrays (so they stay small over hundreds of clicks) and returns the row's
+/// status now. Idempotent.
+const INSTALL: &str = "
+const c = window.__clinic;
+if (!c.bench) {
+  const push = Array.prototype.push;
+  c.bench = {
+    watch: null,
+    arm(css, status) {
+      c.actions.length = 0;
+      c.renders.length = 0;
+      c.bench.watch = { css, status, shown: null, confirmed: null, done: null };
+      const row = document.querySelector(css);
+      return row ? row.dataset.status : null;
+    },
+  };
+  c.renders.push = function (...items) {
+    const n = push.apply(this, items);
+    const w = c.bench.watch;
+    if (w && w.confirmed === null && items.length) {
+      const row = document.querySelector(w.css);
+      if (row && row.dataset.status === w.status) {
+        const t = items[items.length - 1].t;
+        if (w.shown === null) w.shown = t;
+        if (row.dataset.pending === 'false') {
+          w.confirmed = t;
+          if (w.done) w.done();
+        }
+      }
+    }
+    return n;
+  };
+}
+return true";
+
+/// Arms the first watch: `arm(css, status)`.
+const ARM: &str = "return window.__clinic.bench.arm(arguments[0], arguments[1])";
+
+/// An async WebDriver script that resolves once the watched change is rendered as
+/// confirmed, with the click's time if this is the window where the click happened, and
+/// then arms the next watch (`arguments[0]`, or null) before the next click can happen.
+/// Event-driven: it sends nothing while it waits, so waiting does not load the windows
+/// being measured, and arming costs no round trip of its own.
+const SETTLED: &str = "
+const next = arguments[0];
+const done = arguments[arguments.length - 1];
+const c = window.__clinic;
+const w = c.bench.watch;
+const finish = () => {
+  const out = {
+    actions: c.actions.length,
+    t: c.actions.length ? c.actions[0].t : null,
+    shown: w.shown,
+    confirmed: w.confirmed,
+    next: null,
+  };
+  if (next) out.next = c.bench.arm(next.css, next.status);
+  done(out);
+};
+if (w.confirmed !== null) finish();
+else w.done = finish";
+
+/// The windows' ready flag, set once a dashboard has rendered its first view.
+const READY: &str = "return document.body.dataset.ready === 'true'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_to_render_latency_across_windows() {
+    let started = Instant::now();
+    let full = std::env::var("CLINIC_BENCH_FULL").is_ok_and(|v| v == "1");
+    let per_scenario = if full { FULL_ACTIONS } else { QUICK_ACTIONS };
+
+    let server = TestServer::start().await;
+    // Made before the app starts, so that its first view already holds them all.
+    let steps = bookings_to_act_on(&server.url(), 2 * per_scenario).await;
+    let (mut app, data) = signed_in(&server.url(), "maria").await;
+
+    // The default set (operator, therapist, scheduling, messages) opens after sign-in; keep
+    // one operator window so that memory is measured with exactly one dashboard.
+    let first = app.window_like("operator-").await;
+    let defaults = wait_labels(&mut app, "the default dashboards", |l| {
+        l.len() == 4 && !l.iter().any(|l| l == "login")
+    })
+    .await;
+    for label in defaults.iter().filter(|l| **l != first) {
+        close_window(&mut app, label).await;
+    }
+    let pid = app_pid(data.path());
+    let mem_1 = settled_memory(&mut app, pid, std::slice::from_ref(&first)).await;
+
+    let therapist = open_windows(&mut app, &first, "therapist", 1)
+        .await
+        .remove(0);
+    let last = steps.last().expect("steps").booking;
+    for label in [&therapist, &first] {
+        app.wait_for(
+            label,
+            "the benchmark's last booking",
+            &format!("return document.querySelector('{}') !== null", row(last)),
+        )
+        .await;
+    }
+
+    let (one, rest) = steps.split_at(per_scenario);
+    let single = run(&mut app, &therapist, std::slice::from_ref(&first), one).await;
+
+    let mut operators = vec![first.clone()];
+    operators.extend(open_windows(&mut app, &first, "operator", MANY - 1).await);
+    let many = run(&mut app, &therapist, &operators, rest).await;
+
+    close_window(&mut app, &therapist).await;
+    let mem_4 = settled_memory(&mut app, pid, &operators).await;
+
+    // The one assertion: every click was seen, by every observer. Times are only reported.
+    assert_eq!(single.shown.len(), per_scenario, "every click seen by 1");
+    assert_eq!(
+        many.shown.len(),
+        per_scenario * MANY,
+        "every click seen by each of {MANY}"
+    );
+    let results = Results {
+        per_scenario,
+        single,
+        many,
+        mem_1,
+        mem_4,
+    };
+    results.print(started.elapsed());
+    if let Some(path) = std::env::var_os("CLINIC_BENCH_OUT") {
+        results.write_json(Path::new(&path));
+    }
+    app.close().await;
+}
+
+/// Creates, as olivia (an operator), requested bookings for maria without a driver, inside
+/// availability made for them, enough for `clicks` clicks; returns the clicks in order.
+async fn bookings_to_act_on(server_url: &str, clicks: usize) -> Vec<Step> {
+    let olivia = Staffer::login(server_url, "olivia").await;
+    let maria = olivia.staff_id(&olivia.snapshot().await, "maria");
+    // A month ahead: clear of the demo clinic's bookings this week (accepting one of ours
+    // must never clash with them), and still in the therapist's upcoming list.
+    let first_day = Local::now().date_naive() + Days::new(30);
+    let count = clicks.div_ceil(LIFE_CYCLE.len());
+    let mut steps = Vec::with_capacity(count * LIFE_CYCLE.len());
+    for i in 0..count {
+        let date = first_day + Days::new((i / BOOKINGS_PER_DAY) as u64);
+        let nth = u32::try_from(i % BOOKINGS_PER_DAY).expect("small");
+        if nth == 0 {
+            applied(
+                olivia
+                    .mutate(Mutation::CreateSlot {
+                        slot: NewSlot {
+                            id: uuid::Uuid::new_v4(),
+                            staff_id: maria,
+                            date,
+                            start: hm(7, 0),
+                            end: hm(19, 0),
+                            note: "Benchmark".into(),
+                        },
+                    })
+                    .await,
+            );
+        }
+        let id = uuid::Uuid::new_v4();
+        let start = 8 * 60 + 30 * nth;
+        applied(
+            olivia
+                .mutate(Mutation::CreateBooking {
+                    booking: NewBooking {
+                        id,
+                        client_name: format!("Bench client {i}"),
+                        client_phone: "555-0100".into(),
+                        address: "Harbour Road 3".into(),
+                        service: "Physiotherapy".into(),
+                        date,
+                        start: hm(start / 60, start % 60),
+                        end: hm((start + 30) / 60, (start + 30) % 60),
+                        therapist_id: Some(maria),
+                        driver_id: None,
+                        notes: String::new(),
+                    },
+                })
+                .await,
+        );
+        steps.extend(LIFE_CYCLE.map(|(action, from, to)| Step {
+            booking: id,
+            action,
+            from,
+            to,
+        }));
+    }
+    steps.truncate(clicks);
+    steps
+}
+
+fn applied(outcome: MutationOutcome) {
+    assert!(
+        matches!(outcome, MutationOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+}
+
+fn hm(h: u32, m: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, m, 0).expect("time")
+}
+
+fn row(id: impl std::fmt::Display) -> String {
+    format!("[data-booking-id=\"{id}\"]")
+}
+
+/// Clicks through `steps` in `actor`, each observed by every window in `observers`.
+async fn run(app: &mut App, actor: &str, observers: &[String], steps: &[Step]) -> Samples {
+    let Some(first) = steps.first() else {
+        return Samples::default();
+    };
+    // Window handles are looked up once: `App::window` lists every window again on each
+    // call, round trips through the app's main thread that would add to every step.
+    let mut handles = HashMap::new();
+    for w in std::iter::once(actor).chain(observers.iter().map(String::as_str)) {
+        app.eval(w, INSTALL, vec![]).await;
+        let now = app
+            .eval(w, ARM, vec![json!(row(first.booking)), json!(first.to)])
+            .await;
+        assert_eq!(now.as_str(), Some(first.from), "{first:?} in {w}");
+        let handle = app.client.window().await.expect("window handle");
+        handles.insert(w.to_owned(), handle);
+    }
+    let client = app.client.clone();
+    // The longest an async script may wait: the harness's deadline for any state.
+    client
+        .update_timeouts(TimeoutConfiguration::new(Some(DEADLINE), None, None))
+        .await
+        .expect("script timeout");
+    let settled = |label: &str, next: &Value| {
+        let client = client.clone();
+        let handle = handles[label].clone();
+        let label = label.to_owned();
+        let next = next.clone();
+        async move {
+            client
+                .switch_to_window(handle)
+                .await
+                .unwrap_or_else(|e| panic!("switch to {label}: {e}"));
+            client
+                .execute_async(SETTLED, vec![next])
+                .await
+                .unwrap_or_else(|e| panic!("waiting in {label}: {e}"))
+        }
+    };
+
+    let mut samples = Samples::default();
+    for (i, step) in steps.iter().enumerate() {
+        let next = steps.get(i + 1);
+        let next_watch = next.map_or(
+            Value::Null,
+            |n| json!({ "css": row(n.booking), "status": n.to }),
+        );
+        let button = format!(
+            "{} button[data-action=\"{}\"]",
+            row(step.booking),
+            step.action
+        );
+        client
+            .switch_to_window(handles[actor].clone())
+            .await
+            .expect("switch to the actor");
+        client
+            .find(Locator::Css(&button))
+            .await
+            .unwrap_or_else(|e| panic!("{button} in {actor}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {button} in {actor}: {e}"));
+        // The actor first: the click's time is there.
+        let acted = settled(actor, &next_watch).await;
+        assert_eq!(acted["actions"], json!(1), "one click recorded: {acted}");
+        let t = ms(&acted, "t");
+        samples.own.push(since(t, &acted, "shown"));
+        let mut armed = vec![acted["next"].clone()];
+        for o in observers {
+            let seen = settled(o, &next_watch).await;
+            samples.shown.push(since(t, &seen, "shown"));
+            samples.confirmed.push(since(t, &seen, "confirmed"));
+            armed.push(seen["next"].clone());
+        }
+        if let Some(n) = next {
+            assert!(
+                armed.iter().all(|s| s.as_str() == Some(n.from)),
+                "{n:?}: every window must show it {} before its click: {armed:?}",
+                n.from
+            );
+        }
+    }
+    samples
+}
+
+/// The time from `t` to the page time `v[key]`, in ms, rounded to the microsecond: page
+/// times are epoch milliseconds, so their difference carries float noise (0.000244...).
+fn since(t: f64, v: &Value, key: &str) -> f64 {
+    ((ms(v, key) - t) * 1000.0).round() / 1000.0
+}
+
+fn ms(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a time: {v}"))
+}
+
+/// Starts the app against `server_url`, with its own data dir, and signs in as `username`
+/// through the login window (as in tests/dashboards.rs).
+async fn signed_in(server_url: &str, username: &str) -> (App, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut app = App::launch(Launch {
+        args: vec!["--server".into(), server_url.into()],
+        env: vec![(
+            "CLINIC_DESK_DATA_DIR".into(),
+            data.path().display().to_string(),
+        )],
+    })
+    .await;
+    app.eval(
+        "login",
+        "const f = document.querySelector('form#login');
+         f.elements.server.value = arguments[0];
+         f.elements.username.value = arguments[1];
+         f.elements.password.value = arguments[2];
+         f.querySelector('button[type=submit]').click();
+         return true",
+        vec![
+            json!(server_url),
+            json!(username),
+            json!(common::clinic::PASSWORD),
+        ],
+    )
+    .await;
+    (app, data)
+}
+
+/// Polls the open windows' labels until `ok` holds; returns them.
+async fn wait_labels(app: &mut App, what: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let labels = app.labels().await;
+        if ok(&labels) {
+            return labels;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}; open: {labels:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Opens `count` new dashboards of `kind` at once through the backend, as the Window menu
+/// does, from the window `from`; returns their labels once their pages are ready.
+async fn open_windows(app: &mut App, from: &str, kind: &str, count: usize) -> Vec<String> {
+    let before = app.labels().await;
+    app.eval(
+        from,
+        "for (let i = 0; i < arguments[1]; i++) {
+           window.__TAURI__.core.invoke('open_window', { kind: arguments[0] });
+         }
+         return true",
+        vec![json!(kind), json!(count)],
+    )
+    .await;
+    let prefix = format!("{kind}-");
+    let new = |labels: &[String]| -> Vec<String> {
+        labels
+            .iter()
+            .filter(|l| l.starts_with(&prefix) && !before.contains(l))
+            .cloned()
+            .collect()
+    };
+    let labels = wait_labels(app, &format!("{count} new {kind} windows"), |l| {
+        new(l).len() == count
+    })
+    .await;
+    let opened = new(&labels);
+    for label in &opened {
+        app.window(label).await;
+    }
+    opened
+}
+
+/// Closes a window through WebDriver (as its title bar's close button would) and waits
+/// until it is gone.
+async fn close_window(app: &mut App, label: &str) {
+    app.window(label)
+        .await
+        .close_window()
+        .await
+        .unwrap_or_else(|e| panic!("close {label}: {e}"));
+    wait_labels(app, &format!("{label} to close"), |l| {
+        !l.iter().any(|l| l == label)
+    })
+    .await;
+}
+
+/// The app's resident memory in KiB once exactly `windows` are open and ready and the
+/// web processes of closed windows have exited (WebKit runs one per window).
+async fn settled_memory(app: &mut App, pid: u32, windows: &[String]) -> Memory {
+    let mut want = windows.to_vec();
+    want.sort();
+    wait_labels(app, "exactly the measured windows", |l| l == want).await;
+    for w in windows {
+        app.wait_for(w, "the window to be ready", READY).await;
+    }
+    let tree = poll(
+        &format!("one web process for each of {} windows", windows.len()),
+        || async move {
+            let tree = process_tree(pid);
+            let web = tree
+                .iter()
+                .filter(|p| p.name.starts_with("WebKitWebProces"))
+                .count();
+            (web == windows.len()).then_some(tree)
+        },
+    )
+    .await;
+    Memory {
+        rss_kib: tree.iter().map(|p| p.rss_kib).sum(),
+        pss_kib: tree.iter().map(|p| p.pss_kib).sum(),
+    }
+}
+
+/// The pid of this test's app: the process running the app binary whose environment or
+/// command line carries this test's own data directory.
+fn app_pid(data_dir: &Path) -> u32 {
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_clinic-desk")).expect("app binary");
+    let mark = data_dir.display().to_string();
+    let found: Vec<u32> = pids()
+        .into_iter()
+        .filter(|pid| {
+            let proc = PathBuf::from(format!("/proc/{pid}"));
+            std::fs::read_link(proc.join("exe")).is_ok_and(|exe| exe == binary)
+                && ["environ", "cmdline"].iter().any(|f| {
+                    std::fs::read(proc.join(f)).is_ok_and(|bytes| {
+                        bytes
+                            .split(|b| *b == 0)
+                            .any(|s| String::from_utf8_lossy(s).contains(&mark))
+                    })
+                })
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one app process for {mark}: {found:?}");
+    found[0]
+}
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The app's memory, summed over its processes, in KiB.
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    /// VmRSS: what the benchmark reports.
+    rss_kib: u64,
+    /// Proportional set size: pages shared between processes (WebKit's and the graphics
+    /// stack's libraries) divided among them, where VmRSS counts them once per process.
+    /// Printed for comparison.
+    pss_kib: u64,
+}
+
+/// One process of the app.
+#[derive(Debug)]
+struct Proc {
+    name: String,
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+/// `pid` and all its descendants. Processes that exit while being read are skipped.
+fn process_tree(pid: u32) -> Vec<Proc> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for p in pids() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        todo.extend(children.get(&p).into_iter().flatten().copied());
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+            continue;
+        };
+        let name = field(&status, "Name:").unwrap_or_default().to_owned();
+        let Some(rss_kib) = field(&status, "VmRSS:").and_then(kib) else {
+            continue; // A zombie: no memory left.
+        };
+        let pss_kib = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
+            .ok()
+            .and_then(|s| field(&s, "Pss:").and_then(kib))
+            .unwrap_or(0);
+        out.push(Proc {
+            name,
+            rss_kib,
+            pss_kib,
+        });
+    }
+    out
+}
+
+/// The value of a "Name:   value" line.
+fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+}
+
+/// "123 kB" as 123.
+fn kib(value: &str) -> Option<u64> {
+    value.strip_suffix("kB")?.trim().parse().ok()
+}
+
+/// n, p50, p99, max of a sample set: nearest rank (p99 is the value at index
+/// ceil(0.99 n) - 1 of the sorted samples).
+fn summary(ms: &[f64]) -> (usize, f64, f64, f64) {
+    let mut sorted = ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return (0, f64::NAN, f64::NAN, f64::NAN);
+    }
+    let rank = |q: f64| sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    (n, rank(0.50), rank(0.99), sorted[n - 1])
+}
+
+fn summary_json(ms: &[f64]) -> Value {
+    let (n, p50, p99, max) = summary(ms);
+    json!({ "n": n, "p50_ms": p50, "p99_ms": p99, "max_ms": max })
+}
+
+/// Everything one run measured.
+#[derive(Debug)]
+struct Results {
+    per_scenario: usize,
+    single: Samples,
+    many: Samples,
+    mem_1: Memory,
+    mem_4: Memory,
+}
+
+impl Results {
+    /// Prints what the pages and /proc measured; nothing here is asserted.
+    #[allow(clippy::print_stdout)]
+    fn print(&self, took: Duration) {
+        let (single, many) = (&self.single, &self.many);
+        println!(
+            "\nwindow benchmark: {} clicks per scenario, {took:.1?}",
+            self.per_scenario
+        );
+        println!(
+            "{:<50} {:>5} {:>8} {:>8} {:>8}",
+            "click in the therapist window ->", "n", "p50 ms", "p99 ms", "max ms"
+        );
+        for (what, ms) in [
+            ("rendered in 1 operator window", &single.shown),
+            ("rendered in each of 4 operator windows", &many.shown),
+            (
+                "confirmed by the server, in 1 operator window",
+                &single.confirmed,
+            ),
+            ("confirmed by the server, in each of 4", &many.confirmed),
+            ("rendered in the therapist window (1 observer)", &single.own),
+            ("rendered in the therapist window (4 observers)", &many.own),
+        ] {
+            let (n, p50, p99, max) = summary(ms);
+            println!("{what:<50} {n:>5} {p50:>8.2} {p99:>8.2} {max:>8.2}");
+        }
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "app memory, app + WebKit processes: VmRSS {:.1} MiB with 1 dashboard window, {:.1} MiB with 4 (PSS {:.1} and {:.1} MiB)",
+            mib(self.mem_1.rss_kib),
+            mib(self.mem_4.rss_kib),
+            mib(self.mem_1.pss_kib),
+            mib(self.mem_4.pss_kib),
+        );
+    }
+
+    /// The figures `cargo xtask bench` reads, plus the server-confirmed latencies.
+    fn write_json(&self, path: &Path) {
+        let out = json!({
+            "windows_1": summary_json(&self.single.shown),
+            "windows_4": summary_json(&self.many.shown),
+            "windows_1_confirmed": summary_json(&self.single.confirmed),
+            "windows_4_confirmed": summary_json(&self.many.confirmed),
+            "app_rss_kib_1_window": self.mem_1.rss_kib,
+            "app_rss_kib_4_windows": self.mem_4.rss_kib,
+            "actions_per_scenario": self.per_scenario,
+        });
+        let text = serde_json::to_string_pretty(&out).expect("json");
+        std::fs::write(path, text + "\n")
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
