@@ -14,38 +14,8 @@ use clinic_protocol::{
 use common::clinic::{intake, Staffer, TestServer};
 use common::notifications::NotificationService;
 use common::proxy::Proxy;
-use common::{poll, App, Launch};
+use common::{poll, signed_in, App};
 use serde_json::{json, Value};
-
-/// Starts the app against `server_url`, with its own data dir, and signs in as `username`
-/// through the login window.
-async fn signed_in(server_url: &str, username: &str) -> (App, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch(Launch {
-        args: vec!["--server".into(), server_url.into()],
-        env: vec![(
-            "CLINIC_DESK_DATA_DIR".into(),
-            data.path().display().to_string(),
-        )],
-    })
-    .await;
-    app.eval(
-        "login",
-        "const f = document.querySelector('form#login');
-         f.elements.server.value = arguments[0];
-         f.elements.username.value = arguments[1];
-         f.elements.password.value = arguments[2];
-         f.querySelector('button[type=submit]').click();
-         return true",
-        vec![
-            json!(server_url),
-            json!(username),
-            json!(common::clinic::PASSWORD),
-        ],
-    )
-    .await;
-    (app, data)
-}
 
 fn bookings(snapshot: &Snapshot) -> Vec<Booking> {
     snapshot

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use chrono::{Days, Local, NaiveTime};
 use clinic_protocol::{Mutation, MutationOutcome, NewBooking, NewSlot};
 use common::clinic::{Staffer, TestServer};
-use common::{poll, App, Launch, DEADLINE};
+use common::{poll, signed_in, App, DEADLINE};
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::Locator;
 use serde_json::{json, Value};
@@ -389,36 +389,6 @@ fn ms(v: &Value, key: &str) -> f64 {
     v[key]
         .as_f64()
         .unwrap_or_else(|| panic!("{key} is not a time: {v}"))
-}
-
-/// Starts the app against `server_url`, with its own data dir, and signs in as `username`
-/// through the login window (as in tests/dashboards.rs).
-async fn signed_in(server_url: &str, username: &str) -> (App, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch(Launch {
-        args: vec!["--server".into(), server_url.into()],
-        env: vec![(
-            "CLINIC_DESK_DATA_DIR".into(),
-            data.path().display().to_string(),
-        )],
-    })
-    .await;
-    app.eval(
-        "login",
-        "const f = document.querySelector('form#login');
-         f.elements.server.value = arguments[0];
-         f.elements.username.value = arguments[1];
-         f.elements.password.value = arguments[2];
-         f.querySelector('button[type=submit]').click();
-         return true",
-        vec![
-            json!(server_url),
-            json!(username),
-            json!(common::clinic::PASSWORD),
-        ],
-    )
-    .await;
-    (app, data)
 }
 
 /// Polls the open windows' labels until `ok` holds; returns them.

@@ -307,3 +307,29 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Starts the app against `server_url`, with its own data dir, and signs in as `username`
+/// through the login window.
+pub async fn signed_in(server_url: &str, username: &str) -> (App, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut app = App::launch(Launch {
+        args: vec!["--server".into(), server_url.into()],
+        env: vec![(
+            "CLINIC_DESK_DATA_DIR".into(),
+            data.path().display().to_string(),
+        )],
+    })
+    .await;
+    app.eval(
+        "login",
+        "const f = document.querySelector('form#login');
+         f.elements.server.value = arguments[0];
+         f.elements.username.value = arguments[1];
+         f.elements.password.value = arguments[2];
+         f.querySelector('button[type=submit]').click();
+         return true",
+        vec![json!(server_url), json!(username), json!(clinic::PASSWORD)],
+    )
+    .await;
+    (app, data)
+}

@@ -131,11 +131,7 @@ fn test(rest: &[String]) -> Result<(), String> {
     if !rest.is_empty() {
         return Err(format!("`test` takes no arguments, got {rest:?}"));
     }
-    setup::ensure_build_packages()?;
-    setup::ensure_test_packages()?;
-    setup::ensure_bench_packages()?;
-    setup::ensure_bench_peer()?;
-    let tauri_driver = setup::ensure_tauri_driver()?;
+    let tauri_driver = setup::ensure_all()?;
 
     status(cargo().args(["fmt", "--all", "--check"]))?;
     status(cargo().args([
@@ -178,11 +174,7 @@ fn bench(rest: &[String]) -> Result<(), String> {
         [flag] if flag == "--quick" => true,
         other => return Err(format!("`bench` takes only --quick, got {other:?}")),
     };
-    setup::ensure_build_packages()?;
-    setup::ensure_test_packages()?;
-    setup::ensure_bench_packages()?;
-    setup::ensure_bench_peer()?;
-    let tauri_driver = setup::ensure_tauri_driver()?;
+    let tauri_driver = setup::ensure_all()?;
     status(cargo().args([
         "build",
         "--release",

@@ -66,6 +66,15 @@ impl Need {
     }
 }
 
+/// Everything `test` and `bench` need; returns tauri-driver's path.
+pub(crate) fn ensure_all() -> Result<PathBuf, String> {
+    ensure_build_packages()?;
+    ensure_test_packages()?;
+    ensure_bench_packages()?;
+    ensure_bench_peer()?;
+    ensure_tauri_driver()
+}
+
 pub(crate) fn ensure_build_packages() -> Result<(), String> {
     ensure(BUILD_PACKAGES)
 }
@@ -74,13 +83,13 @@ pub(crate) fn ensure_test_packages() -> Result<(), String> {
     ensure(TEST_PACKAGES)
 }
 
-pub(crate) fn ensure_bench_packages() -> Result<(), String> {
+fn ensure_bench_packages() -> Result<(), String> {
     ensure(BENCH_PACKAGES)
 }
 
 /// Installs the Socket.IO peer from the npm registry into its folder (ignored by git), as
 /// pinned by its package-lock.json, unless it is there already.
-pub(crate) fn ensure_bench_peer() -> Result<(), String> {
+fn ensure_bench_peer() -> Result<(), String> {
     let peer = crate::root().join("crates/clinic-bench/peer");
     if peer.join("node_modules/socket.io/package.json").is_file() {
         return Ok(());
@@ -149,14 +158,20 @@ pub(crate) fn ensure_tauri_driver() -> Result<PathBuf, String> {
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .ok_or("neither CARGO_HOME nor HOME is set")?;
     let path = cargo_home.join("bin").join("tauri-driver");
-    let installed_major = Command::new(&path)
-        .arg("--version")
+    // tauri-driver 2 has no --version; cargo's own list of installed crates says which.
+    let installed_major = crate::cargo()
+        .args(["install", "--list"])
         .stderr(Stdio::null())
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|v| v.split_whitespace().last().map(str::to_owned))
-        .and_then(|v| v.split('.').next().map(str::to_owned));
+        .and_then(|list| {
+            list.lines().find_map(|l| {
+                let version = l.strip_prefix("tauri-driver v")?;
+                version.split('.').next().map(str::to_owned)
+            })
+        })
+        .filter(|_| path.is_file());
     if installed_major.as_deref() == Some("2") {
         return Ok(path);
     }
