@@ -181,16 +181,16 @@ pub(crate) async fn propagation(
     let server = env.start(which).await?;
     let (stop_tx, stop) = watch::channel(false);
     let dir = tempfile::tempdir()?;
-    let mut engines = Vec::new();
-    let _wire = match receivers {
-        Receivers::Wire => connect_receivers(env, which, server.addr, 0..n, &stop).await?,
-        Receivers::Engine => {
-            if which != Which::Ours {
-                bail!("the peer has no engine");
-            }
-            engines = start_engines(env, server.addr, dir.path(), n, &stop).await?;
-            Vec::new()
-        }
+    let (_wire, engines) = match (receivers, which) {
+        (Receivers::Wire, _) => (
+            connect_receivers(env, which, server.addr, 0..n, &stop).await?,
+            Vec::new(),
+        ),
+        (Receivers::Engine, Which::Ours) => (
+            Vec::new(),
+            start_engines(env, server.addr, dir.path(), n, &stop).await?,
+        ),
+        (Receivers::Engine, Which::Peer) => bail!("the peer has no engine"),
     };
     let writer = writer_for(which, server.addr).await?;
     let phase = env.probe.phase();
