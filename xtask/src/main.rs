@@ -152,15 +152,11 @@ fn test(rest: &[String]) -> Result<(), String> {
         .env("RUST_BACKTRACE", "1");
     status(&mut headless(&tests))?;
     // The benchmarks at their quick size, as a smoke run: they work, whatever the figures.
-    // (The window benchmark's quick size ran above, as tests/window_latency.rs.)
-    status(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "clinic-server",
-        "-p",
-        "clinic-bench",
-    ]))?;
+    // (The window benchmark's quick size ran above, as tests/window_latency.rs.) The test
+    // run built every binary with the workspace's feature set; building the same set again
+    // only puts the binaries in place, where building two packages alone would compile
+    // their dependencies again with other features.
+    status(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     status(Command::new(target_dir().join("debug/clinic-bench")).arg("--quick"))
 }
 
