@@ -43,6 +43,36 @@ impl BookingAction {
         BookingAction::Cancel,
     ];
 
+    /// The action as a button reads: "Accept", "Confirm pickup", ...
+    pub fn label(self) -> &'static str {
+        match self {
+            BookingAction::Accept => "Accept",
+            BookingAction::Decline => "Decline",
+            BookingAction::ConfirmPickup => "Confirm pickup",
+            BookingAction::StartJourney => "Start journey",
+            BookingAction::MarkArrived => "Mark arrived",
+            BookingAction::StartSession => "Start session",
+            BookingAction::Complete => "Complete",
+            BookingAction::VerifyPayment => "Verify payment",
+            BookingAction::Cancel => "Cancel booking",
+        }
+    }
+
+    /// The wire name: "accept", "confirm_pickup", ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingAction::Accept => "accept",
+            BookingAction::Decline => "decline",
+            BookingAction::ConfirmPickup => "confirm_pickup",
+            BookingAction::StartJourney => "start_journey",
+            BookingAction::MarkArrived => "mark_arrived",
+            BookingAction::StartSession => "start_session",
+            BookingAction::Complete => "complete",
+            BookingAction::VerifyPayment => "verify_payment",
+            BookingAction::Cancel => "cancel",
+        }
+    }
+
     /// A short verb phrase for messages: "accept", "confirm the pickup of", ...
     pub fn verb(self) -> &'static str {
         match self {

@@ -147,6 +147,22 @@ impl BookingStatus {
         BookingStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// The status as a chip or column reads: "Requested", "Pickup confirmed", ... (In a
+    /// sentence, see [`crate::rules::status_words`].)
+    pub fn label(self) -> &'static str {
+        match self {
+            BookingStatus::Requested => "Requested",
+            BookingStatus::Confirmed => "Confirmed",
+            BookingStatus::Declined => "Declined",
+            BookingStatus::PickupConfirmed => "Pickup confirmed",
+            BookingStatus::EnRoute => "En route",
+            BookingStatus::Arrived => "Arrived",
+            BookingStatus::InSession => "In session",
+            BookingStatus::Completed => "Completed",
+            BookingStatus::Cancelled => "Cancelled",
+        }
+    }
+
     /// Statuses in which the therapist's time is taken: these may never overlap.
     pub fn holds_therapist(self) -> bool {
         matches!(

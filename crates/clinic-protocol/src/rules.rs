@@ -164,6 +164,34 @@ pub fn apply(
     }
 }
 
+/// The life-cycle actions `user` may take on `booking` now, in [`BookingAction::ALL`] order.
+///
+/// Derived from [`apply`] itself rather than restated, so that what a dashboard offers can
+/// never drift from what the server accepts.
+pub fn booking_actions(user: &Staff, booking: &Booking, now: DateTime<Utc>) -> Vec<BookingAction> {
+    BookingAction::ALL
+        .into_iter()
+        .filter(|&action| booking_action(user, booking, action, now).is_ok())
+        .collect()
+}
+
+/// Whether `user` may reschedule and reassign `booking` now: the checks [`apply`] makes for
+/// both, without the new values (which are checked when the change is made).
+pub fn may_edit_booking(user: &Staff, booking: &Booking) -> bool {
+    manages_schedule(user) && editable(booking, "change").is_ok()
+}
+
+/// Whether `user` may create bookings (the checks of [`apply`] that do not depend on the
+/// booking's fields).
+pub fn may_create_booking(user: &Staff) -> bool {
+    manages_schedule(user)
+}
+
+/// Whether `user` may add, change and delete the availability of staff member `staff_id`.
+pub fn may_manage_slots_of(user: &Staff, staff_id: Id) -> bool {
+    may_manage_slot(user, staff_id).is_ok()
+}
+
 /// Whether the server must run [`check_schedule`] and [`check_assignees`] on the result of
 /// this mutation: whenever the therapist, the time or the acceptance changes.
 pub fn needs_schedule_check(mutation: &Mutation) -> bool {
@@ -678,6 +706,51 @@ mod tests {
         assert_eq!(b.payment, PaymentStatus::Verified);
         let again = act(&op, &b, BookingAction::VerifyPayment).unwrap_err();
         assert_eq!(again.code, ErrorCode::InvalidTransition);
+    }
+
+    #[test]
+    fn offered_actions_are_exactly_the_ones_apply_accepts() {
+        let users = [
+            staff(&[Role::Operator]),
+            staff(&[Role::Therapist]),
+            staff(&[Role::Driver]),
+            staff(&[Role::Scheduler]),
+            staff(&[Role::Operator, Role::Therapist]),
+        ];
+        let (th, dr) = (&users[1], &users[2]);
+        for status in BookingStatus::ALL {
+            let b = booking(th, dr, status);
+            for user in &users {
+                let offered = booking_actions(user, &b, Utc::now());
+                for action in BookingAction::ALL {
+                    assert_eq!(
+                        offered.contains(&action),
+                        act(user, &b, action).is_ok(),
+                        "{action:?} on a {status:?} booking for {:?}",
+                        user.roles
+                    );
+                }
+            }
+        }
+        let requested = booking(th, dr, BookingStatus::Requested);
+        assert_eq!(
+            booking_actions(th, &requested, Utc::now()),
+            [BookingAction::Accept, BookingAction::Decline]
+        );
+        assert!(may_edit_booking(&users[3], &requested));
+        assert!(!may_edit_booking(th, &requested));
+        let done = booking(th, dr, BookingStatus::Completed);
+        assert!(!may_edit_booking(&users[0], &done));
+    }
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        for action in BookingAction::ALL {
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.as_str())
+            );
+        }
     }
 
     #[test]
