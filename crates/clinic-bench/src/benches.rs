@@ -551,8 +551,7 @@ pub(crate) async fn catch_up(env: &Env, which: Which, k: u64) -> anyhow::Result<
             let mut socket = wire::peer_socket(server.addr, from, Some((&pid, &offset))).await?;
             let prefix = format!("bench {phase} ");
             let counts = |text: &str| -> anyhow::Result<u64> {
-                if let PeerPacket::Change { payload, .. } = wire::peer_packet(text)? {
-                    let change: Change = serde_json::from_value(payload)?;
+                if let PeerPacket::Change { change, .. } = wire::peer_packet(text)? {
                     if Probe::marker(&change).is_some_and(|m| m.starts_with(&prefix)) {
                         return Ok(1);
                     }
@@ -675,8 +674,8 @@ fn floor(
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO records (kind, id, body, day, start_time, status, \
-                 therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)",
+                 therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread, payment) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL, ?)",
             )?;
             for r in chunk {
                 let Record::Booking(b) = r else { continue };
@@ -691,6 +690,7 @@ fn floor(
                     b.driver_id.map(|t| t.to_string()),
                     b.created_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    b.payment.as_str(),
                 ])?;
             }
             tx.execute(

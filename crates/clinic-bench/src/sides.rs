@@ -247,8 +247,7 @@ async fn peer_receiver(
             _ = stop.changed() => return Ok(()),
         };
         match wire::peer_packet(&text)? {
-            PeerPacket::Change { payload, .. } => {
-                let change: Change = serde_json::from_value(payload).context("a peer change")?;
+            PeerPacket::Change { change, .. } => {
                 if let Some(marker) = Probe::marker(&change) {
                     probe.received(marker);
                 }

@@ -126,9 +126,9 @@ pub(crate) async fn peer_socket(
 /// A Socket.IO packet as the load generator cares about it.
 #[derive(Debug)]
 pub(crate) enum PeerPacket {
-    /// `42["change", payload, offset?]`
+    /// `42["change", payload, offset?]`, the payload decoded.
     Change {
-        payload: serde_json::Value,
+        change: Box<clinic_protocol::Change>,
         offset: Option<String>,
     },
     /// Another event (`gone`...).
@@ -158,5 +158,6 @@ pub(crate) fn peer_packet(text: &str) -> anyhow::Result<PeerPacket> {
     let mut args = args.into_iter();
     let payload = args.next().context("a change without a payload")?;
     let offset = args.next().and_then(|o| o.as_str().map(str::to_owned));
-    Ok(PeerPacket::Change { payload, offset })
+    let change = serde_json::from_value(payload).context("a peer change")?;
+    Ok(PeerPacket::Change { change, offset })
 }

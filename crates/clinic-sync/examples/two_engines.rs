@@ -9,18 +9,14 @@ use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // A server on loopback (any free port) with the demo clinic; it stops when dropped.
     let dir = tempfile::tempdir()?;
     let state =
         clinic_server::AppState::open(clinic_server::Config::new(dir.path().join("clinic.db")))
             .await?;
     clinic_server::demo::seed(&state).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(clinic_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let server = clinic_server::Embedded::spawn("127.0.0.1:0".parse()?, state).await?;
+    let url = server.url();
 
     let olivia = Engine::login(
         EngineConfig::new(&url, &dir.path().join("olivia")),

@@ -21,7 +21,7 @@ use crate::error::SyncError;
 /// A record's identity in the cache.
 pub(crate) type Key = (RecordKind, Uuid);
 
-/// Rows per multi-row statement: SQLite allows 32766 bound parameters, a row binds 13.
+/// Rows per multi-row statement: SQLite allows 32766 bound parameters, a row binds 14.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
 #[derive(Debug, Clone)]
@@ -35,6 +35,9 @@ pub(crate) struct Queued {
     pub(crate) mutation_id: Uuid,
     pub(crate) mutation: Mutation,
     pub(crate) queued_at: DateTime<Utc>,
+    /// Where in the app the change was made (the app's own label), told back with the
+    /// server's verdict.
+    pub(crate) tag: Option<String>,
 }
 
 /// What a cache holds when opened (records stay on disk; queries read them there).
@@ -97,7 +100,7 @@ impl Cache {
 
     pub(crate) async fn load(&self) -> Result<Loaded, SyncError> {
         let outbox =
-            sqlx::query("SELECT mutation_id, body, queued_at FROM outbox ORDER BY position")
+            sqlx::query("SELECT mutation_id, body, queued_at, tag FROM outbox ORDER BY position")
                 .fetch_all(&self.pool)
                 .await?
                 .iter()
@@ -112,6 +115,7 @@ impl Cache {
                         queued_at: DateTime::parse_from_rfc3339(&at)
                             .map_err(|_| SyncError::Storage("bad outbox time".into()))?
                             .with_timezone(&Utc),
+                        tag: row.get("tag"),
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -200,12 +204,15 @@ impl Cache {
             .collect::<Result<Vec<_>, _>>()?;
         insert_rows(&mut tx, "overlay", &rows).await?;
         if let Some(q) = w.enqueue {
-            sqlx::query("INSERT INTO outbox (mutation_id, body, queued_at) VALUES (?, ?, ?)")
-                .bind(q.mutation_id.to_string())
-                .bind(serde_json::to_string(&q.mutation)?)
-                .bind(q.queued_at.to_rfc3339())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO outbox (mutation_id, body, queued_at, tag) VALUES (?, ?, ?, ?)",
+            )
+            .bind(q.mutation_id.to_string())
+            .bind(serde_json::to_string(&q.mutation)?)
+            .bind(q.queued_at.to_rfc3339())
+            .bind(q.tag.as_deref())
+            .execute(&mut *tx)
+            .await?;
         }
         for chunk in w.dequeue.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<'_, Sqlite> =
@@ -253,6 +260,7 @@ struct Columns {
     recipient_id: Option<String>,
     at: Option<String>,
     unread: Option<bool>,
+    payment: Option<&'static str>,
 }
 
 /// RFC 3339 in UTC with a fixed precision, so that text order is time order.
@@ -277,6 +285,7 @@ impl Columns {
                 c.day = Some(b.date.to_string());
                 c.start_time = Some(b.start.to_string());
                 c.status = Some(b.status.as_str());
+                c.payment = Some(b.payment.as_str());
                 c.therapist_id = b.therapist_id.map(|i| i.to_string());
                 c.driver_id = b.driver_id.map(|i| i.to_string());
                 c.at = Some(sortable(b.created_at));
@@ -305,7 +314,7 @@ async fn insert_rows(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "INSERT OR REPLACE INTO {table} (kind, id, body, day, start_time, status, \
-             therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread) "
+             therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread, payment) "
         ));
         q.push_values(chunk, |mut row, c| {
             row.push_bind(c.kind)
@@ -320,7 +329,8 @@ async fn insert_rows(
                 .push_bind(c.sender_id.as_deref())
                 .push_bind(c.recipient_id.as_deref())
                 .push_bind(c.at.as_deref())
-                .push_bind(c.unread);
+                .push_bind(c.unread)
+                .push_bind(c.payment);
         });
         q.build().execute(&mut **tx).await?;
     }

@@ -2,30 +2,31 @@
 //! local copy of the clinic in sync, with no GUI in it.
 //!
 //! # Modules
-//! - [`machine`]: the sync protocol as a state machine without IO: events in (connected,
-//!   frame, snapshot fetched, mutation answered, tick), instructions out (connect, hello,
-//!   apply, fetch snapshot, send, wait until, report). Hostile frames are caught here.
-//! - [`engine`]: the [`Engine`] handle the app holds, the cache writes (every one a single
-//!   transaction with the cursor and the cache seq), and the IO driver: ONE WebSocket to
-//!   the feed plus HTTP for login, snapshot and mutations.
-//! - `overlay`: the optimistic state as a pure function: the server's record with the
-//!   pending mutations re-applied through `clinic_protocol::rules::apply` (rebase).
-//! - `cache`: SQLite through sqlx: server records with typed columns, the overlay, the
-//!   durable outbox, the cursor and the session; multi-row statements on every hot path.
-//! - [`queries`]: the dashboards' reads, in SQL over the cache with pending changes applied.
-//! - [`probe`]: the cache's write and read paths without an engine, for `clinic-bench`.
+//! Along the data's path, from the server to the subscriber:
+//! - `client`: the HTTP calls: sign in, snapshot, send one mutation, revoke the token.
+//! - [`machine`]: the sync protocol as a state machine without IO: events in, instructions out.
+//! - `driver`: the IO loop around the machine: ONE feed WebSocket, one mutation in flight.
+//! - `writes`: every cache write, ONE transaction each with the cache seq, then its events.
+//! - `overlay`: pending changes re-applied on the server's record (rebase), a pure function.
+//! - `cache`: SQLite: records with typed columns, overlay, durable outbox, cursor, session.
+//! - [`events`]: what subscribers get: [`CacheEvent`]s with cache seqs, and the [`Status`].
+//! - [`queries`]: [`Queries`], the dashboards' reads in SQL, with pending changes applied.
+//! - [`engine`]: the [`Engine`] handle the app holds; it ties the modules above together.
 //! - [`error`]: [`SyncError`], each with a stable [`SyncError::code`].
+//! - `probe` (feature `probe`): the cache's write and read paths for `clinic-bench`.
 //!
 //! # Guarantees
 //! - A change the user makes is in the outbox on disk before [`Engine::submit`] returns,
 //!   together with its optimistic effect. It is sent when online, in order, one at a time;
 //!   replays after a reconnect or a restart are safe (the server deduplicates by mutation
 //!   id). The server's verdict wins: a rejection rolls the change back and is reported
-//!   as [`CacheEvent::Rejected`] with the server's code, message and current record.
+//!   as [`CacheEvent::Rejected`] with the server's code, message and current record, and
+//!   with the tag the change was queued with ([`Engine::submit_tagged`]), which is kept
+//!   in the outbox and so survives a restart.
 //! - A server change to a record with pending changes is the new base; the pending
 //!   changes are re-applied on top (a change that no longer applies stays queued, shown
 //!   as the server's record, until the server rejects it).
-//! - Subscribers see every change to what queries return, in order, each with a gap-free
+//! - Subscribers see every change to what [`Queries`] return, in order, each with a gap-free
 //!   cache sequence number. **Joining late** without a gap or a duplicate:
 //!   1. `let mut events = engine.subscribe();` first,
 //!   2. `let view = engine.view_at().await?;` (all records at cache seq `view.seq`),
@@ -39,17 +40,16 @@
 //! (`examples/two_engines.rs` is the same, runnable with `cargo run --example two_engines`.)
 //! ```
 //! use clinic_protocol::{BookingAction, BookingStatus, Mutation, Record};
-//! use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin};
+//! use clinic_sync::{BookingQuery, CacheEvent, ChangeKind, Engine, EngineConfig, Origin};
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // A server on loopback with the demo clinic.
+//! // A server on loopback (any free port) with the demo clinic; it stops when dropped.
 //! let dir = tempfile::tempdir()?;
 //! let state = clinic_server::AppState::open(clinic_server::Config::new(dir.path().join("clinic.db"))).await?;
 //! clinic_server::demo::seed(&state).await?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let url = format!("http://{}", listener.local_addr()?);
-//! tokio::spawn(clinic_server::serve(listener, state, std::future::pending()));
+//! let server = clinic_server::Embedded::spawn("127.0.0.1:0".parse()?, state).await?;
+//! let url = server.url();
 //!
 //! // Two users, each with their own cache.
 //! let olivia = Engine::login(EngineConfig::new(&url, &dir.path().join("olivia")), "olivia", "demo").await?;
@@ -57,12 +57,15 @@
 //! let mut olivia_events = olivia.subscribe();
 //!
 //! // Reyes (a therapist) accepts a booking of his: shown at once, pending...
-//! let requested = reyes.bookings_with_status(BookingStatus::Requested).await?;
+//! let queries = reyes.queries();
+//! let requested = queries
+//!     .bookings(&BookingQuery { statuses: Some(vec![BookingStatus::Requested]), ..BookingQuery::default() })
+//!     .await?;
 //! let booking = requested[0].record.clone();
 //! let mutation_id = reyes
 //!     .submit(Mutation::BookingAction { id: booking.id, version: booking.version, action: BookingAction::Accept })
 //!     .await?;
-//! let mine = reyes.bookings_of_therapist(reyes.user().id).await?;
+//! let mine = queries.bookings(&BookingQuery { therapist: Some(reyes.user().id), ..BookingQuery::default() }).await?;
 //! assert!(mine.iter().any(|b| b.record.id == booking.id && b.pending && b.record.status == BookingStatus::Confirmed));
 //!
 //! // ...and Olivia (an operator) receives it from the server, tagged with who and which mutation.
@@ -85,17 +88,22 @@
 //! ```
 
 mod cache;
+mod client;
+mod driver;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod machine;
 mod overlay;
+#[cfg(feature = "probe")]
 pub mod probe;
 pub mod queries;
+mod writes;
 
-pub use engine::{
-    CacheChange, CacheEvent, ChangeKind, Engine, EngineConfig, Origin, Rejected, Status,
-    Subscription, View, ViewRecord,
-};
+pub use engine::{Engine, EngineConfig};
 pub use error::SyncError;
+pub use events::{
+    CacheChange, CacheEvent, ChangeKind, Origin, Rejected, Status, Subscription, View, ViewRecord,
+};
 pub use machine::{SyncState, Timing};
-pub use queries::{Cached, Conversation, Counts};
+pub use queries::{BookingOrder, BookingQuery, Cached, Conversation, Counts, Queries};

@@ -54,6 +54,7 @@ mod tests {
             mutation_id: Uuid::new_v4(),
             mutation,
             queued_at: Utc::now(),
+            tag: None,
         }
     }
 

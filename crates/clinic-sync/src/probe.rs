@@ -1,6 +1,7 @@
 //! The cache's own write and read paths, opened without an engine, so that `clinic-bench`
 //! measures exactly the code a feed batch and a dashboard read run. Not the app's API: the
-//! app goes through [`crate::Engine`].
+//! app goes through [`crate::Engine`], and builds without it (the `probe` feature is off
+//! unless `clinic-bench` is in the build).
 
 use std::path::Path;
 
@@ -11,9 +12,11 @@ use crate::cache::{Cache, Write};
 use crate::error::SyncError;
 
 /// The cache's schema, in migration order, for a floor measured with another SQLite driver.
-pub const SCHEMA: [&str; 2] = [
+pub const SCHEMA: [&str; 4] = [
     include_str!("../migrations/0001_cache.sql"),
     include_str!("../migrations/0002_typed_cache.sql"),
+    include_str!("../migrations/0003_outbox_tag.sql"),
+    include_str!("../migrations/0004_booking_payment.sql"),
 ];
 
 /// A cache file opened directly.

@@ -1,145 +1,16 @@
 //! The engine against the real server, in-process on 127.0.0.1:0, with real SQLite files.
-//! Every wait polls with a deadline.
+//! The server, the proxies that cut one engine off and the deadlines come from
+//! `clinic-test-kit`. Every wait polls with a deadline.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{Local, NaiveTime};
 use clinic_protocol::{
     BookingAction, BookingStatus, ErrorCode, Mutation, NewSlot, Record, Snapshot,
 };
-use clinic_server::{AppState, Config};
 use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, SyncState, Timing, View};
-use tokio::sync::oneshot;
+use clinic_test_kit::{eventually, poll_until, Proxy, TestServer, DEADLINE};
 use uuid::Uuid;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct Server {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Server::start_with(|_| {}).await
-    }
-
-    async fn start_with(tweak: impl Fn(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = config(dir.path());
-        tweak(&mut c);
-        let state = AppState::open(c).await.unwrap();
-        clinic_server::demo::seed(&state).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut s = Server {
-            dir,
-            addr,
-            stop: None,
-            task: None,
-            tokens: std::sync::Mutex::default(),
-        };
-        s.serve(listener, state);
-        s
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener, state: AppState) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.stop = Some(stop);
-        self.task = Some(tokio::spawn(async move {
-            clinic_server::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        }));
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn stop(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-    }
-
-    async fn restart(&mut self) {
-        let state = AppState::open(config(self.dir.path())).await.unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "rebind: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
-        self.serve(listener, state);
-    }
-
-    /// What the server says `user` may see. Signs in once per user and server: polling
-    /// with a fresh sign-in each time would run into the server's sign-in rate limit.
-    async fn snapshot(&self, user: &str) -> Snapshot {
-        let http = reqwest::Client::new();
-        let cached = self.tokens.lock().unwrap().get(user).cloned();
-        let token = match cached {
-            Some(token) => token,
-            None => {
-                let login: clinic_protocol::LoginResponse = http
-                    .post(format!("{}/v1/login", self.url()))
-                    .json(&serde_json::json!({"username": user, "password": "demo"}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .error_for_status()
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                self.tokens
-                    .lock()
-                    .unwrap()
-                    .insert(user.to_owned(), login.token.clone());
-                login.token
-            }
-        };
-        http.get(format!("{}/v1/snapshot", self.url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::new(dir.join("clinic.db"));
-    c.heartbeat = Duration::from_millis(200);
-    c
-}
 
 /// Short timeouts so that tests notice a dead server quickly; generous enough for a
 /// loaded machine (the server heartbeats every 200 ms).
@@ -155,7 +26,7 @@ fn fast(mut c: EngineConfig) -> EngineConfig {
     c
 }
 
-fn engine_config(server: &Server, data: &std::path::Path) -> EngineConfig {
+fn engine_config(server: &TestServer, data: &std::path::Path) -> EngineConfig {
     fast(EngineConfig::new(&server.url(), data))
 }
 
@@ -180,7 +51,7 @@ fn snapshot_records(s: &Snapshot) -> Vec<String> {
     v
 }
 
-async fn converged(engine: &Engine, server: &Server, user: &str) -> bool {
+async fn converged(engine: &Engine, server: &TestServer, user: &str) -> bool {
     let view = engine.view_at().await.unwrap();
     view.records.iter().all(|r| !r.pending)
         && records(&view) == snapshot_records(&server.snapshot(user).await)
@@ -222,7 +93,7 @@ fn slot_for(staff: Uuid, hour: u32) -> Mutation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_converge_with_the_right_filtering() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let olivia = Engine::login(engine_config(&server, d1.path()), "olivia", "demo")
         .await
@@ -287,7 +158,7 @@ async fn two_engines_converge_with_the_right_filtering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_changes_land_exactly_once_when_the_server_returns() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let data = tempfile::tempdir().unwrap();
     let sam = Engine::login(engine_config(&server, data.path()), "sam", "demo")
         .await
@@ -332,7 +203,7 @@ async fn offline_changes_land_exactly_once_when_the_server_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_engine_replays_its_outbox() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let data = tempfile::tempdir().unwrap();
     let reyes = server.snapshot("reyes").await.user.id;
     let sam = Engine::login(engine_config(&server, data.path()), "sam", "demo")
@@ -372,41 +243,15 @@ async fn a_restarted_engine_replays_its_outbox() {
     assert_eq!(slots, 3, "nothing lost or doubled");
 }
 
-/// A loopback TCP proxy that can be cut: one client offline while the server carries on.
-async fn proxy(upstream: SocketAddr) -> (String, tokio::sync::watch::Sender<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (online, _) = tokio::sync::watch::channel(true);
-    let state = online.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            if !*state.borrow() {
-                continue;
-            }
-            let mut cut = state.subscribe();
-            tokio::spawn(async move {
-                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    _ = cut.wait_for(|online| !online) => {}
-                }
-            });
-        }
-    });
-    (url, online)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
-    let server = Server::start().await;
-    let (url, link) = proxy(server.addr).await;
+    let server = TestServer::start().await;
+    let link = Proxy::start(server.addr()).await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let olivia = Engine::login(engine_config(&server, d1.path()), "olivia", "demo")
         .await
         .unwrap();
-    let maria_config = fast(EngineConfig::new(&url, d2.path()));
+    let maria_config = fast(EngineConfig::new(&link.url(), d2.path()));
     let maria = Engine::login(maria_config, "maria", "demo").await.unwrap();
     let b = requested_of(&maria.view_at().await.unwrap(), maria.user().id);
     eventually("olivia has it", || async {
@@ -416,7 +261,7 @@ async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
 
     // Maria loses the network; Olivia cancels; Maria accepts the old version offline.
     let mut status = maria.status();
-    link.send_replace(false);
+    link.cut();
     eventually("maria offline", || {
         let s = status.borrow_and_update().state;
         async move { s == SyncState::Offline }
@@ -450,7 +295,7 @@ async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
         "optimistic"
     );
 
-    link.send_replace(true);
+    link.restore();
     eventually("maria converges on the server's record", || {
         converged(&maria, &server, "maria")
     })
@@ -475,7 +320,7 @@ async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_cause_an_error_and_a_resync_not_a_corrupt_cache() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let head = server.snapshot("olivia").await.seq;
     // A fake feed in front of the real server: HTTP is proxied to it, the WebSocket is ours
     // and serves one hostile script per connection, round robin.
@@ -515,7 +360,7 @@ async fn hostile_frames_cause_an_error_and_a_resync_not_a_corrupt_cache() {
         // A heartbeat behind the cursor.
         vec![welcome, r#"{"type":"heartbeat","head":0}"#.into()],
     ];
-    let upstream = server.addr;
+    let upstream = server.addr();
     let feeds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let feed_count = feeds.clone();
     tokio::spawn(async move {
@@ -698,14 +543,14 @@ async fn run_model(steps: Vec<Step>) {
         .with_env_filter("warn,clinic_server=info,clinic_sync=info")
         .with_test_writer()
         .try_init();
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let dirs: Vec<tempfile::TempDir> = USERS.iter().map(|_| tempfile::tempdir().unwrap()).collect();
     let mut links = Vec::new();
     let mut configs = Vec::new();
     let mut engines = Vec::new();
     for (i, user) in USERS.iter().enumerate() {
-        let (url, link) = proxy(server.addr).await;
-        let c = fast(EngineConfig::new(&url, dirs[i].path()));
+        let link = Proxy::start(server.addr()).await;
+        let c = fast(EngineConfig::new(&link.url(), dirs[i].path()));
         engines.push(Engine::login(c.clone(), user, "demo").await.unwrap());
         configs.push(c);
         links.push(link);
@@ -784,7 +629,11 @@ async fn run_model(steps: Vec<Step>) {
                 }
             }
             Step::Link { u, up } => {
-                links[u].send_replace(up);
+                if up {
+                    links[u].restore();
+                } else {
+                    links[u].cut();
+                }
             }
             Step::Restart { u } => {
                 engines[u].shutdown().await;
@@ -794,7 +643,7 @@ async fn run_model(steps: Vec<Step>) {
         }
     }
     for link in &links {
-        link.send_replace(true);
+        link.restore();
     }
     for (i, user) in USERS.iter().enumerate() {
         let deadline = Instant::now() + DEADLINE;
@@ -848,7 +697,7 @@ proptest::proptest! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let olivia = Engine::login(engine_config(&server, d1.path()), "olivia", "demo")
         .await
@@ -879,21 +728,22 @@ async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
     };
     let me = reyes.user().id;
     assert_eq!(
-        ids(olivia.bookings_on(day).await.unwrap()),
+        ids(olivia.queries().bookings_on(day).await.unwrap()),
         expect(&|b| b.date == day)
     );
     assert_eq!(
-        ids(olivia.bookings_of_therapist(me).await.unwrap()),
+        ids(olivia.queries().bookings_of_therapist(me).await.unwrap()),
         expect(&|b| b.therapist_id == Some(me))
     );
     assert_eq!(
         ids(olivia
+            .queries()
             .bookings_with_status(BookingStatus::Requested)
             .await
             .unwrap()),
         expect(&|b| b.status == BookingStatus::Requested)
     );
-    let counts = olivia.counts(day).await.unwrap();
+    let counts = olivia.queries().counts(day).await.unwrap();
     assert_eq!(
         counts.total as usize,
         all.iter()
@@ -901,11 +751,11 @@ async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
             .count()
     );
     assert_eq!(
-        olivia.recent_bookings(3).await.unwrap().len(),
+        olivia.queries().recent_bookings(3).await.unwrap().len(),
         all.len().min(3)
     );
     assert_eq!(
-        olivia.staff().await.unwrap().len(),
+        olivia.queries().staff().await.unwrap().len(),
         view.records
             .iter()
             .filter(|r| matches!(r.record, Record::Staff(_)))
@@ -923,11 +773,12 @@ async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
         .await
         .unwrap();
     let confirmed = reyes
+        .queries()
         .bookings_with_status(BookingStatus::Confirmed)
         .await
         .unwrap();
     assert!(confirmed.iter().any(|c| c.record.id == b.id));
-    let mine = reyes.bookings_of_therapist(me).await.unwrap();
+    let mine = reyes.queries().bookings_of_therapist(me).await.unwrap();
     let accepted = mine.iter().find(|c| c.record.id == b.id).unwrap();
     // Pending until the server confirms it (possibly already: then it is not pending).
     assert_eq!(accepted.record.status, BookingStatus::Confirmed);
@@ -944,27 +795,20 @@ async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
         })
         .await
         .unwrap();
-    let mut unread = 0;
-    let deadline = Instant::now() + DEADLINE;
-    while unread == 0 {
-        assert!(Instant::now() < deadline, "the message reaches reyes");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        unread = reyes
-            .conversations()
-            .await
-            .unwrap()
-            .iter()
-            .find(|c| c.peer == olivia_id)
-            .map_or(0, |c| c.unread);
-    }
-    let thread = reyes.messages_with(olivia_id).await.unwrap();
+    let unread = poll_until("the message reaches reyes", || async {
+        let conversations = reyes.queries().conversations().await.unwrap();
+        let with_olivia = conversations.iter().find(|c| c.peer == olivia_id);
+        with_olivia.map(|c| c.unread).filter(|unread| *unread > 0)
+    })
+    .await;
+    let thread = reyes.queries().messages_with(olivia_id).await.unwrap();
     let last = thread.last().unwrap().record.clone();
     assert_eq!(last.body, "Can you take the 3 pm?");
     reyes
         .submit(Mutation::MarkRead { id: last.id })
         .await
         .unwrap();
-    let c = reyes.conversations().await.unwrap();
+    let c = reyes.queries().conversations().await.unwrap();
     let c = c.iter().find(|c| c.peer == olivia_id).unwrap();
     assert_eq!(c.unread, unread - 1, "read at once, optimistically");
     olivia.shutdown().await;
@@ -973,7 +817,7 @@ async fn dashboard_queries_answer_from_the_cache_with_pending_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_works_offline_and_an_expired_session_is_a_distinct_error() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let data = tempfile::tempdir().unwrap();
     let config = engine_config(&server, data.path());
     let sam = Engine::login(config.clone(), "sam", "demo").await.unwrap();
@@ -990,25 +834,24 @@ async fn resume_works_offline_and_an_expired_session_is_a_distinct_error() {
     assert_eq!(err.code(), "no_session");
 
     // A server whose tokens live one second.
-    let short = Server::start_with(|c| c.token_ttl = Duration::from_secs(1)).await;
+    let short = TestServer::start_with(|c| c.token_ttl = Duration::from_secs(1)).await;
     let config = engine_config(&short, data.path());
     Engine::login(config.clone(), "sam", "demo")
         .await
         .unwrap()
         .shutdown()
         .await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    let refused = poll_until("the session expires", || async {
         match Engine::resume(config.clone()).await {
-            Err(e) => {
-                assert_eq!(e.code(), "session_expired", "{e}");
-                break;
+            Err(e) => Some(e),
+            Ok(engine) => {
+                engine.shutdown().await;
+                None
             }
-            Ok(e) => e.shutdown().await,
         }
-        assert!(Instant::now() < deadline, "the session expires");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(refused.code(), "session_expired", "{refused}");
     server.restart().await;
 }
 
@@ -1017,12 +860,16 @@ async fn resume_works_offline_and_an_expired_session_is_a_distinct_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_slot_someone_else_deleted_converges() {
     for removal_first in [true, false] {
-        let server = Server::start().await;
-        let (url, link) = proxy(server.addr).await;
+        let server = TestServer::start().await;
+        let link = Proxy::start(server.addr()).await;
         let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let sam = Engine::login(fast(EngineConfig::new(&url, d1.path())), "sam", "demo")
-            .await
-            .unwrap();
+        let sam = Engine::login(
+            fast(EngineConfig::new(&link.url(), d1.path())),
+            "sam",
+            "demo",
+        )
+        .await
+        .unwrap();
         let reyes = Engine::login(engine_config(&server, d2.path()), "reyes", "demo")
             .await
             .unwrap();
@@ -1048,7 +895,7 @@ async fn deleting_a_slot_someone_else_deleted_converges() {
                 _ => None,
             })
             .unwrap();
-        link.send_replace(false);
+        link.cut();
         eventually("sam offline", || async {
             sam.status().borrow().state == SyncState::Offline
         })
@@ -1089,7 +936,7 @@ async fn deleting_a_slot_someone_else_deleted_converges() {
             })
             .await;
         }
-        link.send_replace(true);
+        link.restore();
         eventually(
             &format!("sam converges (removal first: {removal_first})"),
             || converged(&sam, &server, "sam"),
@@ -1150,4 +997,80 @@ async fn a_scheduler_restart_then_slot_edits_converges() {
         Step::Advance { u: 0, nth: 1 },
     ])
     .await;
+}
+
+/// The app tags each change with the window it came from, to tell a rejection there. The
+/// tag lives in the outbox on disk, so it still comes back when the verdict arrives after
+/// the app restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_after_an_engine_restart_carries_its_tag() {
+    let server = TestServer::start().await;
+    let link = Proxy::start(server.addr()).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let olivia = Engine::login(engine_config(&server, d1.path()), "olivia", "demo")
+        .await
+        .unwrap();
+    let maria_config = fast(EngineConfig::new(&link.url(), d2.path()));
+    let maria = Engine::login(maria_config.clone(), "maria", "demo")
+        .await
+        .unwrap();
+    let b = requested_of(&maria.view_at().await.unwrap(), maria.user().id);
+
+    // Offline, Maria accepts from a window; the app quits before the server hears of it.
+    link.cut();
+    eventually("maria offline", || async {
+        maria.status().borrow().state == SyncState::Offline
+    })
+    .await;
+    maria
+        .submit_tagged(
+            Mutation::BookingAction {
+                id: b.id,
+                version: b.version,
+                action: BookingAction::Accept,
+            },
+            "therapist-1",
+        )
+        .await
+        .unwrap();
+    maria.shutdown().await;
+    drop(maria);
+
+    // Meanwhile Olivia cancels the booking, so Maria's acceptance will lose.
+    olivia
+        .submit(Mutation::BookingAction {
+            id: b.id,
+            version: b.version,
+            action: BookingAction::Cancel,
+        })
+        .await
+        .unwrap();
+    eventually("the cancel landed", || async {
+        server.snapshot("olivia").await.records.iter().any(|r| matches!(r, Record::Booking(x) if x.id == b.id && x.status == BookingStatus::Cancelled))
+    }).await;
+
+    // The app starts again, offline, then the network comes back.
+    let maria = Engine::resume(maria_config).await.unwrap();
+    let mut events = maria.subscribe();
+    assert_eq!(
+        maria.status().borrow().pending,
+        1,
+        "the change is still queued"
+    );
+    link.restore();
+    eventually("maria converges on the server's record", || {
+        converged(&maria, &server, "maria")
+    })
+    .await;
+    let mut rejection = None;
+    while let Some(e) = events.try_recv() {
+        if let CacheEvent::Rejected(r) = e {
+            rejection = Some(r);
+        }
+    }
+    let r = rejection.expect("maria was told");
+    assert_eq!(r.code, ErrorCode::StaleVersion);
+    assert_eq!(r.tag.as_deref(), Some("therapist-1"));
+    olivia.shutdown().await;
+    maria.shutdown().await;
 }

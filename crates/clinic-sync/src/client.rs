@@ -1,0 +1,146 @@
+//! The HTTP half of talking to the server: sign in, fetch a snapshot, send one mutation,
+//! revoke the token. (The feed's WebSocket is the driver's.)
+//!
+//! Every answer is turned into our own terms here: a [`SyncError`] with the server's code
+//! and message, or for a mutation the machine's [`Sent`], so no other module looks at an
+//! HTTP status.
+
+use std::time::Duration;
+
+use clinic_protocol::wire::paths;
+use clinic_protocol::{
+    ApiError, LoginRequest, LoginResponse, MutationOutcome, MutationRequest, Snapshot,
+};
+
+use crate::error::SyncError;
+use crate::machine::Sent;
+
+/// One server's HTTP API. Cheap to clone: reqwest shares its connection pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    /// `http://host:port`, without a trailing slash.
+    server_url: String,
+}
+
+impl Client {
+    /// `timeout` bounds every request, so that one caught in a cut connection fails
+    /// instead of holding up the outbox.
+    pub(crate) fn new(server_url: &str, timeout: Duration) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .unwrap_or_default(),
+            server_url: server_url.to_owned(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server_url)
+    }
+
+    /// The feed's WebSocket address: the same host, `ws` for `http` and `wss` for `https`.
+    pub(crate) fn feed_url(&self) -> String {
+        let base = &self.server_url;
+        if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}{}", paths::FEED)
+        } else {
+            format!("ws://{}{}", base.trim_start_matches("http://"), paths::FEED)
+        }
+    }
+
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginResponse, SyncError> {
+        let response = self
+            .http
+            .post(self.url(paths::LOGIN))
+            .json(&LoginRequest {
+                username: username.into(),
+                password: password.into(),
+            })
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(api_error(response).await);
+        }
+        Ok(response.json().await?)
+    }
+
+    /// Everything `token`'s user may see, at one server seq.
+    pub(crate) async fn snapshot(&self, token: &str) -> Result<Snapshot, SyncError> {
+        let response = self
+            .http
+            .get(self.url(paths::SNAPSHOT))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(SyncError::SessionExpired);
+        }
+        if !response.status().is_success() {
+            return Err(api_error(response).await);
+        }
+        Ok(response.json().await?)
+    }
+
+    /// POSTs one mutation and says how it went.
+    pub(crate) async fn send(&self, token: &str, request: &MutationRequest) -> Sent {
+        let sent = self
+            .http
+            .post(self.url(paths::MUTATIONS))
+            .bearer_auth(token)
+            .json(request)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => match r.json::<MutationOutcome>().await {
+                Ok(outcome) => Sent::Outcome(outcome),
+                Err(e) => Sent::Failed(e.to_string()),
+            },
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Sent::Expired,
+            Ok(r) if r.status().is_client_error() && r.status() != 429 => {
+                match api_error(r).await {
+                    // The server understood and refused the request itself: drop it, or it
+                    // would block every later change.
+                    SyncError::Refused { code, message } => {
+                        Sent::Outcome(MutationOutcome::Rejected {
+                            code,
+                            message,
+                            current: None,
+                        })
+                    }
+                    other => Sent::Failed(other.to_string()),
+                }
+            }
+            Ok(r) => Sent::Failed(format!("the server answered {}", r.status())),
+            Err(e) => Sent::Failed(e.to_string()),
+        }
+    }
+
+    /// Revokes `token`. Short: signing out must not hang on a server that is away.
+    pub(crate) async fn revoke(&self, token: &str) -> Result<(), SyncError> {
+        self.http
+            .post(self.url(paths::LOGOUT))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+/// An HTTP error answer: the server's code and message, or what we can say without one.
+async fn api_error(response: reqwest::Response) -> SyncError {
+    let status = response.status();
+    match response.json::<ApiError>().await {
+        Ok(e) => SyncError::Refused {
+            code: e.code,
+            message: e.message,
+        },
+        Err(_) => SyncError::Unreachable(format!("the server answered {status}")),
+    }
+}

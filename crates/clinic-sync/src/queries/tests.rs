@@ -1,0 +1,314 @@
+//! The queries against a cache written directly (no server): each filter and order of
+//! [`BookingQuery`] on a handful of bookings chosen so that every clause matters.
+
+use chrono::{NaiveTime, TimeZone, Utc};
+use clinic_protocol::{PaymentStatus, RecordKind};
+use uuid::Uuid;
+
+use super::*;
+use crate::cache::{Cache, Write};
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+}
+
+fn at(h: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, 0, 0).unwrap()
+}
+
+/// A booking on day `d` at hour `h`, created `created` minutes into the day.
+fn booking_at(d: u32, h: u32, status: BookingStatus, created: i64) -> Booking {
+    let created_at =
+        Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(created);
+    Booking {
+        id: Uuid::new_v4(),
+        client_name: format!("client {d}/{h}"),
+        client_phone: String::new(),
+        address: String::new(),
+        service: "massage".into(),
+        date: day(d),
+        start: at(h),
+        end: at(h + 1),
+        therapist_id: None,
+        driver_id: None,
+        notes: String::new(),
+        status,
+        payment: PaymentStatus::Unpaid,
+        created_by: None,
+        created_at,
+        updated_at: created_at,
+        version: 1,
+    }
+}
+
+async fn open(dir: &tempfile::TempDir) -> (Cache, Queries) {
+    let cache = Cache::open(&dir.path().join("cache.db")).await.unwrap();
+    let queries = Queries::new(cache.pool().clone(), Uuid::new_v4());
+    (cache, queries)
+}
+
+fn names(list: &[Cached<Booking>]) -> Vec<&str> {
+    list.iter().map(|c| c.record.client_name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn booking_queries_filter_and_order_on_the_typed_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, queries) = open(&dir).await;
+    let (reyes, dan) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut early = booking_at(2, 9, BookingStatus::Requested, 30);
+    early.therapist_id = Some(reyes);
+    let mut done_unpaid = booking_at(3, 10, BookingStatus::Completed, 10);
+    done_unpaid.therapist_id = Some(reyes);
+    done_unpaid.driver_id = Some(dan);
+    let mut done_paid = done_unpaid.clone();
+    done_paid.id = Uuid::new_v4();
+    done_paid.client_name = "client paid".into();
+    done_paid.start = at(14);
+    done_paid.end = at(15);
+    done_paid.payment = PaymentStatus::Verified;
+    done_paid.created_at += chrono::Duration::minutes(100);
+    let unassigned = booking_at(4, 8, BookingStatus::Declined, 20);
+    let mut confirmed = booking_at(5, 11, BookingStatus::Confirmed, 40);
+    confirmed.driver_id = Some(dan);
+    let records: Vec<Record> = [&early, &done_unpaid, &done_paid, &unassigned]
+        .into_iter()
+        .cloned()
+        .map(Record::Booking)
+        .collect();
+    // One booking only in the overlay, as a pending change shows it.
+    cache
+        .write(&Write {
+            upserts: records.iter().collect(),
+            overlay: vec![(
+                (RecordKind::Booking, confirmed.id),
+                Some(Record::Booking(confirmed.clone())),
+            )],
+            cache_seq: Some(7),
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queries.seq().await.unwrap(), 7);
+
+    let all = queries.bookings(&BookingQuery::default()).await.unwrap();
+    assert_eq!(
+        names(&all),
+        [
+            "client 2/9",
+            "client 3/10",
+            "client paid",
+            "client 4/8",
+            "client 5/11"
+        ],
+        "by date and time"
+    );
+    assert_eq!(
+        all.iter().map(|c| c.pending).collect::<Vec<_>>(),
+        [false, false, false, false, true]
+    );
+    let query = |q: BookingQuery| {
+        let queries = queries.clone();
+        async move { queries.bookings(&q).await.unwrap() }
+    };
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                order: BookingOrder::ByTimeDesc,
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        [
+            "client 5/11",
+            "client 4/8",
+            "client paid",
+            "client 3/10",
+            "client 2/9"
+        ]
+    );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                order: BookingOrder::NewestFirst,
+                limit: Some(3),
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client paid", "client 5/11", "client 2/9"],
+        "by created_at, newest first, at most three"
+    );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                therapist: Some(reyes),
+                driver: Some(dan),
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 3/10", "client paid"]
+    );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                driver: Some(dan),
+                from: Some(day(4)),
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 5/11"],
+        "a pending change's driver counts"
+    );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                from: Some(day(3)),
+                to: Some(day(4)),
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 3/10", "client paid", "client 4/8"],
+        "both ends inclusive"
+    );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                statuses: Some(vec![BookingStatus::Declined, BookingStatus::Confirmed]),
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 4/8", "client 5/11"]
+    );
+    assert!(query(BookingQuery {
+        statuses: Some(Vec::new()),
+        ..BookingQuery::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                assigned_only: true,
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 2/9", "client 3/10", "client paid"]
+    );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                needs_attention: true,
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 2/9", "client 3/10", "client 4/8"],
+        "requested, declined, or completed and unpaid"
+    );
+
+    // The thin wrappers say the same as the general query.
+    assert_eq!(
+        names(&queries.bookings_on(day(3)).await.unwrap()),
+        ["client 3/10", "client paid"]
+    );
+    assert_eq!(
+        queries.recent_bookings(1).await.unwrap()[0].record.id,
+        done_paid.id
+    );
+}
+
+#[tokio::test]
+async fn slots_are_read_in_a_date_range_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, queries) = open(&dir).await;
+    let (reyes, maria) = (Uuid::new_v4(), Uuid::new_v4());
+    let slot = |staff_id, d, h| {
+        Record::Slot(Slot {
+            id: Uuid::new_v4(),
+            staff_id,
+            date: day(d),
+            start: at(h),
+            end: at(h + 2),
+            note: format!("{d}/{h}"),
+            version: 1,
+        })
+    };
+    let records = [
+        slot(reyes, 2, 9),
+        slot(maria, 2, 8),
+        slot(reyes, 9, 9),
+        slot(reyes, 1, 9),
+        slot(reyes, 2, 7),
+    ];
+    cache
+        .write(&Write {
+            upserts: records.iter().collect(),
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+    let notes = |list: Vec<Cached<Slot>>| -> Vec<String> {
+        list.into_iter().map(|c| c.record.note).collect()
+    };
+    assert_eq!(
+        notes(queries.slots(None, day(2), Some(day(8))).await.unwrap()),
+        ["2/7", "2/8", "2/9"]
+    );
+    assert_eq!(
+        notes(queries.slots(Some(reyes), day(2), None).await.unwrap()),
+        ["2/7", "2/9", "9/9"]
+    );
+}
+
+/// A cache made before `0004_booking_payment` has no payment column: the migration fills
+/// it from the records' JSON, so "needs attention" finds completed, unpaid bookings there.
+#[tokio::test]
+async fn a_cache_from_before_the_payment_column_gets_it_filled_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let mut old = sqlx::migrate!("./migrations");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 2)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    old.run(&pool).await.unwrap();
+    let b = booking_at(3, 10, BookingStatus::Completed, 0);
+    sqlx::query(
+        "INSERT INTO records (kind, id, body, day, start_time, status, at) \
+         VALUES ('booking', ?, ?, ?, ?, 'completed', ?)",
+    )
+    .bind(b.id.to_string())
+    .bind(serde_json::to_string(&Record::Booking(b.clone())).unwrap())
+    .bind(b.date.to_string())
+    .bind(b.start.to_string())
+    .bind(crate::cache::sortable(b.created_at))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let cache = Cache::open(&path).await.unwrap();
+    let queries = Queries::new(cache.pool().clone(), Uuid::new_v4());
+    let attention = queries
+        .bookings(&BookingQuery {
+            needs_attention: true,
+            ..BookingQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(attention.len(), 1);
+    assert_eq!(attention[0].record, b);
+}
