@@ -1,11 +1,12 @@
 //! Demo mode: an embedded clinic server on loopback with the demo clinic, so the app can be
 //! tried (and screenshotted) without a real server.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::Context;
 use clinic_server::demo::{DemoLogin, DEMO_INTAKE_KEY};
-use tokio::sync::oneshot;
+use clinic_server::Embedded;
 
 /// The demo login the app signs in with: the clinic's owner, operator and therapist at
 /// once, so the demo shows several kinds of dashboard side by side.
@@ -16,7 +17,7 @@ pub struct Demo {
     pub url: String,
     pub logins: Vec<DemoLogin>,
     /// Dropping this stops the server gracefully.
-    _stop: oneshot::Sender<()>,
+    _server: Embedded,
 }
 
 impl Demo {
@@ -43,23 +44,15 @@ pub async fn start(dir: &Path) -> anyhow::Result<Demo> {
     let logins = clinic_server::demo::seed(&state)
         .await
         .context("seeding the demo clinic")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    // Loopback only, any free port: nobody else should reach the demo clinic.
+    let server = Embedded::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), state)
         .await
-        .context("binding the demo server to loopback")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = oneshot::channel::<()>();
-    tauri::async_runtime::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        if let Err(e) = clinic_server::serve(listener, state, shutdown).await {
-            tracing::error!("the demo server stopped: {e}");
-        }
-    });
+        .context("serving the demo clinic on loopback")?;
+    let url = server.url();
     tracing::info!("demo clinic server at {url}");
     Ok(Demo {
         url,
         logins,
-        _stop: stop,
+        _server: server,
     })
 }

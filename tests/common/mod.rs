@@ -3,9 +3,7 @@
 //! exposes (`document.body.dataset.window`), and polling with a deadline instead of sleeps.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this.
 
-pub mod clinic;
 pub mod notifications;
-pub mod proxy;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clinic_test_kit::PASSWORD;
 use fantoccini::wd::{Capabilities, WindowHandle};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -57,6 +56,8 @@ pub struct App {
 pub struct Launch {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Start the app with `--measure`: pages keep latency probes in `window.__clinic`.
+    pub measure: bool,
 }
 
 impl App {
@@ -90,9 +91,13 @@ impl App {
         let mut caps = Capabilities::new();
         // tauri:options must sit in alwaysMatch: in firstMatch alone WebKitWebDriver starts
         // its MiniBrowser instead of the app.
+        let mut args = launch.args.clone();
+        if launch.measure {
+            args.push("--measure".into());
+        }
         caps.insert(
             "tauri:options".into(),
-            json!({ "application": env!("CARGO_BIN_EXE_clinic-desk"), "args": launch.args }),
+            json!({ "application": env!("CARGO_BIN_EXE_clinic-desk"), "args": args }),
         );
         let url = format!("http://127.0.0.1:{port}");
         let client = poll("tauri-driver to accept a session", || async {
@@ -290,36 +295,63 @@ fn stop(child: &mut Child) {
 }
 
 /// Polls `probe` until it yields a value or [`DEADLINE`] passes (then panics with `what`).
-pub async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn poll<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    clinic_test_kit::poll_within(DEADLINE, what, probe).await
 }
 
 /// Starts the app against `server_url`, with its own data dir, and signs in as `username`
 /// through the login window.
 pub async fn signed_in(server_url: &str, username: &str) -> (App, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch(Launch {
-        args: vec!["--server".into(), server_url.into()],
-        env: vec![(
-            "CLINIC_DESK_DATA_DIR".into(),
-            data.path().display().to_string(),
-        )],
+    sign_in(server_url, username, false).await
+}
+
+/// [`signed_in`], with the pages' latency probes on (`--measure`).
+pub async fn signed_in_measuring(server_url: &str, username: &str) -> (App, tempfile::TempDir) {
+    sign_in(server_url, username, true).await
+}
+
+/// Starts the app again on the data dir of an earlier run: it resumes that session from
+/// its cache (no login) and restores its windows.
+pub async fn resumed(server_url: &str, data: &std::path::Path) -> App {
+    // The earlier run's app may still be exiting after its session closed; a second
+    // instance on the same data dir would hand over to it (single instance) and quit.
+    let marker = format!("CLINIC_DESK_DATA_DIR={}", data.display());
+    poll("the earlier app to exit", || {
+        let running = app_running_with(&marker);
+        async move { (!running).then_some(()) }
     })
     .await;
+    App::launch(launch_on(server_url, data, false)).await
+}
+
+/// Whether a process runs with `entry` in its environment (Linux: /proc/*/environ).
+fn app_running_with(entry: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        std::fs::read(p.path().join("environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+            && std::fs::read(p.path().join("cmdline"))
+                .is_ok_and(|c| c.windows(11).any(|w| w == b"clinic-desk"))
+    })
+}
+
+fn launch_on(server_url: &str, data: &std::path::Path, measure: bool) -> Launch {
+    Launch {
+        args: vec!["--server".into(), server_url.into()],
+        env: vec![("CLINIC_DESK_DATA_DIR".into(), data.display().to_string())],
+        measure,
+    }
+}
+
+async fn sign_in(server_url: &str, username: &str, measure: bool) -> (App, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut app = App::launch(launch_on(server_url, data.path(), measure)).await;
     app.eval(
         "login",
         "const f = document.querySelector('form#login');
@@ -328,7 +360,7 @@ pub async fn signed_in(server_url: &str, username: &str) -> (App, tempfile::Temp
          f.elements.password.value = arguments[2];
          f.querySelector('button[type=submit]').click();
          return true",
-        vec![json!(server_url), json!(username), json!(clinic::PASSWORD)],
+        vec![json!(server_url), json!(username), json!(PASSWORD)],
     )
     .await;
     (app, data)

@@ -20,6 +20,9 @@ pub enum ServerError {
     UsernameTaken(String),
     #[error("broken invariant: {0}")]
     Invariant(&'static str),
+    /// Binding or serving a socket (an embedded server's).
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// An HTTP error answer: a stable code and a sentence, as [`ApiError`] JSON.

@@ -6,22 +6,28 @@
 //! - `config`: the settings ([`Config`]).
 //! - `http`: login, logout, snapshot, mutations, intake, health; every refusal is an
 //!   [`ApiError`](clinic_protocol::ApiError) with a stable code.
-//! - `auth`: passwords (argon2), opaque bearer tokens, the login rate limit.
+//! - `auth`: passwords (argon2), opaque bearer tokens, the sessions open feeds watch for
+//!   revocation, the login rate limit.
 //! - `store`: SQLite (WAL, migrations in `migrations/`) plus an in-memory copy of the
 //!   records; the ONE write path: rules, record change, change-log row and mutation outcome
 //!   in one transaction, then the committed change is published.
 //! - `feed`: the WebSocket feed: hello, catch-up from the log, live changes filtered per
-//!   user, heartbeats, resync instead of silent loss.
+//!   user, heartbeats, resync instead of silent loss; it ends when its token is revoked or
+//!   expires.
 //! - `error`: [`ServerError`], and how it becomes an HTTP answer without leaking internals.
 //! - [`demo`]: the demo clinic, for trying things out.
+//! - `embedded`: [`Embedded`], the server inside another program (the app's demo mode,
+//!   the tests): spawned on an address, stopped gracefully, restarted on the same address
+//!   and database, stopped when dropped.
 //!
 //! The public surface is small on purpose: [`AppState`], [`app`], [`serve`], [`Config`],
-//! [`ServerError`] and [`demo`]. The desktop app and the sync engine's tests embed the
+//! [`ServerError`], [`demo`] and [`Embedded`]. The desktop app and the tests embed the
 //! server through exactly these.
 
 mod auth;
 mod config;
 pub mod demo;
+mod embedded;
 mod error;
 mod feed;
 mod http;
@@ -39,6 +45,7 @@ use clinic_protocol::{Role, Staff};
 use tokio::sync::{watch, Mutex};
 
 pub use config::Config;
+pub use embedded::Embedded;
 pub use error::ServerError;
 
 /// Everything the handlers share. Cloning is cheap.
@@ -47,6 +54,8 @@ pub struct AppState {
     pub(crate) config: Arc<Config>,
     pub(crate) store: store::Store,
     pub(crate) logins: Arc<Mutex<auth::RateLimit>>,
+    /// The tokens with a feed open, so that a logout ends those feeds.
+    pub(crate) sessions: Arc<auth::Sessions>,
     /// Set to true when the server shuts down, so feeds close with a Close frame.
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
 }
@@ -60,6 +69,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             logins: Arc::new(Mutex::new(auth::RateLimit::default())),
+            sessions: Arc::new(auth::Sessions::default()),
             shutdown: Arc::new(shutdown),
         })
     }

@@ -1,5 +1,7 @@
 //! The server end to end: real sockets on 127.0.0.1:0, real SQLite files, a real
-//! WebSocket client. Waits are bounded by deadlines, never sleeps.
+//! WebSocket client. The server and its signed-in users come from `clinic-test-kit`; the
+//! feed client is here, since only these tests read frames. Waits are bounded by
+//! deadlines, never sleeps.
 
 use std::time::Duration;
 
@@ -7,158 +9,26 @@ use chrono::{Local, NaiveTime};
 use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
 use clinic_protocol::{
     ApiError, Booking, BookingAction, BookingStatus, Change, ChangeOp, ClientFrame, ErrorCode,
-    IntakeRequest, LoginResponse, Mutation, MutationOutcome, MutationRequest, NewBooking, Record,
-    ResyncReason, ServerFrame, Snapshot, PROTOCOL_VERSION,
+    IntakeRequest, Mutation, MutationOutcome, NewBooking, Record, ResyncReason, ServerFrame,
+    PROTOCOL_VERSION,
 };
-use clinic_server::{AppState, Config};
+use clinic_test_kit::{bookings, staff_id, Staffer, TestServer, DEADLINE, INTAKE_KEY};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-const WAIT: Duration = Duration::from_secs(20);
-const KEY: &str = "test-key";
-
-struct Server {
-    _dir: tempfile::TempDir,
-    db: std::path::PathBuf,
-    url: String,
-    state: AppState,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// A user's own feed, opened with their token.
+trait OpenFeed {
+    async fn feed(&self, cursor: u64) -> Feed;
 }
 
-impl Server {
-    async fn start() -> Server {
-        Server::start_with(|_| {}).await
-    }
-
-    async fn start_with(tune: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("clinic.db");
-        let mut config = Config::new(&db);
-        config.intake_key = Some(KEY.into());
-        config.heartbeat = Duration::from_millis(200);
-        tune(&mut config);
-        let state = AppState::open(config).await.unwrap();
-        clinic_server::demo::seed(&state).await.unwrap();
-        let mut server = Server {
-            _dir: dir,
-            db,
-            url: String::new(),
-            state: state.clone(),
-            stop: None,
-            task: None,
-        };
-        server.serve(state).await;
-        server
-    }
-
-    async fn serve(&mut self, state: AppState) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        self.url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.stop = Some(stop);
-        self.state = state.clone();
-        self.task = Some(tokio::spawn(async move {
-            clinic_server::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        }));
-    }
-
-    async fn restart(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-        let mut config = Config::new(&self.db);
-        config.intake_key = Some(KEY.into());
-        let state = AppState::open(config).await.unwrap();
-        self.serve(state).await;
-    }
-
-    async fn login(&self, user: &str) -> Client {
-        let http = reqwest::Client::new();
-        let login: LoginResponse = http
-            .post(format!("{}{}", self.url, paths::LOGIN))
-            .json(&serde_json::json!({"username": user, "password": "demo"}))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Client {
-            http,
-            url: self.url.clone(),
-            login,
-        }
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    login: LoginResponse,
-}
-
-impl Client {
-    async fn snapshot(&self) -> Snapshot {
-        self.http
-            .get(format!("{}{}", self.url, paths::SNAPSHOT))
-            .bearer_auth(&self.login.token)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn send(&self, id: Uuid, mutation: Mutation) -> MutationOutcome {
-        self.http
-            .post(format!("{}{}", self.url, paths::MUTATIONS))
-            .bearer_auth(&self.login.token)
-            .json(&MutationRequest {
-                mutation_id: id,
-                mutation,
-            })
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn mutate(&self, mutation: Mutation) -> MutationOutcome {
-        self.send(Uuid::new_v4(), mutation).await
-    }
-
-    async fn act(&self, b: &Booking, action: BookingAction) -> MutationOutcome {
-        self.mutate(Mutation::BookingAction {
-            id: b.id,
-            version: b.version,
-            action,
-        })
-        .await
-    }
-
-    async fn booking(&self, id: Uuid) -> Option<Booking> {
-        bookings(&self.snapshot().await)
-            .into_iter()
-            .find(|b| b.id == id)
-    }
-
+impl OpenFeed for Staffer {
     async fn feed(&self, cursor: u64) -> Feed {
-        let ws_url = format!("{}{}", self.url.replace("http://", "ws://"), paths::FEED);
+        let ws_url = format!(
+            "{}{}",
+            self.server().replace("http://", "ws://"),
+            paths::FEED
+        );
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
         let hello = ClientFrame::Hello {
             protocol: PROTOCOL_VERSION,
@@ -189,7 +59,7 @@ struct Feed {
 impl Feed {
     async fn frame(&mut self) -> Option<ServerFrame> {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout(DEADLINE, self.ws.next())
                 .await
                 .expect("a frame in time")?;
             match msg.ok()? {
@@ -222,26 +92,6 @@ impl Feed {
         }
         out
     }
-}
-
-fn bookings(s: &Snapshot) -> Vec<Booking> {
-    s.records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Booking(b) => Some(b.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn staff_id(s: &Snapshot, username: &str) -> Uuid {
-    s.records
-        .iter()
-        .find_map(|r| match r {
-            Record::Staff(st) if st.username == username => Some(st.id),
-            _ => None,
-        })
-        .unwrap()
 }
 
 fn t(h: u32, m: u32) -> NaiveTime {
@@ -283,7 +133,7 @@ fn rejected(o: &MutationOutcome) -> ErrorCode {
 
 #[tokio::test]
 async fn the_life_cycle_runs_by_the_right_roles_and_refuses_the_wrong_ones() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let (reyes, dan, kim) = (
         s.login("reyes").await,
@@ -337,7 +187,7 @@ async fn the_life_cycle_runs_by_the_right_roles_and_refuses_the_wrong_ones() {
 
 #[tokio::test]
 async fn two_concurrent_accepts_of_overlapping_bookings_cannot_both_win() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let reyes = s.login("reyes").await;
     let me = reyes.login.user.id;
@@ -387,17 +237,17 @@ async fn two_concurrent_accepts_of_overlapping_bookings_cannot_both_win() {
 
 #[tokio::test]
 async fn outside_availability_stale_versions_replays_and_conflicts() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let reyes = s.login("reyes").await;
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let late = olivia
         .mutate(Mutation::CreateBooking {
             booking: new_booking(Some(reyes.login.user.id), (20, 0), (21, 0)),
         })
         .await;
     assert_eq!(rejected(&late), ErrorCode::OutsideAvailability);
-    assert_eq!(s.state.head().await, head, "a refusal commits nothing");
+    assert_eq!(s.state().head().await, head, "a refusal commits nothing");
 
     let b = applied(
         &olivia
@@ -413,10 +263,10 @@ async fn outside_availability_stale_versions_replays_and_conflicts() {
         action: BookingAction::Accept,
     };
     let first = reyes.send(id, accept.clone()).await;
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let replay = reyes.send(id, accept.clone()).await;
     assert_eq!(first, replay, "a replay returns the first outcome");
-    assert_eq!(s.state.head().await, head, "and changes nothing");
+    assert_eq!(s.state().head().await, head, "and changes nothing");
     let other = Mutation::BookingAction {
         id: b.id,
         version: b.version,
@@ -439,10 +289,10 @@ async fn outside_availability_stale_versions_replays_and_conflicts() {
 
 #[tokio::test]
 async fn feeds_deliver_the_same_changes_in_the_same_order_and_resume_exactly() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let sam = s.login("sam").await;
-    let start = s.state.head().await;
+    let start = s.state().head().await;
     let mut a = olivia.feed(start).await;
     let mut b = sam.feed(start).await;
     let mut made = Vec::new();
@@ -458,7 +308,7 @@ async fn feeds_deliver_the_same_changes_in_the_same_order_and_resume_exactly() {
             .id,
         );
     }
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let seen_a: Vec<u64> = a.changes_until(head).await.iter().map(|c| c.seq).collect();
     let seen_b: Vec<u64> = b.changes_until(head).await.iter().map(|c| c.seq).collect();
     assert_eq!(seen_a, (start + 1..=head).collect::<Vec<_>>());
@@ -478,9 +328,9 @@ async fn feeds_deliver_the_same_changes_in_the_same_order_and_resume_exactly() {
 
 #[tokio::test]
 async fn old_cursors_and_slow_consumers_are_told_to_resync() {
-    let s = Server::start_with(|c| c.feed_queue = 4).await;
+    let s = TestServer::start_with(|c| c.feed_queue = 4).await;
     let olivia = s.login("olivia").await;
-    s.state.compact_log(3).await.unwrap();
+    s.state().compact_log(3).await.unwrap();
     let mut old = olivia.feed(1).await;
     assert!(matches!(
         old.frame().await,
@@ -489,7 +339,7 @@ async fn old_cursors_and_slow_consumers_are_told_to_resync() {
             ..
         })
     ));
-    let mut ahead = olivia.feed(s.state.head().await + 10).await;
+    let mut ahead = olivia.feed(s.state().head().await + 10).await;
     assert!(matches!(
         ahead.frame().await,
         Some(ServerFrame::Resync {
@@ -503,10 +353,10 @@ async fn old_cursors_and_slow_consumers_are_told_to_resync() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket
-        .connect(s.url.trim_start_matches("http://").parse().unwrap())
+        .connect(s.url().trim_start_matches("http://").parse().unwrap())
         .await
         .unwrap();
-    let ws_url = format!("{}{}", s.url.replace("http://", "ws://"), paths::FEED);
+    let ws_url = format!("{}{}", s.url().replace("http://", "ws://"), paths::FEED);
     let (mut ws, _) =
         tokio_tungstenite::client_async(ws_url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
             .await
@@ -514,7 +364,7 @@ async fn old_cursors_and_slow_consumers_are_told_to_resync() {
     let hello = ClientFrame::Hello {
         protocol: PROTOCOL_VERSION,
         token: olivia.login.token.clone(),
-        cursor: s.state.head().await,
+        cursor: s.state().head().await,
     };
     ws.send(Message::text(serde_json::to_string(&hello).unwrap()))
         .await
@@ -524,7 +374,7 @@ async fn old_cursors_and_slow_consumers_are_told_to_resync() {
         cursor: 0,
         largest: 0,
     };
-    let from = s.state.head().await;
+    let from = s.state().head().await;
     // Once welcomed, the connection is subscribed to live changes; from here on it reads
     // nothing until the commits are done.
     assert!(matches!(
@@ -570,7 +420,7 @@ async fn old_cursors_and_slow_consumers_are_told_to_resync() {
 
     // Resuming from before all that catches up on megabytes of changes: exactly those,
     // in frames no larger than clients accept.
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let mut again = olivia.feed(from).await;
     let seqs: Vec<u64> = again
         .changes_until(head)
@@ -596,11 +446,11 @@ fn send_buffer_bytes() -> usize {
 
 #[tokio::test]
 async fn therapists_only_get_their_own_and_lose_what_is_reassigned() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let reyes = s.login("reyes").await;
     let kim = s.login("kim").await;
-    let start = s.state.head().await;
+    let start = s.state().head().await;
     let mut feed_reyes = reyes.feed(start).await;
     let mut feed_kim = kim.feed(start).await;
 
@@ -631,7 +481,7 @@ async fn therapists_only_get_their_own_and_lose_what_is_reassigned() {
             })
             .await,
     );
-    let head = s.state.head().await;
+    let head = s.state().head().await;
 
     let r = feed_reyes.changes_until(head).await;
     let k = feed_kim.changes_until(head).await;
@@ -663,9 +513,9 @@ async fn therapists_only_get_their_own_and_lose_what_is_reassigned() {
 
 #[tokio::test]
 async fn the_web_intake_needs_its_key_and_reaches_operators_without_an_actor() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
-    let mut feed = olivia.feed(s.state.head().await).await;
+    let mut feed = olivia.feed(s.state().head().await).await;
     let http = reqwest::Client::new();
     let req = IntakeRequest {
         client_name: "Web Client".into(),
@@ -677,7 +527,7 @@ async fn the_web_intake_needs_its_key_and_reaches_operators_without_an_actor() {
         end: t(11, 0),
         notes: String::new(),
     };
-    let url = format!("{}{}", s.url, paths::INTAKE);
+    let url = format!("{}{}", s.url(), paths::INTAKE);
     for key in [None, Some("wrong")] {
         let mut r = http.post(&url).json(&req);
         if let Some(k) = key {
@@ -692,14 +542,14 @@ async fn the_web_intake_needs_its_key_and_reaches_operators_without_an_actor() {
     }
     let res = http
         .post(&url)
-        .header(paths::INTAKE_KEY_HEADER, KEY)
+        .header(paths::INTAKE_KEY_HEADER, INTAKE_KEY)
         .json(&req)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
     let booking: Booking = res.json().await.unwrap();
-    let changes = feed.changes_until(s.state.head().await).await;
+    let changes = feed.changes_until(s.state().head().await).await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].actor, None);
     assert!(
@@ -709,13 +559,13 @@ async fn the_web_intake_needs_its_key_and_reaches_operators_without_an_actor() {
 
 #[tokio::test]
 async fn bad_input_gets_its_code_changes_nothing_and_the_server_keeps_serving() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let http = reqwest::Client::new();
     let post = |body: Vec<u8>, token: Option<&str>| {
         let mut r = http
-            .post(format!("{}{}", s.url, paths::MUTATIONS))
+            .post(format!("{}{}", s.url(), paths::MUTATIONS))
             .header("content-type", "application/json")
             .body(body);
         if let Some(t) = token {
@@ -737,10 +587,10 @@ async fn bad_input_gets_its_code_changes_nothing_and_the_server_keeps_serving() 
         assert_eq!(res.status().as_u16(), status);
         assert_eq!(res.json::<ApiError>().await.unwrap().code, code);
     }
-    assert_eq!(s.state.head().await, head, "nothing was committed");
+    assert_eq!(s.state().head().await, head, "nothing was committed");
 
     // Hostile feed hellos.
-    let ws_url = format!("{}{}", s.url.replace("http://", "ws://"), paths::FEED);
+    let ws_url = format!("{}{}", s.url().replace("http://", "ws://"), paths::FEED);
     let hellos = [
         (
             format!(r#"{{"type":"hello","protocol":99,"token":"{token}","cursor":0}}"#),
@@ -781,10 +631,10 @@ async fn bad_input_gets_its_code_changes_nothing_and_the_server_keeps_serving() 
 
 #[tokio::test]
 async fn logins_are_rate_limited_and_logout_revokes() {
-    let s = Server::start_with(|c| c.login_attempts_per_minute = 3).await;
+    let s = TestServer::start_with(|c| c.login_attempts_per_minute = 3).await;
     let olivia = s.login("olivia").await;
     let http = reqwest::Client::new();
-    let url = format!("{}{}", s.url, paths::LOGIN);
+    let url = format!("{}{}", s.url(), paths::LOGIN);
     let mut codes = Vec::new();
     for _ in 0..4 {
         let res = http
@@ -804,15 +654,9 @@ async fn logins_are_rate_limited_and_logout_revokes() {
             ErrorCode::RateLimited
         ]
     );
+    assert_eq!(olivia.logout().await, 204);
     let res = http
-        .post(format!("{}{}", s.url, paths::LOGOUT))
-        .bearer_auth(&olivia.login.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let res = http
-        .get(format!("{}{}", s.url, paths::SNAPSHOT))
+        .get(format!("{}{}", s.url(), paths::SNAPSHOT))
         .bearer_auth(&olivia.login.token)
         .send()
         .await
@@ -822,7 +666,7 @@ async fn logins_are_rate_limited_and_logout_revokes() {
 
 #[tokio::test]
 async fn a_restarted_server_continues_the_sequence_with_nothing_lost() {
-    let mut s = Server::start().await;
+    let mut s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let b = applied(
         &olivia
@@ -831,9 +675,9 @@ async fn a_restarted_server_continues_the_sequence_with_nothing_lost() {
             })
             .await,
     );
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     s.restart().await;
-    assert_eq!(s.state.head().await, head);
+    assert_eq!(s.state().head().await, head);
     let olivia = s.login("olivia").await;
     assert!(olivia.booking(b.id).await.is_some());
     let next = olivia
@@ -915,7 +759,7 @@ fn path_to(action: BookingAction) -> Vec<(BookingAction, &'static str)> {
 
 #[tokio::test]
 async fn every_booking_action_is_allowed_to_exactly_the_right_roles() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let mut users = std::collections::HashMap::new();
     for name in USERS {
         users.insert(name, s.login(name).await);
@@ -949,7 +793,7 @@ async fn every_booking_action_is_allowed_to_exactly_the_right_roles() {
     let mut paid = None;
     for (action, wants) in role_table() {
         let b = fresh(action).await;
-        let head = s.state.head().await;
+        let head = s.state().head().await;
         for (name, want) in USERS.iter().zip(wants) {
             let Want::Refused(code) = want else { continue };
             let outcome = users[name].act(&b, action).await;
@@ -966,7 +810,7 @@ async fn every_booking_action_is_allowed_to_exactly_the_right_roles() {
                 "{name} gets the current booking back only if they may see it"
             );
         }
-        assert_eq!(s.state.head().await, head, "refusals commit nothing");
+        assert_eq!(s.state().head().await, head, "refusals commit nothing");
         // Every allowed user, each on a booking of their own in the starting state.
         let mut first = Some(b);
         for (name, want) in USERS.iter().zip(wants) {
@@ -1009,7 +853,7 @@ async fn every_booking_action_is_allowed_to_exactly_the_right_roles() {
 
 #[tokio::test]
 async fn scheduling_and_availability_follow_the_roles() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let (olivia, sam, reyes, kim, dan) = (
         s.login("olivia").await,
         s.login("sam").await,
@@ -1159,14 +1003,14 @@ fn applied_any(o: &MutationOutcome) {
 
 #[tokio::test]
 async fn messages_reach_their_two_participants_and_nobody_else() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let (olivia, sam, reyes, kim) = (
         s.login("olivia").await,
         s.login("sam").await,
         s.login("reyes").await,
         s.login("kim").await,
     );
-    let start = s.state.head().await;
+    let start = s.state().head().await;
     let mut feeds = Vec::new();
     for who in [&olivia, &sam, &reyes, &kim] {
         feeds.push(who.feed(start).await);
@@ -1205,7 +1049,7 @@ async fn messages_reach_their_two_participants_and_nobody_else() {
         ErrorCode::Forbidden
     );
     applied_any(&kim.mutate(mark).await);
-    let head = s.state.head().await;
+    let head = s.state().head().await;
 
     let mut seen = Vec::new();
     for feed in &mut feeds {
@@ -1239,9 +1083,9 @@ async fn messages_reach_their_two_participants_and_nobody_else() {
 
 #[tokio::test]
 async fn a_bad_frame_after_hello_closes_that_feed_only() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let mut good = olivia.feed(head).await;
     let mut bad = olivia.feed(head).await;
     for feed in [&mut good, &mut bad] {
@@ -1271,7 +1115,7 @@ async fn a_bad_frame_after_hello_closes_that_feed_only() {
             })
             .await,
     );
-    let changes = good.changes_until(s.state.head().await).await;
+    let changes = good.changes_until(s.state().head().await).await;
     assert!(matches!(
         &changes[..],
         [Change { op: ChangeOp::Upsert { record: Record::Booking(x) }, .. }] if x.id == b.id
@@ -1280,9 +1124,9 @@ async fn a_bad_frame_after_hello_closes_that_feed_only() {
 
 #[tokio::test]
 async fn an_idle_feed_gets_heartbeats_and_a_close_frame_at_shutdown() {
-    let mut s = Server::start().await;
+    let mut s = TestServer::start().await;
     let olivia = s.login("olivia").await;
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let mut feed = olivia.feed(head).await;
     assert!(matches!(
         feed.frame().await,
@@ -1292,25 +1136,25 @@ async fn an_idle_feed_gets_heartbeats_and_a_close_frame_at_shutdown() {
     for _ in 0..3 {
         assert_eq!(feed.frame().await, Some(ServerFrame::Heartbeat { head }));
     }
-    let _ = s.stop.take().unwrap().send(());
-    let closed = loop {
-        let msg = tokio::time::timeout(WAIT, feed.ws.next())
-            .await
-            .expect("the feed ends in time");
-        match msg {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("expected a close frame, got {other:?}"),
+    // The feed is read while the server stops: stopping returns once feeds are closed.
+    let close = async {
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, feed.ws.next())
+                .await
+                .expect("the feed ends in time");
+            match msg {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
         }
     };
+    let (stopped, closed) = tokio::join!(tokio::time::timeout(DEADLINE, s.stop()), close);
     assert!(
         closed.is_some(),
         "a proper close frame, not a dropped socket"
     );
-    tokio::time::timeout(WAIT, s.task.take().unwrap())
-        .await
-        .expect("serve returns once feeds are closed")
-        .unwrap();
+    stopped.expect("the server stops once feeds are closed");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1318,17 +1162,17 @@ async fn an_idle_feed_gets_heartbeats_and_a_close_frame_at_shutdown() {
 
 #[tokio::test]
 async fn health_unknown_paths_and_a_closed_intake() {
-    let s = Server::start_with(|c| c.intake_key = None).await;
+    let s = TestServer::start_with(|c| c.intake_key = None).await;
     let http = reqwest::Client::new();
     let res = http
-        .get(format!("{}{}", s.url, paths::HEALTHZ))
+        .get(format!("{}{}", s.url(), paths::HEALTHZ))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "ok");
     let res = http
-        .get(format!("{}/v1/nothing-here", s.url))
+        .get(format!("{}/v1/nothing-here", s.url()))
         .send()
         .await
         .unwrap();
@@ -1338,7 +1182,7 @@ async fn health_unknown_paths_and_a_closed_intake() {
         ErrorCode::NotFound
     );
 
-    let head = s.state.head().await;
+    let head = s.state().head().await;
     let req = IntakeRequest {
         client_name: "Web Client".into(),
         client_phone: "1".into(),
@@ -1349,9 +1193,9 @@ async fn health_unknown_paths_and_a_closed_intake() {
         end: t(11, 0),
         notes: String::new(),
     };
-    for key in ["", KEY, "anything"] {
+    for key in ["", INTAKE_KEY, "anything"] {
         let res = http
-            .post(format!("{}{}", s.url, paths::INTAKE))
+            .post(format!("{}{}", s.url(), paths::INTAKE))
             .header(paths::INTAKE_KEY_HEADER, key)
             .json(&req)
             .send()
@@ -1363,17 +1207,17 @@ async fn health_unknown_paths_and_a_closed_intake() {
             ErrorCode::BadIntakeKey
         );
     }
-    assert_eq!(s.state.head().await, head);
+    assert_eq!(s.state().head().await, head);
 }
 
 #[tokio::test]
 async fn intake_bodies_are_checked_like_any_other() {
-    let s = Server::start().await;
-    let head = s.state.head().await;
+    let s = TestServer::start().await;
+    let head = s.state().head().await;
     let http = reqwest::Client::new();
     let post = |body: String| {
-        http.post(format!("{}{}", s.url, paths::INTAKE))
-            .header(paths::INTAKE_KEY_HEADER, KEY)
+        http.post(format!("{}{}", s.url(), paths::INTAKE))
+            .header(paths::INTAKE_KEY_HEADER, INTAKE_KEY)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -1413,15 +1257,19 @@ async fn intake_bodies_are_checked_like_any_other() {
         assert_eq!(res.status().as_u16(), status);
         assert_eq!(res.json::<ApiError>().await.unwrap().code, code);
     }
-    assert_eq!(s.state.head().await, head, "nothing was committed");
+    assert_eq!(s.state().head().await, head, "nothing was committed");
 }
 
 #[tokio::test]
 async fn the_demo_clinic_is_seeded_once_with_what_it_promises() {
-    let s = Server::start().await;
-    let head = s.state.head().await;
-    let logins = clinic_server::demo::seed(&s.state).await.unwrap();
-    assert_eq!(s.state.head().await, head, "seeding again changes nothing");
+    let s = TestServer::start().await;
+    let head = s.state().head().await;
+    let logins = clinic_server::demo::seed(s.state()).await.unwrap();
+    assert_eq!(
+        s.state().head().await,
+        head,
+        "seeding again changes nothing"
+    );
     let maria = logins.iter().find(|l| l.username == "maria").unwrap();
     assert_eq!(maria.display_name, "Maria Santos");
     assert!(maria.roles.contains(&clinic_protocol::Role::Operator));
@@ -1458,7 +1306,7 @@ async fn the_demo_clinic_is_seeded_once_with_what_it_promises() {
 /// later write still lands and is seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_abandoned_by_their_client_mid_commit_leave_the_server_consistent() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let olivia = s.login("olivia").await;
     let reyes_id = staff_id(&olivia.snapshot().await, "reyes");
     let message = |body: String| Mutation::SendMessage {

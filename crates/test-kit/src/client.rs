@@ -1,0 +1,151 @@
+//! A staff member using the server over plain HTTP: the "other client" of the end-to-end
+//! tests, every user of the server's tests, the judge of what a user may see in the sync
+//! engine's tests. Any failure panics with the server's answer, so a test reads as a
+//! sequence of steps and a broken step says why.
+
+use clinic_protocol::wire::paths;
+use clinic_protocol::{
+    Booking, BookingAction, LoginRequest, LoginResponse, Mutation, MutationOutcome,
+    MutationRequest, Record, Snapshot,
+};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::PASSWORD;
+
+/// A signed-in staff member. Cloning shares the HTTP connections and the token.
+#[derive(Debug, Clone)]
+pub struct Staffer {
+    http: reqwest::Client,
+    server: String,
+    /// The token and the user, as the server answered the login.
+    pub login: LoginResponse,
+}
+
+impl Staffer {
+    /// Signs `username` in to the server at `server` (`http://host:port`) with the demo
+    /// password.
+    pub async fn login(server: &str, username: &str) -> Staffer {
+        let http = reqwest::Client::new();
+        let request = LoginRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+        };
+        let res = http
+            .post(format!("{server}{}", paths::LOGIN))
+            .json(&request)
+            .send()
+            .await;
+        let login = answer(res, &format!("login of {username}")).await;
+        Staffer {
+            http,
+            server: server.to_owned(),
+            login,
+        }
+    }
+
+    /// The server this staff member is signed in to, `http://host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Everything this user may see, and the seq it is consistent at.
+    pub async fn snapshot(&self) -> Snapshot {
+        let res = self
+            .http
+            .get(format!("{}{}", self.server, paths::SNAPSHOT))
+            .bearer_auth(&self.login.token)
+            .send()
+            .await;
+        answer(res, "snapshot").await
+    }
+
+    /// Sends `mutation` under the id `mutation_id` (to replay it, send the same id again).
+    pub async fn send(&self, mutation_id: Uuid, mutation: Mutation) -> MutationOutcome {
+        let res = self
+            .http
+            .post(format!("{}{}", self.server, paths::MUTATIONS))
+            .bearer_auth(&self.login.token)
+            .json(&MutationRequest {
+                mutation_id,
+                mutation,
+            })
+            .send()
+            .await;
+        answer(res, "mutation").await
+    }
+
+    /// Sends `mutation` under a new id.
+    pub async fn mutate(&self, mutation: Mutation) -> MutationOutcome {
+        self.send(Uuid::new_v4(), mutation).await
+    }
+
+    /// Takes `action` on the booking as this user sees it (its id and version).
+    pub async fn act(&self, booking: &Booking, action: BookingAction) -> MutationOutcome {
+        self.mutate(Mutation::BookingAction {
+            id: booking.id,
+            version: booking.version,
+            action,
+        })
+        .await
+    }
+
+    /// The booking `id` as the server has it now, if this user may see it.
+    pub async fn booking(&self, id: Uuid) -> Option<Booking> {
+        bookings(&self.snapshot().await)
+            .into_iter()
+            .find(|b| b.id == id)
+    }
+
+    /// Signs out; the status of the answer (204 when the token is revoked).
+    pub async fn logout(&self) -> reqwest::StatusCode {
+        self.http
+            .post(format!("{}{}", self.server, paths::LOGOUT))
+            .bearer_auth(&self.login.token)
+            .send()
+            .await
+            .expect("the logout request reaches the server")
+            .status()
+    }
+}
+
+/// The id of the staff member `username` in `snapshot`.
+pub fn staff_id(snapshot: &Snapshot, username: &str) -> Uuid {
+    snapshot
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Staff(s) if s.username == username => Some(s.id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no staff member {username} in the snapshot"))
+}
+
+/// The bookings in `snapshot`.
+pub fn bookings(snapshot: &Snapshot) -> Vec<Booking> {
+    snapshot
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Booking(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The body of a successful answer; otherwise a panic with the status and the body (the
+/// server's error code and sentence), which say more than a status alone.
+pub(crate) async fn answer<T: DeserializeOwned>(
+    res: reqwest::Result<reqwest::Response>,
+    what: &str,
+) -> T {
+    let res = res.unwrap_or_else(|e| panic!("{what}: the request failed: {e}"));
+    let status = res.status();
+    if !status.is_success() {
+        let body = res.text().await.unwrap_or_default();
+        panic!("{what}: the server answered {status}: {body}");
+    }
+    res.json()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the answer does not decode: {e}"))
+}

@@ -1,0 +1,32 @@
+//! What every Clinic Desk test suite needs around the real server: the server's own tests,
+//! the sync engine's, and the desktop app's end-to-end tests. Test-only: a dev-dependency,
+//! never shipped (the app's demo mode embeds the server through
+//! [`clinic_server::Embedded`] instead).
+//!
+//! # Modules
+//! - `server`: [`TestServer`], the demo clinic on 127.0.0.1 (any free port) over a
+//!   temporary directory, with an intake key; stopped and restarted on the same port and
+//!   database file.
+//! - `client`: [`Staffer`], a staff member signed in over plain HTTP (snapshot, mutate,
+//!   act on a booking, logout), and what tests look up in a snapshot ([`staff_id`],
+//!   [`bookings`]).
+//! - `proxy`: [`Proxy`], a loopback TCP proxy that can be cut and restored: a network
+//!   partition for one client while the server and the others carry on.
+//! - `poll`: [`poll_until`], [`eventually`] and [`poll_within`]: wait for a state by
+//!   checking it again and again until a deadline, never by sleeping a guessed time.
+
+mod client;
+mod poll;
+mod proxy;
+mod server;
+
+pub use client::{bookings, staff_id, Staffer};
+pub use poll::{eventually, poll_until, poll_within, DEADLINE};
+pub use proxy::Proxy;
+pub use server::TestServer;
+
+/// The password of every demo login (see [`clinic_server::demo`]).
+pub const PASSWORD: &str = "demo";
+
+/// The web booking form's key on a [`TestServer`].
+pub const INTAKE_KEY: &str = "test-intake-key";

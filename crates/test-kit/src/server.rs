@@ -1,0 +1,126 @@
+//! The real server with the demo clinic, in the test's process on loopback.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use clinic_protocol::wire::paths;
+use clinic_protocol::{Booking, IntakeRequest, Snapshot};
+use clinic_server::{AppState, Config, Embedded};
+use tempfile::TempDir;
+
+use crate::client::{answer, Staffer};
+use crate::INTAKE_KEY;
+
+/// An [`Embedded`] server on 127.0.0.1 (any free port) over a database in a temporary
+/// directory, seeded with the demo clinic (every password [`crate::PASSWORD`]) and taking
+/// web bookings with [`INTAKE_KEY`]. It stops and restarts on the same port and file.
+#[derive(Debug)]
+pub struct TestServer {
+    // Declared before the directory, so the server stops before its files go.
+    server: Embedded,
+    _dir: TempDir,
+    /// One sign-in per user for [`TestServer::snapshot`].
+    staff: Mutex<HashMap<String, Staffer>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts with some settings changed: a small feed queue, short-lived tokens...
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut config = Config::new(dir.path().join("clinic.db"));
+        config.intake_key = Some(INTAKE_KEY.to_owned());
+        // Frequent heartbeats: clients notice a dead server quickly, and a test of an idle
+        // feed does not wait long for one.
+        config.heartbeat = Duration::from_millis(200);
+        tune(&mut config);
+        let state = AppState::open(config).await.expect("open the database");
+        clinic_server::demo::seed(&state)
+            .await
+            .expect("seed the demo clinic");
+        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let server = Embedded::spawn(any_port, state)
+            .await
+            .expect("serve on loopback");
+        TestServer {
+            server,
+            _dir: dir,
+            staff: Mutex::default(),
+        }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The state being served, to read the head or compact the log.
+    pub fn state(&self) -> &AppState {
+        self.server.state()
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.server.config().db_path
+    }
+
+    /// Stops gracefully: open feeds get their close frame, then the port is free.
+    pub async fn stop(&mut self) {
+        self.server.stop().await.expect("the server stops cleanly");
+    }
+
+    /// Starts again (stopping first if need be) on the same port and database, with the
+    /// same settings: what was committed is there, the sequence continues.
+    pub async fn restart(&mut self) {
+        self.server
+            .restart()
+            .await
+            .expect("the server restarts on its port and database");
+    }
+
+    /// Signs `username` in (a new session each time).
+    pub async fn login(&self, username: &str) -> Staffer {
+        Staffer::login(&self.url(), username).await
+    }
+
+    /// What the server says `username` may see now. Signs in only the first time for each
+    /// user: a test that polls this would otherwise run into the sign-in rate limit. The
+    /// session survives restarts (tokens are in the database).
+    pub async fn snapshot(&self, username: &str) -> Snapshot {
+        let known = self.staff().get(username).cloned();
+        let staffer = match known {
+            Some(staffer) => staffer,
+            None => {
+                let staffer = self.login(username).await;
+                self.staff().insert(username.to_owned(), staffer.clone());
+                staffer
+            }
+        };
+        staffer.snapshot().await
+    }
+
+    fn staff(&self) -> std::sync::MutexGuard<'_, HashMap<String, Staffer>> {
+        // Nothing is left half-done under this lock, so a panic elsewhere does not matter.
+        self.staff.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Books through the clinic's web form endpoint, with the right key.
+    pub async fn intake(&self, request: &IntakeRequest) -> Booking {
+        let res = reqwest::Client::new()
+            .post(format!("{}{}", self.url(), paths::INTAKE))
+            .header(paths::INTAKE_KEY_HEADER, INTAKE_KEY)
+            .json(request)
+            .send()
+            .await;
+        answer(res, "intake").await
+    }
+}
