@@ -1,7 +1,8 @@
-//! Passwords (argon2), opaque bearer tokens with expiry and revocation, and the login
-//! rate limit.
+//! Passwords (argon2), opaque bearer tokens with expiry and revocation, the sessions that
+//! open feeds watch for revocation, and the login rate limit.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -10,6 +11,7 @@ use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use clinic_protocol::Staff;
 use sqlx::SqlitePool;
+use tokio::sync::watch;
 
 use crate::error::ServerError;
 
@@ -58,19 +60,34 @@ pub(crate) async fn store_token(
     Ok(())
 }
 
-/// The staff id a live token belongs to.
+/// A live token: whose it is and until when it is valid.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveToken {
+    pub(crate) staff_id: uuid::Uuid,
+    pub(crate) expires_at: DateTime<Utc>,
+}
+
+/// The owner and expiry of a live token; `None` for an unknown, expired or revoked one.
 pub(crate) async fn check_token(
     pool: &SqlitePool,
     token: &str,
-) -> Result<Option<uuid::Uuid>, ServerError> {
+) -> Result<Option<LiveToken>, ServerError> {
     let row: Option<(String, String, bool)> =
         sqlx::query_as("SELECT staff_id, expires_at, revoked FROM tokens WHERE token = ?")
             .bind(token)
             .fetch_optional(pool)
             .await?;
     Ok(row.and_then(|(staff_id, expires_at, revoked)| {
-        let expires = DateTime::parse_from_rfc3339(&expires_at).ok()?;
-        (!revoked && expires > Utc::now()).then(|| staff_id.parse().ok())?
+        let expires_at = DateTime::parse_from_rfc3339(&expires_at)
+            .ok()?
+            .with_timezone(&Utc);
+        if revoked || expires_at <= Utc::now() {
+            return None;
+        }
+        Some(LiveToken {
+            staff_id: staff_id.parse().ok()?,
+            expires_at,
+        })
     }))
 }
 
@@ -80,6 +97,104 @@ pub(crate) async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerE
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// How long a logout waits for the feeds opened with its token to stop (see
+/// [`Sessions::revoked`]). Only a feed stuck writing to a client that does not read can take
+/// that long, and what it is writing was begun before the logout.
+const REVOKE_WAIT: Duration = Duration::from_secs(2);
+
+/// The tokens that have a feed open, each with a flag raised when the token is revoked, so
+/// that a feed ends with its session rather than at its hello only.
+///
+/// A feed registers its token ([`Sessions::watch`]) BEFORE it checks the token in the
+/// database, and a logout raises the flag ([`Sessions::revoked`]) AFTER the revocation is
+/// committed: whichever comes first, the feed learns of the revocation. Only tokens with an
+/// open feed have an entry, and a logout touches only its own token's feeds: no feed polls
+/// the database, and no other feed wakes.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    open: Mutex<HashMap<String, Arc<watch::Sender<bool>>>>,
+}
+
+impl Sessions {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<watch::Sender<bool>>>> {
+        // Every critical section leaves the map consistent, so a panic in one is harmless.
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Watches `token` for revocation for as long as the returned value lives.
+    pub(crate) fn watch(self: &Arc<Self>, token: &str) -> Revocation {
+        let receiver = self
+            .open()
+            .entry(token.to_owned())
+            .or_insert_with(|| Arc::new(watch::channel(false).0))
+            .subscribe();
+        Revocation {
+            sessions: Arc::clone(self),
+            token: token.to_owned(),
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Tells every feed of `token` that it was revoked, and waits (at most [`REVOKE_WAIT`])
+    /// until each has let go of its [`Revocation`], which a feed does before it sends its
+    /// last frame. So once the logout is answered, no feed with that token sends anything
+    /// but that error frame. Call after the revocation is committed.
+    pub(crate) async fn revoked(&self, token: &str) {
+        let Some(flag) = self.open().get(token).cloned() else {
+            return;
+        };
+        flag.send_replace(true);
+        if tokio::time::timeout(REVOKE_WAIT, flag.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a feed took over {REVOKE_WAIT:?} to end after its logout");
+        }
+    }
+}
+
+/// One feed's watch on its token (see [`Sessions`]).
+#[derive(Debug)]
+pub(crate) struct Revocation {
+    sessions: Arc<Sessions>,
+    token: String,
+    /// Always `Some` until dropped.
+    receiver: Option<watch::Receiver<bool>>,
+}
+
+impl Revocation {
+    /// Whether the token has been revoked since this watch began (cheap: no database).
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.receiver.as_ref().is_some_and(|r| *r.borrow())
+    }
+
+    /// Resolves once the token is revoked; never if it is not.
+    pub(crate) async fn wait(&mut self) {
+        if let Some(receiver) = self.receiver.as_mut() {
+            if receiver.wait_for(|revoked| *revoked).await.is_ok() {
+                return;
+            }
+        }
+        // The sender lives in the map while any receiver does, so this is not reached.
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Drop for Revocation {
+    fn drop(&mut self) {
+        let mut open = self.sessions.open();
+        // Dropped under the lock, so that the last feed of a token always sees the count
+        // reach zero and removes the entry.
+        drop(self.receiver.take());
+        if open
+            .get(&self.token)
+            .is_some_and(|flag| flag.receiver_count() == 0)
+        {
+            open.remove(&self.token);
+        }
+    }
 }
 
 /// Drops expired and revoked tokens: they can never authorize anything again.

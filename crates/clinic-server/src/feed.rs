@@ -5,16 +5,25 @@
 //! changes BEFORE it reads the log, and later skips live changes it already sent. A
 //! connection that falls too far behind (its bounded queue overflows) is told to resync
 //! and closed; nothing is dropped silently.
+//!
+//! A feed lives no longer than its session. The token is checked in the database at hello;
+//! after that the feed keeps the token's expiry and a [`Revocation`] watch, and ends with
+//! an `unauthorized` error frame as soon as either says so: it wakes on a logout of its
+//! token and at the expiry, and it checks both (in memory, no database) before every frame
+//! it sends, so nothing goes out after the session has ended.
 
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use clinic_protocol::wire::{MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES};
 use clinic_protocol::{ClientFrame, ErrorCode, ResyncReason, ServerFrame, Staff, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
 
+use crate::auth::Revocation;
 use crate::store::Logged;
 use crate::{auth, AppState};
 
@@ -32,9 +41,11 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             let mut socket = socket;
+            // `serve` has dropped its session when it returns: a logout waiting for this
+            // feed to end is answered while the last frame goes out.
             if let Err(end) = serve(&mut socket, &state).await {
                 if let Some(last) = end.frame() {
-                    let _ = send(&mut socket, &last).await;
+                    let _ = send_last(&mut socket, &last).await;
                 }
             }
             let _ = socket
@@ -75,6 +86,56 @@ impl End {
             "The server could not read its log.".into(),
         )
     }
+
+    fn signed_out() -> End {
+        End::Error(
+            ErrorCode::Unauthorized,
+            "You signed out; sign in again.".into(),
+        )
+    }
+
+    fn expired() -> End {
+        End::Error(
+            ErrorCode::Unauthorized,
+            "Your session has expired; sign in again.".into(),
+        )
+    }
+}
+
+/// The session a feed serves: its token's revocation watch and expiry.
+#[derive(Debug)]
+struct Session {
+    revocation: Revocation,
+    expires: Instant,
+}
+
+impl Session {
+    /// The longest a feed's timer is set for (tokio caps its own timers likewise): a token
+    /// said to live longer is treated as expiring then.
+    const MAX_WAIT: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+    fn new(revocation: Revocation, expires_at: DateTime<Utc>) -> Session {
+        // The database keeps wall-clock times; timers run on the monotonic clock.
+        let left = (expires_at - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Self::MAX_WAIT);
+        Session {
+            revocation,
+            expires: Instant::now() + left,
+        }
+    }
+
+    /// Whether the session still holds; checked before every frame (no database access).
+    fn check(&self) -> Result<(), End> {
+        if self.revocation.is_revoked() {
+            Err(End::signed_out())
+        } else if Instant::now() >= self.expires {
+            Err(End::expired())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A frame the WebSocket layer refused. axum does not re-export tungstenite's error type,
@@ -92,7 +153,14 @@ fn refused(e: &axum::Error) -> End {
     }
 }
 
-async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), End> {
+/// Sends a frame while the session holds.
+async fn send(socket: &mut WebSocket, session: &Session, frame: &ServerFrame) -> Result<(), End> {
+    let text = serde_json::to_string(frame).map_err(|_| End::Quiet)?;
+    send_text(socket, session, text).await
+}
+
+/// Sends the frame that ends a feed, whatever the session (it may be why the feed ends).
+async fn send_last(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), End> {
     let text = serde_json::to_string(frame).map_err(|_| End::Quiet)?;
     socket
         .send(Message::Text(text.into()))
@@ -112,6 +180,7 @@ const FRAME_BUDGET: usize = MAX_SERVER_FRAME_BYTES / 4;
 /// connections is serialized once (see [`Logged::json_for`]).
 async fn send_changes<'a>(
     socket: &mut WebSocket,
+    session: &Session,
     user: &Staff,
     batch: impl IntoIterator<Item = &'a Logged>,
     upto: u64,
@@ -131,13 +200,13 @@ async fn send_changes<'a>(
         {
             // Up to the last change in it: the next frame starts with the one after.
             let last = frame.last;
-            send_text(socket, std::mem::take(&mut frame).finish(last)).await?;
+            send_text(socket, session, std::mem::take(&mut frame).finish(last)).await?;
             sent = true;
         }
         frame.push(&json, logged.seq);
     }
     if frame.count > 0 {
-        send_text(socket, frame.finish(upto)).await?;
+        send_text(socket, session, frame.finish(upto)).await?;
         sent = true;
     }
     Ok(sent)
@@ -169,14 +238,15 @@ impl ChangesFrame {
     }
 }
 
-async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), End> {
+async fn send_text(socket: &mut WebSocket, session: &Session, text: String) -> Result<(), End> {
+    session.check()?;
     socket
         .send(Message::Text(text.into()))
         .await
         .map_err(|_| End::Quiet)
 }
 
-async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64), End> {
+async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64, Session), End> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
         .await
         .map_err(|_| End::Error(ErrorCode::Malformed, "No hello within 10 seconds.".into()))?;
@@ -203,7 +273,10 @@ async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64),
             format!("This server speaks protocol {PROTOCOL_VERSION}, not {protocol}. Update Clinic Desk."),
         ));
     }
-    let staff_id = auth::check_token(state.store.pool(), &token)
+    // Watch for a logout BEFORE looking the token up: one committed after the lookup is
+    // still seen.
+    let revocation = state.sessions.watch(&token);
+    let live = auth::check_token(state.store.pool(), &token)
         .await
         .map_err(|_| {
             End::Error(
@@ -217,17 +290,17 @@ async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64),
                 "The session has expired; sign in again.".into(),
             )
         })?;
-    let user = state.store.staff(staff_id).await.ok_or_else(|| {
+    let user = state.store.staff(live.staff_id).await.ok_or_else(|| {
         End::Error(
             ErrorCode::Unauthorized,
             "This account no longer exists.".into(),
         )
     })?;
-    Ok((user, cursor))
+    Ok((user, cursor, Session::new(revocation, live.expires_at)))
 }
 
 async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
-    let (user, cursor) = hello(socket, state).await?;
+    let (user, cursor, mut session) = hello(socket, state).await?;
     // Subscribe before reading the log: nothing committed from here on can be missed.
     let mut live = state.store.subscribe();
     let head = state.store.head().await;
@@ -254,6 +327,7 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     }
     send(
         socket,
+        &session,
         &ServerFrame::Welcome {
             protocol: PROTOCOL_VERSION,
             user_id: user.id,
@@ -279,9 +353,9 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
             ));
         }
         upto = last.seq;
-        send_changes(socket, &user, &batch, upto).await?;
+        send_changes(socket, &session, &user, &batch, upto).await?;
     }
-    send(socket, &ServerFrame::Heartbeat { head: upto }).await?;
+    send(socket, &session, &ServerFrame::Heartbeat { head: upto }).await?;
 
     let mut shutdown = state.shutdown.subscribe();
     if *shutdown.borrow() {
@@ -289,8 +363,13 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     }
     let mut beat = tokio::time::interval(state.config.heartbeat);
     beat.reset();
+    let expiry = tokio::time::sleep_until(session.expires);
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
+            // Should a change or a beat be picked first, its send refuses just the same.
+            () = session.revocation.wait() => return Err(End::signed_out()),
+            () = &mut expiry => return Err(End::expired()),
             received = live.recv() => {
                 let first = match received {
                     Ok(first) => first,
@@ -310,12 +389,12 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
                 // Catch-up already sent what it read from the log.
                 let fresh: Vec<&Logged> = batch.iter().map(|l| &**l).filter(|l| l.seq > upto).collect();
                 upto = upto.max(batch.last().map_or(upto, |l| l.seq));
-                if send_changes(socket, &user, fresh, upto).await? {
+                if send_changes(socket, &session, &user, fresh, upto).await? {
                     beat.reset();
                 }
             }
             _ = beat.tick() => {
-                send(socket, &ServerFrame::Heartbeat { head: upto }).await?;
+                send(socket, &session, &ServerFrame::Heartbeat { head: upto }).await?;
             }
             incoming = socket.recv() => match incoming {
                 None | Some(Ok(Message::Close(_))) => return Err(End::Quiet),

@@ -54,10 +54,14 @@ async fn user(state: &AppState, headers: &HeaderMap) -> Result<Staff, HttpError>
         )
     };
     let token = bearer(headers).ok_or_else(unauthorized)?;
-    let id = auth::check_token(state.store.pool(), token)
+    let live = auth::check_token(state.store.pool(), token)
         .await?
         .ok_or_else(unauthorized)?;
-    state.store.staff(id).await.ok_or_else(unauthorized)
+    state
+        .store
+        .staff(live.staff_id)
+        .await
+        .ok_or_else(unauthorized)
 }
 
 pub(crate) async fn healthz() -> &'static str {
@@ -114,13 +118,17 @@ pub(crate) async fn login(
     }))
 }
 
+/// Revokes the request's token. The feeds opened with it end too: each gets an
+/// `unauthorized` error frame and closes, and none sends anything else once this answers.
 pub(crate) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, HttpError> {
     user(&state, &headers).await?;
     if let Some(token) = bearer(&headers) {
+        // Committed first, then told: a feed checking its token meanwhile sees either.
         auth::revoke(state.store.pool(), token).await?;
+        state.sessions.revoked(token).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
