@@ -1,15 +1,17 @@
 //! The app's state: settings, the current session (if signed in), the window layout, and
-//! the demo server when running in demo mode.
+//! the demo server when running in demo mode. It opens and closes windows but leaves the
+//! menu to its callers (`commands`, `menu`, start-up), so that nothing imports in a circle.
 
 use tauri::{AppHandle, Manager};
 use tokio::sync::RwLock;
 
-use crate::commands::{SessionDto, WindowDto};
+use clinic_protocol::Role;
+
 use crate::config::{Remembered, Settings};
 use crate::demo::{self, Demo};
 use crate::error::UiError;
+use crate::ipc::{SessionDto, ViewData, ViewRequest, WindowDto, Words};
 use crate::layout::Layout;
-use crate::menu;
 use crate::session::Session;
 use crate::windows::{self, WindowKind};
 
@@ -41,8 +43,9 @@ impl Backend {
     }
 
     /// What happens at start: the demo signs in by itself; otherwise the last session is
-    /// resumed from its cache (offline if need be), or the login window opens.
-    pub async fn start(&self, app: &AppHandle) -> anyhow::Result<()> {
+    /// resumed from its cache (offline if need be), or the login window opens. Returns the
+    /// signed-in user's roles (none when the login window opened).
+    pub async fn start(&self, app: &AppHandle) -> anyhow::Result<Vec<Role>> {
         if self.settings.args.demo {
             let demo = demo::start(&self.settings.data_dir.join("demo").join("server")).await?;
             print_demo(&demo);
@@ -52,10 +55,10 @@ impl Backend {
                 .to_owned();
             let url = demo.url.clone();
             *self.demo.write().await = Some(demo);
-            self.login(app, &url, demo::DEMO_USER, &password)
+            return self
+                .login(app, &url, demo::DEMO_USER, &password)
                 .await
-                .map_err(|e| anyhow::anyhow!("signing in to the demo clinic: {e}"))?;
-            return Ok(());
+                .map_err(|e| anyhow::anyhow!("signing in to the demo clinic: {e}"));
         }
         match Session::resume(app, &self.cache_dir(), &self.settings.server()).await {
             Ok(session) => self.install(app, session).await,
@@ -65,7 +68,7 @@ impl Backend {
                     e.code
                 );
                 windows::open(app, WindowKind::Login, None)?;
-                Ok(())
+                Ok(Vec::new())
             }
         }
     }
@@ -76,7 +79,7 @@ impl Backend {
         server: &str,
         username: &str,
         password: &str,
-    ) -> Result<(), UiError> {
+    ) -> Result<Vec<Role>, UiError> {
         let session = Session::login(app, &self.cache_dir(), server, username, password).await?;
         if !self.settings.args.demo {
             let remembered = Remembered {
@@ -95,27 +98,29 @@ impl Backend {
     /// Makes `session` current and opens its dashboards: where they were last time, or a
     /// default set tiled side by side. The login window closes only after they are open, so
     /// the app never has zero windows (which would quit it).
-    async fn install(&self, app: &AppHandle, session: Session) -> anyhow::Result<()> {
+    async fn install(&self, app: &AppHandle, session: Session) -> anyhow::Result<Vec<Role>> {
         let roles = session.user.roles.clone();
         *self.session.write().await = Some(session);
-        menu::enable_for(app, &roles);
         let restored: Vec<_> = self
             .layout
             .restore()
             .into_iter()
-            .filter(|(kind, _)| kind.allowed_for(&roles))
+            .filter(|(_, kind, _)| kind.allowed_for(&roles))
             .collect();
         if restored.is_empty() {
             windows::open_default_set(app, &roles)?;
         } else {
-            for (kind, placement) in restored {
-                windows::open(app, kind, Some(placement))?;
+            for (label, kind, placement) in restored {
+                match label {
+                    Some(label) => windows::reopen(app, &label, kind, placement)?,
+                    None => windows::open(app, kind, Some(placement))?,
+                };
             }
         }
         if let Some(login) = app.get_webview_window(WindowKind::Login.as_str()) {
             login.close()?;
         }
-        Ok(())
+        Ok(roles)
     }
 
     pub async fn logout(&self, app: &AppHandle) -> Result<(), UiError> {
@@ -128,7 +133,6 @@ impl Backend {
                 let _ = window.close();
             }
         }
-        menu::enable_for(app, &[]);
         match session {
             Some(session) => session.logout().await,
             None => Ok(()),
@@ -146,6 +150,18 @@ impl Backend {
             .map_err(|e| UiError::internal("Could not open the window", e))
     }
 
+    /// What window `label` shows now, for `load`: only its own dashboard's view, and only
+    /// while the user's roles allow that dashboard.
+    pub async fn load(&self, label: &str, request: &ViewRequest) -> Result<ViewData, UiError> {
+        let session = self.session.read().await;
+        let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
+        let kind = request.kind();
+        if windows::kind_of(label) != Some(kind) || !kind.allowed_for(&session.user.roles) {
+            return Err(UiError::forbidden_window(kind.as_str()));
+        }
+        session.load(request).await
+    }
+
     pub async fn session_dto(&self, label: &str) -> SessionDto {
         let session = self.session.read().await;
         let user = session.as_ref().map(|s| s.user.clone());
@@ -158,19 +174,27 @@ impl Backend {
                 WindowKind::DASHBOARDS
                     .into_iter()
                     .filter(|k| k.allowed_for(&u.roles))
-                    .map(WindowKind::as_str)
+                    .map(|k| k.dto(None))
                     .collect()
             })
             .unwrap_or_default();
+        let window = windows::kind_of(label).map_or_else(
+            || WindowDto {
+                label: Some(label.to_owned()),
+                kind: None,
+                title: "Clinic Desk",
+                shortcut: None,
+            },
+            |k| k.dto(Some(label)),
+        );
         SessionDto {
             user,
             server,
-            dashboards,
-            window: WindowDto {
-                label: label.to_owned(),
-                kind: windows::kind_of(label).map(WindowKind::as_str),
-            },
             last_username: self.settings.remembered().username,
+            window,
+            dashboards,
+            measure: self.settings.args.measure,
+            words: Words::new(),
         }
     }
 }

@@ -1,39 +1,16 @@
-//! Tauri commands: thin wrappers over the session. Every command here is also listed in
-//! `build.rs` (which generates its permission) and granted to the window kinds that need it
-//! in `src-tauri/capabilities/`: the login window can only sign in, dashboards cannot.
+//! Tauri commands: thin wrappers over the backend. Every command here is also listed in
+//! `ipc::COMMANDS` (from which `build.rs` generates its permission) and granted to the window
+//! kinds that need it in `src-tauri/capabilities/`: the login window can only sign in,
+//! dashboards cannot. Its arguments and answers are in [`crate::ipc`].
 
-use clinic_protocol::{Mutation, Staff};
-use serde::Serialize;
+use clinic_protocol::Mutation;
 use tauri::{AppHandle, State, WebviewWindow};
 
 use crate::backend::Backend;
 use crate::error::UiError;
-use crate::session::ViewDto;
+use crate::ipc::{SessionDto, SubmitDto, ViewData, ViewRequest};
+use crate::menu;
 use crate::windows::WindowKind;
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionDto {
-    pub user: Option<Staff>,
-    pub server: String,
-    /// The dashboards this user may open.
-    pub dashboards: Vec<&'static str>,
-    pub window: WindowDto,
-    /// The last username signed in with, to prefill the login form (never a password).
-    pub last_username: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowDto {
-    pub label: String,
-    pub kind: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubmitDto {
-    pub mutation_id: uuid::Uuid,
-}
 
 #[tauri::command]
 pub async fn session(
@@ -52,25 +29,27 @@ pub async fn login(
     username: String,
     password: String,
 ) -> Result<SessionDto, UiError> {
-    backend
+    let roles = backend
         .login(&app, server.trim(), username.trim(), &password)
         .await?;
+    menu::enable_for(&app, &roles);
     Ok(backend.session_dto(window.label()).await)
 }
 
 #[tauri::command]
 pub async fn logout(app: AppHandle, backend: State<'_, Backend>) -> Result<(), UiError> {
+    menu::enable_for(&app, &[]);
     backend.logout(&app).await
 }
 
+/// What the calling window's dashboard shows now.
 #[tauri::command]
-pub async fn load_view(backend: State<'_, Backend>) -> Result<ViewDto, UiError> {
-    let session = backend.session.read().await;
-    session
-        .as_ref()
-        .ok_or_else(UiError::not_signed_in)?
-        .view()
-        .await
+pub async fn load(
+    window: WebviewWindow,
+    backend: State<'_, Backend>,
+    view: ViewRequest,
+) -> Result<ViewData, UiError> {
+    backend.load(window.label(), &view).await
 }
 
 #[tauri::command]

@@ -28,6 +28,10 @@ pub struct Args {
     /// (default: the platform's data directory).
     #[arg(long, env = "CLINIC_DESK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep latency probes in every page (bounded), for the benchmarks and end-to-end
+    /// tests; off in normal use.
+    #[arg(long, env = "CLINIC_DESK_MEASURE")]
+    pub measure: bool,
 }
 
 /// The optional config file, and what the app remembers between runs.

@@ -1,13 +1,16 @@
 //! Clinic Desk, the desktop app: one backend process, one sync engine, any number of
 //! dashboard windows that render what the backend broadcasts.
 //!
+//! - [`ipc`]: the boundary: every command's arguments and answers, every event name and
+//!   payload (mirrored by `ui/js/ipc.js`).
+//! - [`commands`]: the Tauri commands windows call; [`error`]: the error they return.
 //! - [`backend`]: the app's state (settings, session, layout, demo server) and start-up.
 //! - [`session`]: the signed-in session around the ONE sync engine, and the tasks that
 //!   forward its changes, status and rejections to every window.
-//! - [`commands`]: the Tauri commands windows call; [`error`]: the error they return.
-//! - [`events`]: event names and payloads broadcast to windows.
-//! - [`windows`]: window kinds and labels; [`menu`]: the Window menu; [`layout`]: which
-//!   dashboards were open where, restored at the next start.
+//! - [`views`]: what each dashboard shows, read from the cache in SQL, each booking with
+//!   the actions the shared rules allow.
+//! - [`windows`]: window kinds, labels and what each dashboard offers; [`menu`]: the Window
+//!   menu; [`layout`]: which dashboards were open where, restored at the next start.
 //! - [`news`]: what deserves a notification (pure); [`notify`]: showing it.
 //! - [`config`]: command line, environment and config file; [`demo`]: the embedded demo server.
 
@@ -16,12 +19,13 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod error;
-pub mod events;
+pub mod ipc;
 pub mod layout;
 pub mod menu;
 pub mod news;
 pub mod notify;
 pub mod session;
+pub mod views;
 pub mod windows;
 
 use clap::Parser;
@@ -63,7 +67,7 @@ pub fn run() {
             commands::session,
             commands::login,
             commands::logout,
-            commands::load_view,
+            commands::load,
             commands::submit,
             commands::open_window,
         ])
@@ -78,51 +82,76 @@ pub fn run() {
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let backend = handle.state::<Backend>();
-                if let Err(e) = backend.start(&handle).await {
-                    tracing::error!("start-up failed: {e:#}");
-                    if handle.webview_windows().is_empty() {
-                        let _ = windows::open(&handle, WindowKind::Login, None);
+                match backend.start(&handle).await {
+                    Ok(roles) => menu::enable_for(&handle, &roles),
+                    Err(e) => {
+                        tracing::error!("start-up failed: {e:#}");
+                        if handle.webview_windows().is_empty() {
+                            let _ = windows::open(&handle, WindowKind::Login, None);
+                        }
                     }
                 }
             });
             Ok(())
         })
         .on_window_event(track_layout)
+        .on_page_load(|webview, payload| {
+            if payload.event() == tauri::webview::PageLoadEvent::Finished {
+                record_placement(&webview.window());
+            }
+        })
         .build(context)
         .expect("error while building Clinic Desk");
 
     app.run(|app, event| {
         if let RunEvent::ExitRequested { .. } = event {
-            app.state::<Backend>().layout.save();
+            app.state::<Backend>().layout.exiting();
         }
     });
 }
 
 /// Keeps the layout current as windows move, resize and close.
 fn track_layout(window: &tauri::Window, event: &WindowEvent) {
+    if windows::kind_of(window.label()).is_none() {
+        return;
+    }
+    let layout = &window.state::<Backend>().layout;
+    match event {
+        WindowEvent::Moved(_) | WindowEvent::Resized(_) => record_placement(window),
+        WindowEvent::CloseRequested { .. } => {
+            layout.closing(window.label());
+            // If the app is still running after the grace period, the user closed this
+            // window for good (see `Layout::closing`).
+            let app = window.app_handle().clone();
+            tauri::async_runtime::spawn(async move {
+                tokio::time::sleep(layout::QUIT_GRACE).await;
+                app.state::<Backend>().layout.settle();
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Records where a dashboard window is, in the layout. Called when its page has loaded
+/// (a window that is never moved or resized, which is common under some window managers,
+/// still gets recorded) and whenever it moves or is resized.
+fn record_placement(window: &tauri::Window) {
     let Some(kind) = windows::kind_of(window.label()) else {
         return;
     };
-    let layout = &window.state::<Backend>().layout;
-    match event {
-        WindowEvent::Moved(_) | WindowEvent::Resized(_) => {
-            let scale = window.scale_factor().unwrap_or(1.0);
-            if let (Ok(pos), Ok(size)) = (window.outer_position(), window.inner_size()) {
-                let pos = pos.to_logical::<f64>(scale);
-                let size = size.to_logical::<f64>(scale);
-                layout.update(
-                    window.label(),
-                    kind,
-                    Placement {
-                        x: pos.x,
-                        y: pos.y,
-                        width: size.width,
-                        height: size.height,
-                    },
-                );
-            }
-        }
-        WindowEvent::CloseRequested { .. } => layout.closing(window.label()),
-        _ => {}
+    let scale = window.scale_factor().unwrap_or(1.0);
+    if let (Ok(pos), Ok(size)) = (window.outer_position(), window.inner_size()) {
+        let pos = pos.to_logical::<f64>(scale);
+        let size = size.to_logical::<f64>(scale);
+        window.state::<Backend>().layout.update(
+            window.label(),
+            kind,
+            Placement {
+                x: pos.x,
+                y: pos.y,
+                width: size.width,
+                height: size.height,
+            },
+        );
     }
 }

@@ -63,6 +63,7 @@ pub fn handle(app: &AppHandle, event: &MenuEvent) {
     let id = event.id().as_ref();
     let app = app.clone();
     if id == SIGN_OUT {
+        enable_for(&app, &[]);
         tauri::async_runtime::spawn(async move {
             if let Err(e) = app.state::<Backend>().logout(&app).await {
                 tracing::warn!("sign out: {e}");

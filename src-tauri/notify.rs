@@ -4,7 +4,7 @@
 use notify_rust::Notification;
 use tauri::{AppHandle, Emitter};
 
-use crate::events::{self, NoticePayload};
+use crate::ipc::{self, NoticePayload};
 use crate::news::Notice;
 use crate::windows;
 
@@ -42,7 +42,7 @@ pub fn show(app: &AppHandle, notice: Notice) {
                     body: notice.body,
                     kind: notice.open.as_str().to_owned(),
                 };
-                if let Err(e) = app.emit(events::NOTICE, payload) {
+                if let Err(e) = app.emit(ipc::NOTICE, payload) {
                     tracing::warn!("could not show the news in-app either: {e}");
                 }
             }

@@ -3,41 +3,25 @@
 //!
 //! Every call into `clinic_sync` is in this module.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use clinic_protocol::{Mutation, Staff};
+use clinic_protocol::{Mutation, Record, Staff};
 use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin, Status};
 use tauri::{AppHandle, Emitter};
 use uuid::Uuid;
 
 use crate::error::UiError;
-use crate::events::{self, ChangeDto, ChangesPayload, RejectionPayload, StatusPayload, SyncState};
+use crate::ipc::{
+    self, ChangesPayload, RejectionPayload, StatusPayload, SyncState, ViewData, ViewRequest,
+};
 use crate::news::Newsroom;
 use crate::notify;
-
-/// What windows read when they (re)load: every record and the cache sequence it is at.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ViewDto {
-    pub seq: u64,
-    pub records: Vec<RecordDto>,
-    pub status: StatusPayload,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RecordDto {
-    pub record: clinic_protocol::Record,
-    pub pending: bool,
-}
+use crate::views;
+use crate::windows;
 
 /// A signed-in session. Dropping it stops its forwarding tasks.
 pub struct Session {
     pub engine: Engine,
     pub user: Staff,
     pub server: String,
-    /// Which window each pending mutation came from, so that only that window tells the
-    /// user when the server refuses it.
-    origins: Arc<Mutex<HashMap<Uuid, String>>>,
     tasks: Vec<tauri::async_runtime::JoinHandle<()>>,
 }
 
@@ -87,48 +71,30 @@ impl Session {
 
     fn start(app: &AppHandle, engine: Engine, server: &str) -> Session {
         let user = engine.user();
-        let origins = Arc::new(Mutex::new(HashMap::new()));
         let tasks = vec![
-            tauri::async_runtime::spawn(forward_changes(
-                app.clone(),
-                engine.clone(),
-                origins.clone(),
-            )),
+            tauri::async_runtime::spawn(forward_changes(app.clone(), engine.clone())),
             tauri::async_runtime::spawn(forward_status(app.clone(), engine.status())),
         ];
         Session {
             engine,
             user,
             server: server.to_owned(),
-            origins,
             tasks,
         }
     }
 
-    pub async fn view(&self) -> Result<ViewDto, UiError> {
-        let view = self.engine.view_at().await?;
-        Ok(ViewDto {
-            seq: view.seq,
-            records: view
-                .records
-                .into_iter()
-                .map(|r| RecordDto {
-                    record: r.record,
-                    pending: r.pending,
-                })
-                .collect(),
-            status: status_payload(&self.engine.status().borrow()),
-        })
+    /// What one dashboard shows now (see [`views`]).
+    pub async fn load(&self, request: &ViewRequest) -> Result<ViewData, UiError> {
+        let status = status_payload(&self.engine.status().borrow());
+        let today = chrono::Local::now().date_naive();
+        Ok(views::load(&self.engine.queries(), &self.user, request, today, status).await?)
     }
 
-    /// Queues a change made in window `origin`; it shows at once, marked pending.
+    /// Queues a change made in window `origin`; it shows at once, marked pending. The
+    /// window's label is kept with the change in the outbox, so that a refusal, even one
+    /// that comes after a restart, is told in that window.
     pub async fn submit(&self, origin: &str, mutation: Mutation) -> Result<Uuid, UiError> {
-        let id = self.engine.submit(mutation).await?;
-        self.origins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, origin.to_owned());
-        Ok(id)
+        Ok(self.engine.submit_tagged(mutation, origin).await?)
     }
 
     pub async fn logout(self) -> Result<(), UiError> {
@@ -137,14 +103,11 @@ impl Session {
     }
 }
 
-/// Carries cache changes to every window, in batches: everything the engine has published
-/// by the time the previous batch went out travels together, so a catch-up of thousands of
-/// changes is a handful of events, not thousands.
-async fn forward_changes(
-    app: AppHandle,
-    engine: Engine,
-    origins: Arc<Mutex<HashMap<Uuid, String>>>,
-) {
+/// Tells every window what changed, in batches: everything the engine has published by
+/// the time the previous batch went out travels together, so a catch-up of thousands of
+/// changes is a handful of events, not thousands. Windows load what they show again when a
+/// batch touches a kind of record they read.
+async fn forward_changes(app: AppHandle, engine: Engine) {
     let mut events = engine.subscribe();
     let mut newsroom = newsroom_from_cache(&engine).await;
     while let Some(first) = events.recv().await {
@@ -152,13 +115,27 @@ async fn forward_changes(
         while let Some(more) = events.try_recv() {
             batch.push(more);
         }
-        let mut changes = Vec::with_capacity(batch.len());
-        let (mut from, mut to) = (u64::MAX, 0);
+        let mut changes = ChangesPayload {
+            from: u64::MAX,
+            to: 0,
+            kinds: Vec::new(),
+            reset: false,
+        };
         for event in batch {
             match event {
                 CacheEvent::Change(change) => {
-                    from = from.min(change.seq);
-                    to = to.max(change.seq);
+                    changes.from = changes.from.min(change.seq);
+                    changes.to = changes.to.max(change.seq);
+                    let kind = match &change.kind {
+                        ChangeKind::Upsert { record, .. } => Some(record.kind()),
+                        ChangeKind::Remove { kind, .. } => Some(*kind),
+                        ChangeKind::Reset => None,
+                    };
+                    match kind {
+                        Some(kind) if !changes.kinds.contains(&kind) => changes.kinds.push(kind),
+                        Some(_) => {}
+                        None => changes.reset = true,
+                    }
                     match (&change.origin, &change.kind) {
                         // A snapshot replaced everything: what it holds is the new baseline
                         // (the cache already has it), not a flood of news.
@@ -171,38 +148,25 @@ async fn forward_changes(
                         }
                         _ => {}
                     }
-                    changes.push(match change.kind {
-                        ChangeKind::Upsert { record, pending } => {
-                            ChangeDto::Upsert { record, pending }
-                        }
-                        ChangeKind::Remove { kind, id } => ChangeDto::Remove { kind, id },
-                        ChangeKind::Reset => ChangeDto::Reset,
-                    });
                 }
                 CacheEvent::Rejected(rejection) => {
-                    let origin = origins
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&rejection.mutation_id);
                     let payload = RejectionPayload {
-                        origin,
+                        origin: rejection
+                            .tag
+                            .as_deref()
+                            .and_then(|t| windows::teller(&app, t)),
                         mutation_id: rejection.mutation_id,
                         code: rejection.code,
                         message: rejection.message,
-                        current: rejection.current,
+                        detail: rejection.current.as_ref().and_then(detail),
                     };
-                    emit(&app, events::REJECTION, payload);
+                    emit(&app, ipc::REJECTION, payload);
                 }
-                CacheEvent::Confirmed { mutation_id } => {
-                    origins
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&mutation_id);
-                }
+                CacheEvent::Confirmed { .. } => {}
             }
         }
-        if !changes.is_empty() {
-            emit(&app, events::CHANGES, ChangesPayload { from, to, changes });
+        if changes.from <= changes.to {
+            emit(&app, ipc::CHANGES, changes);
         }
         for notice in newsroom.flush() {
             notify::show(&app, notice);
@@ -210,14 +174,22 @@ async fn forward_changes(
     }
 }
 
+/// Where a refused change's record stands now, in a sentence.
+fn detail(current: &Record) -> Option<String> {
+    match current {
+        Record::Booking(b) => Some(format!(
+            "Booking for {} is now {}.",
+            b.client_name,
+            clinic_protocol::rules::status_words(b.status)
+        )),
+        _ => None,
+    }
+}
+
 /// A newsroom that knows what the cache holds now: that is old news.
 async fn newsroom_from_cache(engine: &Engine) -> Newsroom {
-    let known = match engine.view_at().await {
-        Ok(view) => view
-            .records
-            .into_iter()
-            .map(|r| r.record)
-            .collect::<Vec<_>>(),
+    let known = match engine.queries().all().await {
+        Ok(records) => records.into_iter().map(|r| r.record).collect::<Vec<_>>(),
         Err(e) => {
             tracing::warn!("could not read the cache for notifications: {e}");
             Vec::new()
@@ -229,7 +201,7 @@ async fn newsroom_from_cache(engine: &Engine) -> Newsroom {
 async fn forward_status(app: AppHandle, mut status: tokio::sync::watch::Receiver<Status>) {
     loop {
         let payload = status_payload(&status.borrow_and_update());
-        emit(&app, events::STATUS, payload);
+        emit(&app, ipc::STATUS, payload);
         if status.changed().await.is_err() {
             return;
         }

@@ -8,8 +8,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use clinic_protocol::Role;
+use clinic_protocol::{BookingAction, Role};
 use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+
+use crate::ipc::WindowDto;
 
 /// What a window shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +87,48 @@ impl WindowKind {
         }
     }
 
+    /// The shortcut as menus and hints show it: "Ctrl+1".
+    pub fn shortcut(self) -> Option<String> {
+        self.accelerator().map(|a| a.replace("CmdOrCtrl", "Ctrl"))
+    }
+
+    /// Whether this dashboard offers a booking action (when the rules allow it): each
+    /// dashboard offers the steps of its own job.
+    pub fn offers(self, action: BookingAction) -> bool {
+        use BookingAction as A;
+        match self {
+            WindowKind::Operator => matches!(
+                action,
+                A::StartSession | A::Complete | A::VerifyPayment | A::Cancel
+            ),
+            WindowKind::Therapist => {
+                matches!(
+                    action,
+                    A::Accept | A::Decline | A::StartSession | A::Complete
+                )
+            }
+            WindowKind::Driver => {
+                matches!(action, A::ConfirmPickup | A::StartJourney | A::MarkArrived)
+            }
+            WindowKind::Login | WindowKind::Scheduling | WindowKind::Messages => false,
+        }
+    }
+
+    /// Whether this dashboard offers rescheduling and reassigning bookings.
+    pub fn offers_editing(self) -> bool {
+        self == WindowKind::Operator
+    }
+
+    /// How the UI names this kind; `label` is the window's own, when it is one.
+    pub fn dto(self, label: Option<&str>) -> WindowDto {
+        WindowDto {
+            label: label.map(str::to_owned),
+            kind: Some(self.as_str()),
+            title: self.title(),
+            shortcut: self.shortcut(),
+        }
+    }
+
     /// Whether a user holding `roles` may open this dashboard.
     pub fn allowed_for(self, roles: &[Role]) -> bool {
         let has = |r| roles.contains(&r) || roles.contains(&Role::Admin);
@@ -155,12 +199,42 @@ pub fn open(
             }
         }
     };
-    if let Some(existing) = app.get_webview_window(&label) {
+    open_labelled(app, &label, kind, at)
+}
+
+/// Opens a window under a label it had before (a restored layout), so that a change
+/// queued from that window and refused after a restart is told in the same window.
+pub fn reopen(
+    app: &AppHandle,
+    label: &str,
+    kind: WindowKind,
+    at: Placement,
+) -> tauri::Result<WebviewWindow> {
+    if kind_of(label) != Some(kind) || kind == WindowKind::Login {
+        return open(app, kind, Some(at));
+    }
+    // New windows must not take this label later in the run.
+    if let Some(n) = label
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+    {
+        NEXT_WINDOW.fetch_max(n.saturating_add(1), Ordering::Relaxed);
+    }
+    open_labelled(app, label, kind, Some(at))
+}
+
+fn open_labelled(
+    app: &AppHandle,
+    label: &str,
+    kind: WindowKind,
+    at: Option<Placement>,
+) -> tauri::Result<WebviewWindow> {
+    if let Some(existing) = app.get_webview_window(label) {
         existing.set_focus()?;
         return Ok(existing);
     }
     let (width, height) = at.map_or(kind.size(), |p| (p.width, p.height));
-    let mut builder = WebviewWindowBuilder::new(app, &label, WebviewUrl::App(kind.page().into()))
+    let mut builder = WebviewWindowBuilder::new(app, label, WebviewUrl::App(kind.page().into()))
         .title(kind.title())
         .inner_size(width, height)
         .min_inner_size(380.0, 420.0);
@@ -168,6 +242,26 @@ pub fn open(
         builder = builder.position(p.x, p.y);
     }
     builder.build()
+}
+
+/// The window that should tell the user about a change made in window `label`: that one
+/// if it is still open, otherwise another window of the same kind, otherwise any dashboard.
+pub fn teller(app: &AppHandle, label: &str) -> Option<String> {
+    let open = app.webview_windows();
+    if open.contains_key(label) {
+        return Some(label.to_owned());
+    }
+    let kind = kind_of(label);
+    let mut dashboards: Vec<&String> = open
+        .keys()
+        .filter(|l| kind_of(l).is_some_and(|k| k != WindowKind::Login))
+        .collect();
+    dashboards.sort();
+    dashboards
+        .iter()
+        .find(|l| kind.is_some() && kind_of(l) == kind)
+        .or_else(|| dashboards.first())
+        .map(|l| (*l).clone())
 }
 
 /// Focuses a window of `kind` if one is open, otherwise opens one.

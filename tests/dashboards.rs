@@ -11,10 +11,9 @@ use clinic_protocol::{
     Booking, BookingAction, BookingStatus, IntakeRequest, Mutation, MutationOutcome, NewSlot,
     Record, Snapshot,
 };
-use common::clinic::{intake, Staffer, TestServer};
+use clinic_test_kit::{staff_id, Proxy, Staffer, TestServer};
 use common::notifications::NotificationService;
-use common::proxy::Proxy;
-use common::{poll, signed_in, App};
+use common::{poll, resumed, signed_in, signed_in_measuring, App};
 use serde_json::{json, Value};
 
 fn bookings(snapshot: &Snapshot) -> Vec<Booking> {
@@ -116,10 +115,10 @@ async fn accepting_in_one_window_updates_the_other() {
     let server = TestServer::start().await;
     let olivia = Staffer::login(&server.url(), "olivia").await;
     let snapshot = olivia.snapshot().await;
-    let maria = olivia.staff_id(&snapshot, "maria");
+    let maria = staff_id(&snapshot, "maria");
     let booking = requested_for(&snapshot, maria);
 
-    let (mut app, _data) = signed_in(&server.url(), "maria").await;
+    let (mut app, _data) = signed_in_measuring(&server.url(), "maria").await;
     let therapist = app.window_like("therapist-").await;
     let operator = app.window_like("operator-").await;
     wait_attr(
@@ -205,9 +204,8 @@ async fn a_late_window_shows_the_current_state() {
     let (date, _) = today_at(0, 0);
     let mut made = Vec::new();
     for i in 0..5 {
-        let b = intake(
-            &server.url(),
-            &IntakeRequest {
+        let b = server
+            .intake(&IntakeRequest {
                 client_name: format!("Late window client {i}"),
                 client_phone: "555-0100".into(),
                 address: "Harbour Road 3".into(),
@@ -216,9 +214,8 @@ async fn a_late_window_shows_the_current_state() {
                 start: NaiveTime::from_hms_opt(8, i * 10, 0).expect("time"),
                 end: NaiveTime::from_hms_opt(9, 0, 0).expect("time"),
                 notes: String::new(),
-            },
-        )
-        .await;
+            })
+            .await;
         made.push(b.id);
     }
     let cancel = made[0];
@@ -373,7 +370,7 @@ async fn one_notification_per_change_and_none_for_my_own() {
         end: NaiveTime::from_hms_opt(8, 0, 0).expect("time"),
         notes: String::new(),
     };
-    let first = intake(&server.url(), &request).await;
+    let first = server.intake(&request).await;
     let seen = poll("the intake notification", || async {
         let r = notifications.recorded();
         (!r.is_empty()).then_some(r)
@@ -409,14 +406,12 @@ async fn one_notification_per_change_and_none_for_my_own() {
 
     // A sentinel from the web form: once its notification is here, anything my own change
     // could have caused (it came first) would be here too.
-    let sentinel = intake(
-        &server.url(),
-        &IntakeRequest {
+    let sentinel = server
+        .intake(&IntakeRequest {
             client_name: "Sentinel Client".into(),
             ..request
-        },
-    )
-    .await;
+        })
+        .await;
     let seen = poll("the sentinel notification", || async {
         let r = notifications.recorded();
         r.iter()
@@ -446,7 +441,7 @@ async fn offline_changes_land_when_the_server_returns() {
     let mut server = TestServer::start().await;
     let olivia = Staffer::login(&server.url(), "olivia").await;
     let snapshot = olivia.snapshot().await;
-    let maria = olivia.staff_id(&snapshot, "maria");
+    let maria = staff_id(&snapshot, "maria");
     let booking = requested_for(&snapshot, maria);
     let (mut app, _data) = signed_in(&server.url(), "maria").await;
     let therapist = app.window_like("therapist-").await;
@@ -524,10 +519,10 @@ async fn offline_changes_land_when_the_server_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loser_of_a_conflict_rolls_back_and_is_told() {
     let server = TestServer::start().await;
-    let proxy = Proxy::start(server.addr).await;
+    let proxy = Proxy::start(server.addr()).await;
     let olivia = Staffer::login(&server.url(), "olivia").await;
     let snapshot = olivia.snapshot().await;
-    let maria = olivia.staff_id(&snapshot, "maria");
+    let maria = staff_id(&snapshot, "maria");
     let booking = requested_for(&snapshot, maria);
 
     let (mut app, _data) = signed_in(&proxy.url(), "maria").await;
@@ -628,9 +623,8 @@ async fn user_text_is_shown_as_text() {
     let hostile =
         "<b>bold</b><img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
     let (date, start) = today_at(6, 0);
-    let booking = intake(
-        &server.url(),
-        &IntakeRequest {
+    let booking = server
+        .intake(&IntakeRequest {
             client_name: "<i>Eve</i>".into(),
             client_phone: "555".into(),
             address: "Nowhere".into(),
@@ -639,9 +633,8 @@ async fn user_text_is_shown_as_text() {
             start,
             end: NaiveTime::from_hms_opt(6, 30, 0).expect("time"),
             notes: hostile.into(),
-        },
-    )
-    .await;
+        })
+        .await;
     wait_attr(
         &mut app,
         &operator,
@@ -671,4 +664,123 @@ async fn user_text_is_shown_as_text() {
     );
     assert_eq!(shown["pwned"], Value::Null, "no script ran");
     app.close().await;
+}
+
+/// 8. A change refused after the app was restarted is told in the window it was made in:
+///    the window's label is kept with the change in the outbox, and the restarted app
+///    reopens its windows under the same labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_after_a_restart_is_told_where_the_change_was_made() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(server.addr()).await;
+    let olivia = Staffer::login(&server.url(), "olivia").await;
+    let snapshot = olivia.snapshot().await;
+    let maria = staff_id(&snapshot, "maria");
+    let booking = requested_for(&snapshot, maria);
+
+    let (mut app, data) = signed_in(&proxy.url(), "maria").await;
+    let therapist = app.window_like("therapist-").await;
+    wait_attr(&mut app, &therapist, "#sync-dot", "data-state", "online").await;
+
+    // Offline, Maria accepts a booking that Olivia has just cancelled; then the app quits
+    // with the accept still queued.
+    proxy.cut();
+    wait_attr(&mut app, &therapist, "#sync-dot", "data-state", "offline").await;
+    let outcome = olivia
+        .mutate(Mutation::BookingAction {
+            id: booking.id,
+            version: booking.version,
+            action: BookingAction::Cancel,
+        })
+        .await;
+    assert!(
+        matches!(outcome, MutationOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    app.click(
+        &therapist,
+        &format!("{} button[data-action=\"accept\"]", row(booking.id)),
+    )
+    .await;
+    wait_attr(
+        &mut app,
+        &therapist,
+        &row(booking.id),
+        "data-pending",
+        "true",
+    )
+    .await;
+    app.close().await;
+
+    // The restarted app resumes offline from its cache, with the same windows.
+    // `window` waits for a window with exactly this label, and fails if none comes.
+    let mut app = resumed(&proxy.url(), data.path()).await;
+    app.window(&therapist).await;
+    wait_attr(
+        &mut app,
+        &therapist,
+        &row(booking.id),
+        "data-pending",
+        "true",
+    )
+    .await;
+
+    proxy.restore();
+    wait_attr(
+        &mut app,
+        &therapist,
+        &row(booking.id),
+        "data-status",
+        "cancelled",
+    )
+    .await;
+    let toast = app
+        .wait_for(
+            &therapist,
+            "the rejection message after the restart",
+            "const t = document.querySelector('#toasts .toast'); return t && t.textContent",
+        )
+        .await;
+    assert!(
+        toast.as_str().unwrap_or_default().contains("cancelled"),
+        "the message says what the booking is now: {toast}"
+    );
+    for other in app.labels().await {
+        if other == therapist {
+            continue;
+        }
+        let toasts = app
+            .eval(
+                &other,
+                "return document.querySelectorAll('#toasts .toast[data-code]').length",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            toasts,
+            json!(0),
+            "told once, in its own window, not in {other}"
+        );
+    }
+    app.close().await;
+}
+
+/// 9. Pages keep no latency probes in normal use: only an app started with `--measure`
+///    records clicks and renders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_probes_are_off_unless_measuring() {
+    let server = TestServer::start().await;
+    for (measure, want) in [(false, "undefined"), (true, "object")] {
+        let (mut app, _data) = if measure {
+            signed_in_measuring(&server.url(), "maria").await
+        } else {
+            signed_in(&server.url(), "maria").await
+        };
+        let operator = app.window_like("operator-").await;
+        let probes = app
+            .eval(&operator, "return typeof window.__clinic", vec![])
+            .await;
+        assert_eq!(probes, json!(want), "measure = {measure}");
+        app.close().await;
+    }
 }

@@ -19,6 +19,7 @@ async fn the_demo_opens_dashboards_side_by_side() {
             "CLINIC_DESK_DATA_DIR".into(),
             data.path().display().to_string(),
         )],
+        measure: false,
     })
     .await;
     // The demo signs in as the clinic's owner (operator and therapist at once).

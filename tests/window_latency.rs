@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{Days, Local, NaiveTime};
 use clinic_protocol::{Mutation, MutationOutcome, NewBooking, NewSlot};
-use common::clinic::{Staffer, TestServer};
-use common::{poll, signed_in, App, DEADLINE};
+use clinic_test_kit::{staff_id, Staffer, TestServer};
+use common::{poll, signed_in_measuring, App, DEADLINE};
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::Locator;
 use serde_json::{json, Value};
@@ -158,7 +158,7 @@ async fn click_to_render_latency_across_windows() {
     let server = TestServer::start().await;
     // Made before the app starts, so that its first view already holds them all.
     let steps = bookings_to_act_on(&server.url(), 2 * per_scenario).await;
-    let (mut app, data) = signed_in(&server.url(), "maria").await;
+    let (mut app, data) = signed_in_measuring(&server.url(), "maria").await;
 
     // The default set (operator, therapist, scheduling, messages) opens after sign-in; keep
     // one operator window so that memory is measured with exactly one dashboard.
@@ -221,7 +221,7 @@ async fn click_to_render_latency_across_windows() {
 /// availability made for them, enough for `clicks` clicks; returns the clicks in order.
 async fn bookings_to_act_on(server_url: &str, clicks: usize) -> Vec<Step> {
     let olivia = Staffer::login(server_url, "olivia").await;
-    let maria = olivia.staff_id(&olivia.snapshot().await, "maria");
+    let maria = staff_id(&olivia.snapshot().await, "maria");
     // A month ahead: clear of the demo clinic's bookings this week (accepting one of ours
     // must never clash with them), and still in the therapist's upcoming list.
     let first_day = Local::now().date_naive() + Days::new(30);

@@ -1,12 +1,13 @@
-// The booking card every dashboard shows: the same markup, hooks and status colours
-// everywhere. User text only through text nodes (h()).
+// The booking card every dashboard shows, built from a BookingRow as the backend sends it:
+// the same markup and hooks everywhere, exactly the actions the row carries, the names it
+// carries. Colours come from CSS by data-status. User text only through text nodes (h()).
 
 import { h } from "./dom.js";
-import { ACTION_LABELS, STATUS, dayName, statusLabel, timeRange } from "./format.js";
+import { dayName, timeRange } from "./format.js";
 
-export function statusChip(status) {
-  const tone = STATUS[status]?.tone || "grey";
-  return h("span", { class: ["chip", `tone-${tone}`] }, statusLabel(status));
+/** A status chip: the backend's label; its colour is CSS's (by data-status). */
+function statusChip(words, status) {
+  return h("span", { class: "chip", dataset: { status } }, words.status(status));
 }
 
 export function pendingMark() {
@@ -15,25 +16,23 @@ export function pendingMark() {
 }
 
 /**
- * bookingCard(ctx, entry, { actions, show: { therapist, driver, day }, extra })
- * `actions`: action names to offer (already filtered by the rules).
- * `extra`: nodes appended below (operator editors).
+ * bookingCard(ctx, row, { show: { therapist, driver, day }, today, tools, extra })
+ * `row`: a BookingRow ({ record, pending, actions, editable, therapistName, driverName }).
+ * `tools`: buttons placed after the actions (the operator's Assign / Reschedule).
+ * `extra`: nodes below the card (an open editor).
  */
-export function bookingCard(ctx, entry, { actions = [], show = {}, tools = null, extra = null } = {}) {
-  const b = entry.record;
-  const { store, act } = ctx;
+export function bookingCard(ctx, row, { show = {}, today, tools = null, extra = null } = {}) {
+  const b = row.record;
+  const { words, act } = ctx;
   const people = [];
-  if (show.therapist !== false) people.push(h("span", { class: "person" }, h("span", { class: "muted" }, "Therapist "), store.staffName(b.therapist_id)));
-  if (show.driver !== false) people.push(h("span", { class: "person" }, h("span", { class: "muted" }, "Driver "), store.staffName(b.driver_id, "No driver")));
+  if (show.therapist !== false) people.push(h("span", { class: "person" }, h("span", { class: "muted" }, "Therapist "), row.therapistName || "Unassigned"));
+  if (show.driver !== false) people.push(h("span", { class: "person" }, h("span", { class: "muted" }, "Driver "), row.driverName || "No driver"));
   const contact = [b.address, b.client_phone].filter((s) => s && s.trim());
 
-  const buttons = actions.map((action) =>
+  // In the order the backend gives; CSS moves the destructive ones to the end of the line.
+  const buttons = (row.actions || []).map((action) =>
     act(
-      h(
-        "button",
-        { type: "button", class: ["btn", `btn-${action === "cancel" || action === "decline" ? "danger" : "primary"}`], dataset: { action } },
-        ACTION_LABELS[action] || action,
-      ),
+      h("button", { type: "button", class: "btn", dataset: { action } }, words.action(action)),
       () => ({ op: "booking_action", id: b.id, version: b.version, action }),
     ),
   );
@@ -41,14 +40,14 @@ export function bookingCard(ctx, entry, { actions = [], show = {}, tools = null,
   return h(
     "li",
     {
-      class: ["booking", entry.pending && "is-pending", `status-${b.status}`],
-      dataset: { bookingId: b.id, status: b.status, pending: entry.pending ? "true" : "false" },
+      class: ["booking", row.pending && "is-pending"],
+      dataset: { bookingId: b.id, status: b.status, pending: row.pending ? "true" : "false" },
     },
     h(
       "div",
       { class: "booking-when" },
       h("span", { class: "booking-time" }, timeRange(b.start, b.end)),
-      show.day !== false ? h("span", { class: "booking-day" }, dayName(b.date)) : null,
+      show.day !== false ? h("span", { class: "booking-day" }, dayName(b.date, today)) : null,
     ),
     h(
       "div",
@@ -58,46 +57,18 @@ export function bookingCard(ctx, entry, { actions = [], show = {}, tools = null,
       people.length ? h("div", { class: "booking-people" }, people) : null,
       b.notes ? h("div", { class: "booking-notes", title: b.notes }, b.notes) : null,
     ),
-    h("div", { class: "booking-badges" }, statusChip(b.status), b.status === "completed" ? paymentChip(b.payment) : null, entry.pending ? pendingMark() : null),
-    buttons.length || tools
-      ? h("div", { class: "booking-actions" }, buttons.filter((x) => x.dataset.action !== "cancel"), tools, buttons.filter((x) => x.dataset.action === "cancel"))
-      : null,
+    h("div", { class: "booking-badges" }, statusChip(words, b.status), b.payment ? paymentChip(b.payment) : null, row.pending ? pendingMark() : null),
+    buttons.length || tools ? h("div", { class: "booking-actions" }, buttons, tools) : null,
     extra ? h("div", { class: "booking-extra" }, extra) : null,
   );
 }
 
+// Shown by CSS only where payment matters (a completed booking).
 function paymentChip(payment) {
-  return payment === "verified" ? h("span", { class: "chip tone-green-outline" }, "Paid") : h("span", { class: "chip tone-amber-outline" }, "Unpaid");
+  return h("span", { class: "chip payment", dataset: { payment } }, payment === "verified" ? "Paid" : "Unpaid");
 }
 
-/** Sorts bookings by day and start time. */
-export function byTime(a, b) {
-  const x = a.record;
-  const y = b.record;
-  return x.date.localeCompare(y.date) || x.start.localeCompare(y.start) || x.id.localeCompare(y.id);
-}
-
-/** A day header item for mixed lists. */
-export function dayHeader(text, count) {
-  return h("li", { class: "day-header", role: "presentation" }, h("span", null, text), count != null ? h("span", { class: "muted" }, String(count)) : null);
-}
-
-/** A stable signature for a card: the record, its pending flag and the names it shows. */
-export function cardSig(ctx, entry, extra = "") {
-  return `${JSON.stringify(entry.record)}|${entry.pending}|${ctx.store.staffRev}|${extra}`;
-}
-
-/** Booking entries interleaved with a header per day. */
-export function withDayHeaders(entries, today) {
-  const out = [];
-  let day = null;
-  for (const e of entries) {
-    if (e.record.date !== day) {
-      day = e.record.date;
-      const count = entries.filter((x) => x.record.date === day).length;
-      out.push({ header: day, label: dayName(day, today), count });
-    }
-    out.push(e);
-  }
-  return out;
+/** A day header item for mixed lists (see rows.js withDayHeaders). */
+export function dayHeader(item) {
+  return h("li", { class: "day-header", role: "presentation" }, h("span", null, item.label), item.count != null ? h("span", { class: "muted" }, String(item.count)) : null);
 }

@@ -1,43 +1,36 @@
-// Driver dashboard: my runs (confirm pickup, start journey, mark arrived).
+// Driver dashboard: my runs as the backend lists them (upcoming and earlier), each with the
+// actions its row carries (confirm pickup, start journey, mark arrived).
 
 import { startDashboard } from "./shell.js";
 import { h, setText, syncList } from "./dom.js";
-import { todayISO } from "./format.js";
-import { actionsFor } from "./rules.js";
-import { bookingCard, byTime, cardSig, dayHeader, withDayHeaders } from "./bookings.js";
+import { bookingCard, dayHeader } from "./bookings.js";
+import { itemKey, rowSig, toDoOn, withDayHeaders } from "./rows.js";
 
-startDashboard({ kind: "driver", build });
-
-const ACTIVE = ["confirmed", "pickup_confirmed", "en_route", "arrived"];
+startDashboard({ spec: { dashboard: "driver" }, build });
 
 function build(ctx) {
-  const { store, user, main } = ctx;
+  const { main } = ctx;
   const next = h("ul", { class: "booking-list", "aria-label": "My runs" }, h("li", { class: "placeholder" }, "Loading runs…"));
   const earlier = h("ul", { class: "booking-list", "aria-label": "Earlier runs" });
   const earlierBox = h("details", { class: "earlier" }, h("summary", null, "Earlier runs"), earlier);
   const summary = h("span", { class: "muted tabular" }, "");
   main.append(h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My runs"), summary), next, earlierBox));
 
-  const opts = (emptyText) => ({
-    key: (item) => (item.header ? `day:${item.header}` : item.record.id),
-    sig: (item) => (item.header ? `${item.label}|${item.count}` : cardSig(ctx, item)),
-    build: (item) =>
-      item.header
-        ? dayHeader(item.label, item.count)
-        : bookingCard(ctx, item, { actions: actionsFor("driver", user, item.record), show: { driver: false, day: false } }),
+  const opts = (emptyText, today) => ({
+    key: itemKey,
+    sig: (item) => (item.header ? `${item.label}|${item.count}` : rowSig(item, today)),
+    build: (item) => (item.header ? dayHeader(item) : bookingCard(ctx, item, { today, show: { driver: false, day: false } })),
     empty: () => h("li", { class: "empty" }, emptyText),
   });
 
-  function render() {
-    const today = todayISO();
-    const mine = store.bookings().filter((e) => e.record.driver_id === user.id).sort(byTime);
-    const upcoming = mine.filter((e) => e.record.date >= today);
-    const past = mine.filter((e) => e.record.date < today).reverse();
-    const active = upcoming.filter((e) => e.record.date === today && ACTIVE.includes(e.record.status)).length;
-    setText(summary, active === 1 ? "1 run to do today" : `${active} runs to do today`);
-    syncList(next, withDayHeaders(upcoming, today), opts("No runs today or later."));
-    syncList(earlier, withDayHeaders(past, today), opts("No earlier runs."));
-    earlierBox.hidden = past.length === 0;
+  function render({ data: d }) {
+    const today = d.today;
+    // A run still to do is one whose row offers the driver a step now.
+    const n = toDoOn(d.upcoming, today);
+    setText(summary, n === 1 ? "1 run to do today" : `${n} runs to do today`);
+    syncList(next, withDayHeaders(d.upcoming, today), opts("No runs today or later.", today));
+    syncList(earlier, withDayHeaders(d.earlier, today), opts("No earlier runs.", today));
+    earlierBox.hidden = d.earlier.length === 0;
   }
 
   return { render };

@@ -1,37 +1,8 @@
-// Formatting: times, dates, status labels, relative times. Pure; no DOM.
+// Formatting: times, dates, relative times, the sync indicator's words, and the lookup of
+// the words the backend sends (`session.words`). Pure; no DOM, so node tests it.
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** Booking statuses in life-cycle order: label for chips, words for sentences, tone for colour. */
-export const STATUS = Object.freeze({
-  requested: { label: "Requested", words: "waiting for the therapist", tone: "amber" },
-  confirmed: { label: "Confirmed", words: "confirmed", tone: "blue" },
-  declined: { label: "Declined", words: "declined", tone: "red" },
-  pickup_confirmed: { label: "Pickup confirmed", words: "awaiting pickup", tone: "violet" },
-  en_route: { label: "En route", words: "on the way", tone: "violet" },
-  arrived: { label: "Arrived", words: "arrived", tone: "teal" },
-  in_session: { label: "In session", words: "in session", tone: "green" },
-  completed: { label: "Completed", words: "completed", tone: "slate" },
-  cancelled: { label: "Cancelled", words: "cancelled", tone: "grey" },
-});
-
-export function statusLabel(status) {
-  return STATUS[status]?.label ?? String(status);
-}
-
-/** Button labels of the booking actions. */
-export const ACTION_LABELS = Object.freeze({
-  accept: "Accept",
-  decline: "Decline",
-  confirm_pickup: "Confirm pickup",
-  start_journey: "Start journey",
-  mark_arrived: "Mark arrived",
-  start_session: "Start session",
-  complete: "Complete",
-  verify_payment: "Verify payment",
-  cancel: "Cancel booking",
-});
 
 const pad = (n) => String(n).padStart(2, "0");
 
@@ -52,12 +23,6 @@ export function wireTime(value) {
 /** "14:30–15:30" */
 export function timeRange(start, end) {
   return `${hm(start)}–${hm(end)}`;
-}
-
-/** Minutes since midnight of "14:30:00". */
-export function minutes(time) {
-  const [h, m] = String(time).split(":").map(Number);
-  return h * 60 + (m || 0);
 }
 
 /** "2026-11-22" -> a local Date at midnight. */
@@ -81,14 +46,6 @@ export function addDays(iso, n) {
   return isoDate(d);
 }
 
-/** The Monday of the week containing `iso`. */
-export function weekStart(iso) {
-  const d = parseDate(iso);
-  const back = (d.getDay() + 6) % 7;
-  d.setDate(d.getDate() - back);
-  return isoDate(d);
-}
-
 /** "2026-11-22" -> "Sun 22 Nov" */
 export function dayLabel(iso) {
   const d = parseDate(iso);
@@ -96,7 +53,7 @@ export function dayLabel(iso) {
   return `${DAYS[d.getDay()]} ${d.getDate()} ${MONTHS[d.getMonth()]}`;
 }
 
-/** "Today", "Tomorrow", "Yesterday" or "Sun 22 Nov". */
+/** "Today", "Tomorrow", "Yesterday" or "Sun 22 Nov", relative to `today` (the clinic's date). */
 export function dayName(iso, today = todayISO()) {
   if (iso === today) return "Today";
   if (iso === addDays(today, 1)) return "Tomorrow";
@@ -161,19 +118,32 @@ export function initials(name) {
     .join("") || "?";
 }
 
-export const KIND_TITLES = Object.freeze({
-  operator: "Operator",
-  therapist: "My appointments",
-  driver: "My runs",
-  scheduling: "Scheduling",
-  messages: "Messages",
-  login: "Sign in",
-});
+/** "3 Nov – 9 Nov 2026" for a week's days (as the scheduling view sends them). */
+export function weekLabel(days) {
+  if (!Array.isArray(days) || days.length === 0) return "";
+  const first = parseDate(days[0]);
+  const last = parseDate(days[days.length - 1]);
+  if (Number.isNaN(first.getTime()) || Number.isNaN(last.getTime())) return "";
+  return `${first.getDate()} ${MONTHS[first.getMonth()]} – ${last.getDate()} ${MONTHS[last.getMonth()]} ${last.getFullYear()}`;
+}
 
-export const KIND_SHORTCUTS = Object.freeze({
-  operator: "Ctrl+1",
-  therapist: "Ctrl+2",
-  driver: "Ctrl+3",
-  scheduling: "Ctrl+4",
-  messages: "Ctrl+5",
-});
+/**
+ * The words the backend sends for protocol values (`session.words`), with the wire name as
+ * the fallback: a value the backend has no word for still shows, just not prettily.
+ *   const w = wordsFrom(session.words); w.status("en_route") -> "En route"
+ */
+export function wordsFrom(words) {
+  const statuses = (words && words.statuses) || {};
+  const actions = (words && words.actions) || {};
+  const own = (map, key) => (Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined);
+  return Object.freeze({
+    /** Chip and legend label: "Pickup confirmed". */
+    status: (s) => own(statuses, s)?.label ?? String(s),
+    /** In a sentence: "awaiting pickup". */
+    statusWords: (s) => own(statuses, s)?.words ?? String(s),
+    /** A booking action's button label: "Confirm pickup". */
+    action: (a) => own(actions, a) ?? String(a),
+    /** Every status the backend named, in the order it sent them. */
+    statuses: Object.keys(statuses),
+  });
+}

@@ -1,6 +1,11 @@
-// The one door to the backend: command calls and event subscriptions.
-// Event names mirror src-tauri/events.rs (a Rust test checks that they agree); command
-// names mirror src-tauri/commands.rs.
+// The one door to the backend: command calls and event subscriptions. Every name mirrors
+// src-tauri/ipc.rs (a Rust test checks that each one is here). What the commands answer:
+//   session / login -> SessionDto { user, server, lastUsername, window: { label, kind, title },
+//                      dashboards: [{ kind, title, shortcut }], measure, words }
+//   load { view }   -> ViewData { seq, kinds, status, today, ...the dashboard's rows }
+//   submit { mutation } -> { mutationId }; refused at once with { code, message }
+// Events: CHANGES { from, to, kinds, reset }, STATUS StatusPayload,
+//   REJECTION { origin, mutationId, code, message, detail }, NOTICE { title, body, kind }.
 
 export const EVENTS = Object.freeze({
   CHANGES: "cache://changes",
@@ -13,7 +18,7 @@ export const COMMANDS = Object.freeze({
   SESSION: "session",
   LOGIN: "login",
   LOGOUT: "logout",
-  LOAD_VIEW: "load_view",
+  LOAD: "load",
   SUBMIT: "submit",
   OPEN_WINDOW: "open_window",
 });

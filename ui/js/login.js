@@ -1,30 +1,10 @@
-// The login window: server address, username, password. The last server and username are
-// remembered in localStorage as a prefill only; the password never is. On success the
-// backend closes this window and opens the dashboards.
+// The login window: server address, username, password. The form is prefilled from what
+// the backend remembers (`session.server`, `session.lastUsername`); the page itself stores
+// nothing, and the password is never stored anywhere. On success the backend closes this
+// window and opens the dashboards.
 
 import { COMMANDS, invoke, windowLabel } from "./ipc.js";
 import { h, field, setText } from "./dom.js";
-
-const KEY_SERVER = "clinicdesk.login.server";
-const KEY_USER = "clinicdesk.login.username";
-
-window.__clinic = window.__clinic || { actions: [], renders: [] };
-
-function remembered(key) {
-  try {
-    return localStorage.getItem(key) || "";
-  } catch {
-    return "";
-  }
-}
-
-function remember(key, value) {
-  try {
-    localStorage.setItem(key, value);
-  } catch {
-    /* private mode: prefill is a nicety */
-  }
-}
 
 async function main() {
   const body = document.body;
@@ -33,7 +13,6 @@ async function main() {
   } catch {
     body.dataset.window = "login";
   }
-  document.title = "Sign in · Clinic Desk";
 
   const server = h("input", { name: "server", id: "server", type: "url", required: true, autocomplete: "url", placeholder: "https://clinic.example.org", spellcheck: "false" });
   const username = h("input", { name: "username", id: "username", type: "text", required: true, autocomplete: "username", spellcheck: "false", autocapitalize: "off" });
@@ -53,12 +32,12 @@ async function main() {
   );
   body.replaceChildren(h("main", { class: "login-page" }, form));
 
-  server.value = remembered(KEY_SERVER);
-  username.value = remembered(KEY_USER);
+  // Prefilled before the page says it is ready, so nothing typed meanwhile is overwritten.
   try {
     const s = await invoke(COMMANDS.SESSION);
-    if (!server.value && s && s.server) server.value = s.server;
-    if (!username.value && s && s.lastUsername) username.value = s.lastUsername;
+    if (s && s.window && s.window.title) document.title = s.window.title;
+    if (s && s.server) server.value = s.server;
+    if (s && s.lastUsername) username.value = s.lastUsername;
   } catch {
     /* the form works without a prefill */
   }
@@ -69,18 +48,11 @@ async function main() {
     e.preventDefault();
     if (busy) return;
     setText(error, "");
-    const args = { server: server.value.trim(), username: username.value.trim(), password: password.value };
-    if (!args.server || !args.username || !args.password) {
-      setText(error, "Server address, username and password are all needed.");
-      return;
-    }
     busy = true;
     submit.disabled = true;
     setText(submit, "Signing in…");
-    remember(KEY_SERVER, args.server);
-    remember(KEY_USER, args.username);
     try {
-      await invoke(COMMANDS.LOGIN, args);
+      await invoke(COMMANDS.LOGIN, { server: server.value.trim(), username: username.value.trim(), password: password.value });
       password.value = "";
       setText(submit, "Opening dashboards…");
     } catch (err) {

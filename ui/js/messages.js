@@ -1,18 +1,20 @@
-// Messages: conversations with other staff (unread counts, last message), the thread with
-// one peer, a send box (Enter sends, Shift+Enter adds a line). Opening a thread marks the
-// unread messages to me as read.
+// Messages: the conversations the backend lists (unread counts, last message), the thread
+// with the peer the view shows, a send box (Enter sends, Shift+Enter adds a line). Opening a
+// thread marks the unread messages to me in it as read.
 
 import { startDashboard } from "./shell.js";
 import { h, setText, syncList } from "./dom.js";
-import { clock, dayName, initials, isoDate, when } from "./format.js";
+import { clock, dayName, initials, when } from "./format.js";
 import { pendingMark } from "./bookings.js";
+import { itemKey, rowSig, threadItems } from "./rows.js";
 
-startDashboard({ kind: "messages", build });
+startDashboard({ spec: { dashboard: "messages", peer: null }, build });
 
 function build(ctx) {
-  const { store, user, main } = ctx;
-  let peer = null;
+  const { view, main } = ctx;
   let chosenByUser = false;
+  let current = null; // the conversation shown: { peer: { id, name }, ... }
+  let last = null;
   const markRequested = new Set();
 
   const peers = h("ul", { class: "peer-list", "aria-label": "Conversations" }, h("li", { class: "placeholder" }, "Loading conversations…"));
@@ -41,135 +43,105 @@ function build(ctx) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const text = body.value;
-    if (!peer || !text.trim()) return;
+    if (!current || !text.trim()) return;
     body.value = "";
-    ctx
-      .submit({ op: "send_message", message: { id: crypto.randomUUID(), recipient_id: peer, body: text } })
-      .catch(() => {
-        if (!body.value) body.value = text;
-      });
+    ctx.submit({ op: "send_message", message: { id: crypto.randomUUID(), recipient_id: current.peer.id, body: text } }).catch(() => {
+      if (!body.value) body.value = text;
+    });
     body.focus();
   });
   document.addEventListener("visibilitychange", () => markRead());
+  window.addEventListener("focus", () => markRead());
 
-  function conversations() {
-    const byPeer = new Map();
-    for (const s of store.staffList()) if (s.id !== user.id) byPeer.set(s.id, { id: s.id, name: s.display_name, last: null, unread: 0 });
-    for (const e of store.messages()) {
-      const m = e.record;
-      const other = m.sender_id === user.id ? m.recipient_id : m.sender_id;
-      if (other === user.id) continue;
-      let c = byPeer.get(other);
-      if (!c) {
-        c = { id: other, name: store.staffName(other, "Unknown"), last: null, unread: 0 };
-        byPeer.set(other, c);
-      }
-      if (!c.last || m.sent_at > c.last.sent_at) c.last = m;
-      if (m.recipient_id === user.id && !m.read_at) c.unread += 1;
-    }
-    return Array.from(byPeer.values()).sort((a, b) => {
-      if (a.last && b.last) return b.last.sent_at.localeCompare(a.last.sent_at);
-      if (a.last || b.last) return a.last ? -1 : 1;
-      return a.name.localeCompare(b.name);
-    });
-  }
-
-  function select(id) {
-    peer = id;
+  function choose(id) {
     chosenByUser = true;
-    render();
+    view.show({ dashboard: "messages", peer: id });
     body.focus();
   }
 
-  function render() {
-    const convs = conversations();
-    if (!peer || !convs.some((c) => c.id === peer)) {
-      peer = convs.find((c) => c.last)?.id || null;
-      chosenByUser = false;
-    }
-    syncList(peers, convs, {
-      key: (c) => c.id,
-      sig: (c) => JSON.stringify([c.name, c.unread, c.last && [c.last.id, c.last.body, c.last.sent_at], c.id === peer]),
-      build: (c) =>
-        h(
-          "li",
-          { class: ["peer", c.id === peer && "is-current", c.unread > 0 && "has-unread"], dataset: { peerId: c.id } },
-          h(
-            "button",
-            { type: "button", class: "peer-btn", "aria-current": c.id === peer ? "true" : "false", dataset: { focusKey: "peer" }, onClick: () => select(c.id) },
-            h("span", { class: "avatar", "aria-hidden": "true" }, initials(c.name)),
-            h(
-              "span",
-              { class: "peer-text" },
-              h("span", { class: "peer-name" }, c.name),
-              h("span", { class: "peer-last" }, c.last ? (c.last.sender_id === user.id ? `You: ${c.last.body}` : c.last.body) : "No messages yet"),
-            ),
-            h("span", { class: "peer-meta" }, h("span", { class: "peer-time tabular" }, c.last ? when(c.last.sent_at) : ""), h("span", { class: "unread tabular", dataset: { count: c.unread }, "aria-label": `${c.unread} unread` }, String(c.unread))),
-          ),
-        ),
+  function render(info) {
+    last = info;
+    const d = info.data;
+    // Keep showing the conversation the backend picked: without a peer in the spec, it
+    // would pick the most recent one again after every new message.
+    if (d.peer && view.spec.peer !== d.peer) view.show({ dashboard: "messages", peer: d.peer });
+    current = d.conversations.find((c) => c.peer.id === d.peer) || null;
+
+    syncList(peers, d.conversations, {
+      key: (c) => c.peer.id,
+      sig: (c) => rowSig(c, c.peer.id === d.peer),
+      build: (c) => conversation(c, c.peer.id === d.peer),
       empty: () => h("li", { class: "empty" }, "No other staff yet."),
     });
 
-    const current = convs.find((c) => c.id === peer);
-    setText(threadTitle, current ? current.name : "Choose a conversation");
+    setText(threadTitle, current ? current.peer.name : "Choose a conversation");
     body.disabled = !current;
     sendBtn.disabled = !current;
 
-    const msgs = store
-      .messages()
-      .filter((e) => peer && ((e.record.sender_id === user.id && e.record.recipient_id === peer) || (e.record.sender_id === peer && e.record.recipient_id === user.id)))
-      .sort((a, b) => a.record.sent_at.localeCompare(b.record.sent_at) || a.record.id.localeCompare(b.record.id));
-    const items = [];
-    let day = null;
-    for (const e of msgs) {
-      const d = isoDate(new Date(e.record.sent_at));
-      if (d !== day) {
-        day = d;
-        items.push({ header: d });
-      }
-      items.push(e);
-    }
     const atBottom = threadScroll.scrollHeight - threadScroll.scrollTop - threadScroll.clientHeight < 40;
     const before = thread.childElementCount;
-    syncList(thread, items, {
-      key: (it) => (it.header ? `day:${it.header}` : it.record.id),
-      sig: (it) => (it.header ? `${it.header}|${dayName(it.header)}` : `${JSON.stringify(it.record)}|${it.pending}`),
-      build: (it) => (it.header ? h("li", { class: "thread-day" }, dayName(it.header)) : bubble(it)),
-      empty: () => h("li", { class: "empty" }, current ? `No messages with ${current.name} yet. Say hello.` : "Pick someone on the left to start a conversation."),
+    syncList(thread, threadItems(d.thread), {
+      key: itemKey,
+      sig: (it) => (it.header ? `${it.header}|${dayName(it.header, d.today)}` : rowSig(it)),
+      build: (it) => (it.header ? h("li", { class: "thread-day" }, dayName(it.header, d.today)) : bubble(it)),
+      empty: () => h("li", { class: "empty" }, current ? `No messages with ${current.peer.name} yet. Say hello.` : "Pick someone on the left to start a conversation."),
     });
-    if (atBottom || before !== thread.childElementCount) threadScroll.scrollTop = threadScroll.scrollHeight;
+    if (info.reset || atBottom || before !== thread.childElementCount) threadScroll.scrollTop = threadScroll.scrollHeight;
     markRead();
   }
 
-  function bubble(e) {
-    const m = e.record;
-    const mine = m.sender_id === user.id;
+  function conversation(c, isCurrent) {
+    const lastRow = c.last;
     return h(
       "li",
-      { class: ["message", mine ? "mine" : "theirs", e.pending && "is-pending"], dataset: { messageId: m.id, pending: e.pending ? "true" : "false" } },
+      { class: ["peer", isCurrent && "is-current", c.unread > 0 && "has-unread"], dataset: { peerId: c.peer.id } },
+      h(
+        "button",
+        { type: "button", class: "peer-btn", "aria-current": isCurrent ? "true" : "false", dataset: { focusKey: "peer" }, onClick: () => choose(c.peer.id) },
+        h("span", { class: "avatar", "aria-hidden": "true" }, initials(c.peer.name)),
+        h(
+          "span",
+          { class: "peer-text" },
+          h("span", { class: "peer-name" }, c.peer.name),
+          h("span", { class: "peer-last" }, lastRow ? (lastRow.mine ? `You: ${lastRow.record.body}` : lastRow.record.body) : "No messages yet"),
+        ),
+        h(
+          "span",
+          { class: "peer-meta" },
+          h("span", { class: "peer-time tabular" }, lastRow ? when(lastRow.record.sent_at) : ""),
+          h("span", { class: "unread tabular", dataset: { count: c.unread }, "aria-label": `${c.unread} unread` }, String(c.unread)),
+        ),
+      ),
+    );
+  }
+
+  function bubble(r) {
+    const m = r.record;
+    return h(
+      "li",
+      { class: ["message", r.mine ? "mine" : "theirs", r.pending && "is-pending"], dataset: { messageId: m.id, pending: r.pending ? "true" : "false" } },
       h("div", { class: "message-body" }, m.body),
       h(
         "div",
         { class: "message-meta" },
         h("span", { class: "tabular" }, clock(m.sent_at)),
-        e.pending ? pendingMark() : mine ? h("span", { class: "read-mark" }, m.read_at ? "Read" : "Delivered") : null,
+        r.pending ? pendingMark() : r.mine ? h("span", { class: "read-mark" }, m.read_at ? "Read" : "Delivered") : null,
       ),
     );
   }
 
-  /** Marks the open thread's unread messages to me as read (once each). */
+  /** Marks the shown thread's unread messages to me as read (once each); the backend judges. */
   function markRead() {
-    if (!peer || document.visibilityState === "hidden") return;
+    if (!last || !current || document.visibilityState === "hidden") return;
     if (!chosenByUser && !document.hasFocus()) return;
-    for (const e of store.messages()) {
-      const m = e.record;
-      if (m.sender_id === peer && m.recipient_id === user.id && !m.read_at && !markRequested.has(m.id)) {
+    for (const r of last.data.thread) {
+      const m = r.record;
+      if (!r.mine && !m.read_at && !markRequested.has(m.id)) {
         markRequested.add(m.id);
-        ctx.submit({ op: "mark_read", id: m.id }, { probe: false }).catch(() => markRequested.delete(m.id));
+        ctx.submit({ op: "mark_read", id: m.id }, { probe: false, quiet: true }).catch(() => markRequested.delete(m.id));
       }
     }
   }
-  window.addEventListener("focus", () => markRead());
 
   return { render };
 }

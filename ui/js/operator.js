@@ -1,49 +1,53 @@
-// Operator dashboard: today's figures, every booking (newest first) with the actions the
-// user's roles allow in its status, a new-booking form, assign and reschedule editors.
+// Operator dashboard: today's figures, the bookings the backend selects for the chosen
+// filter (newest first, a page at a time), each with the actions its row carries, the
+// assign and reschedule editors where the row is editable, and the new-booking form when the
+// view says the user may create bookings.
 
 import { startDashboard } from "./shell.js";
 import { h, field, select, fillSelect, setText, syncList } from "./dom.js";
-import { todayISO, wireTime, hm, minutes } from "./format.js";
-import { actionsFor, canEdit, canCreateBooking } from "./rules.js";
-import { bookingCard, cardSig } from "./bookings.js";
-import { staffOptions } from "./staff.js";
+import { hm, wireTime } from "./format.js";
+import { bookingCard } from "./bookings.js";
+import { personOptions, rowSig } from "./rows.js";
 
-const CONFIRMED_TODAY = ["confirmed", "pickup_confirmed", "en_route", "arrived", "in_session", "completed"];
-
+// The filters the operator view offers (src-tauri/ipc.rs OperatorFilter): the backend
+// selects the rows; these are only the menu's words.
 const FILTERS = [
-  { value: "all", label: "All bookings", test: () => true },
-  { value: "attention", label: "Needs attention", test: (b) => b.status === "requested" || b.status === "declined" || (b.status === "completed" && b.payment === "unpaid") },
-  { value: "today", label: "Today", test: (b) => b.date === todayISO() },
-  { value: "active", label: "Open (not finished)", test: (b) => b.status !== "completed" && b.status !== "cancelled" },
+  { value: "all", label: "All bookings" },
+  { value: "attention", label: "Needs attention" },
+  { value: "today", label: "Today" },
+  { value: "open", label: "Open (not finished)" },
 ];
+/** How many more rows "Show more" asks for. */
+const PAGE = 200;
 
-startDashboard({ kind: "operator", build });
+startDashboard({ spec: { dashboard: "operator", filter: "all" }, build });
 
 function build(ctx) {
-  const { store, user, main } = ctx;
-  // Per-booking editor state: id -> { mode: "assign" | "reschedule", values }
+  const { view, main } = ctx;
+  // Per-booking editor state: id -> { mode: "assign" | "reschedule", values, error }
   const editing = new Map();
-  let filter = "all";
+  let last = null; // the last info rendered, for repaints after local changes
 
-  const figure = (id, label, hint) =>
-    h("div", { class: "figure" }, h("span", { class: "figure-value", id }, "–"), h("span", { class: "figure-label" }, label), h("span", { class: "figure-hint" }, hint));
+  const figure = (id, label) =>
+    h("div", { class: "figure" }, h("span", { class: "figure-value", id }, "–"), h("span", { class: "figure-label" }, label));
   const figures = h(
     "section",
     { class: "figures", "aria-label": "Today" },
-    figure("count-pending", "Pending requests", "requested or declined"),
-    figure("count-confirmed-today", "Confirmed today", "confirmed through completed"),
-    figure("count-total", "Total bookings", "not cancelled"),
+    figure("count-pending", "Pending requests"),
+    figure("count-confirmed-today", "Confirmed today"),
+    figure("count-total", "Total bookings"),
   );
 
   const list = h("ul", { class: "booking-list", id: "bookings", "aria-label": "Bookings" }, h("li", { class: "placeholder" }, "Loading bookings…"));
   const filterSelect = select(
-    { "aria-label": "Show", class: "compact", onChange: (e) => { filter = e.target.value; render(); } },
-    FILTERS.map(({ value, label }) => ({ value, label })),
-    filter,
+    { "aria-label": "Show", class: "compact", onChange: (e) => view.show({ dashboard: "operator", filter: e.target.value }) },
+    FILTERS,
+    "all",
   );
   const shownCount = h("span", { class: "muted tabular" }, "");
-
+  const more = h("button", { type: "button", class: "btn btn-quiet more", hidden: true, onClick: showMore }, "Show more");
   const form = newBookingForm(ctx);
+  const side = h("aside", { class: "col-side", hidden: true }, form.el);
 
   main.append(
     h(
@@ -58,46 +62,51 @@ function build(ctx) {
           { class: "panel" },
           h("div", { class: "panel-head" }, h("h2", null, "Bookings"), h("div", { class: "panel-tools" }, shownCount, filterSelect)),
           list,
+          more,
         ),
       ),
-      canCreateBooking(user) ? h("aside", { class: "col-side" }, form.el) : null,
+      side,
     ),
   );
 
-  function render() {
-    const all = store.bookings();
-    const today = todayISO();
-    let pending = 0;
-    let confirmedToday = 0;
-    let total = 0;
-    for (const { record: b } of all) {
-      if (b.status === "requested" || b.status === "declined") pending += 1;
-      if (b.date === today && CONFIRMED_TODAY.includes(b.status)) confirmedToday += 1;
-      if (b.status !== "cancelled") total += 1;
-    }
-    setText(document.getElementById("count-pending"), pending);
-    setText(document.getElementById("count-confirmed-today"), confirmedToday);
-    setText(document.getElementById("count-total"), total);
-
-    const test = FILTERS.find((f) => f.value === filter)?.test || (() => true);
-    const shown = all
-      .filter((e) => test(e.record))
-      .sort((a, b) => b.record.created_at.localeCompare(a.record.created_at) || b.record.id.localeCompare(a.record.id));
-    setText(shownCount, `${shown.length} shown`);
-    for (const id of editing.keys()) if (!store.get("booking", id)) editing.delete(id);
-
-    syncList(list, shown, {
-      key: (e) => e.record.id,
-      sig: (e) => cardSig(ctx, e, JSON.stringify(editing.get(e.record.id) || null) + (e.record.date === today)),
-      build: (e) => card(e),
-      empty: () => h("li", { class: "empty" }, filter === "all" ? "No bookings yet." : "No bookings match this filter."),
-    });
-    form.refresh();
+  function showMore() {
+    const spec = view.spec;
+    const shown = last ? last.data.bookings.length : 0;
+    view.show({ dashboard: "operator", filter: spec.filter, limit: shown + PAGE });
   }
 
-  function card(entry) {
-    const b = entry.record;
-    const editable = canEdit(user, b);
+  function render(info) {
+    last = info;
+    const d = info.data;
+    const today = d.today;
+    setText(document.getElementById("count-pending"), d.counts.pendingRequests);
+    setText(document.getElementById("count-confirmed-today"), d.counts.confirmedToday);
+    setText(document.getElementById("count-total"), d.counts.total);
+    const unsynced = d.counts.unsynced ? ` · ${d.counts.unsynced} unsynced` : "";
+    setText(shownCount, `${d.bookings.length}${d.more ? "+" : ""} shown${unsynced}`);
+    more.hidden = !d.more;
+
+    // An editor stays open only while its row is here and still editable.
+    const editable = new Set(d.bookings.filter((r) => r.editable).map((r) => r.record.id));
+    for (const id of editing.keys()) if (!editable.has(id)) editing.delete(id);
+
+    const filter = view.spec.filter || "all";
+    syncList(list, d.bookings, {
+      key: (r) => r.record.id,
+      // The editor's mode and message, not its values: typing must not rebuild the row.
+      sig: (r) => rowSig(r, editorSig(editing.get(r.record.id)), today),
+      build: (r) => card(r, today),
+      empty: () => h("li", { class: "empty" }, filter === "all" ? "No bookings yet." : "No bookings match this filter."),
+    });
+    side.hidden = !d.mayCreate;
+    form.refresh(d);
+  }
+
+  const repaint = () => last && render(last);
+  const editorSig = (state) => (state ? [state.mode, state.error] : null);
+
+  function card(row, today) {
+    const b = row.record;
     const state = editing.get(b.id);
     const toggle = (mode, text) =>
       h(
@@ -109,19 +118,19 @@ function build(ctx) {
           "aria-expanded": state?.mode === mode ? "true" : "false",
           onClick: () => {
             if (editing.get(b.id)?.mode === mode) editing.delete(b.id);
-            else editing.set(b.id, { mode, values: initialValues(mode, b) });
-            render();
-            const row = list.querySelector(`[data-booking-id="${b.id}"]`);
-            const first = row && row.querySelector(".editor select, .editor input");
+            else editing.set(b.id, { mode, values: initialValues(mode, b), error: "" });
+            repaint();
+            const el = list.querySelector(`[data-booking-id="${b.id}"]`);
+            const first = el && el.querySelector(".editor select, .editor input");
             if (first) first.focus();
           },
         },
         text,
       );
-    const tools = editable ? [toggle("assign", "Assign"), toggle("reschedule", "Reschedule")] : null;
+    const tools = row.editable ? [toggle("assign", "Assign"), toggle("reschedule", "Reschedule")] : null;
     let extra = null;
-    if (editable && state) extra = state.mode === "assign" ? assignEditor(b, state) : rescheduleEditor(b, state);
-    return bookingCard(ctx, entry, { actions: actionsFor("operator", user, b), tools, extra });
+    if (row.editable && state) extra = state.mode === "assign" ? assignEditor(b, state) : rescheduleEditor(b, state);
+    return bookingCard(ctx, row, { today, tools, extra });
   }
 
   function initialValues(mode, b) {
@@ -132,14 +141,30 @@ function build(ctx) {
 
   function close(id) {
     editing.delete(id);
-    render();
+    repaint();
+  }
+
+  /** Submits an editor's change: closes it when taken, shows the backend's sentence if not. */
+  function save(id, state, mutation) {
+    ctx.submit(mutation, { quiet: true }).then(
+      () => close(id),
+      (err) => {
+        state.error = err.message;
+        repaint();
+      },
+    );
+  }
+
+  function editorButtons(id, text) {
+    return h("div", { class: "editor-buttons" }, h("button", { type: "submit", class: "btn btn-primary" }, text), h("button", { type: "button", class: "btn btn-quiet", onClick: () => close(id) }, "Close"));
   }
 
   function assignEditor(b, state) {
     const v = state.values;
-    const onChange = (e) => { v[e.target.name] = e.target.value; };
-    const therapist = select({ name: "therapist_id", onChange }, staffOptions(store, "therapist", "— Unassigned —"), v.therapist_id);
-    const driver = select({ name: "driver_id", onChange }, staffOptions(store, "driver", "— No driver —"), v.driver_id);
+    const onChange = (e) => {
+      v[e.target.name] = e.target.value;
+    };
+    const d = last.data;
     return h(
       "form",
       {
@@ -147,20 +172,21 @@ function build(ctx) {
         "aria-label": "Assign therapist and driver",
         onSubmit: (e) => {
           e.preventDefault();
-          ctx.submit({ op: "assign_booking", id: b.id, version: b.version, therapist_id: v.therapist_id || null, driver_id: v.driver_id || null }).catch(() => {});
-          close(b.id);
+          save(b.id, state, { op: "assign_booking", id: b.id, version: b.version, therapist_id: v.therapist_id || null, driver_id: v.driver_id || null });
         },
       },
-      field("Therapist", therapist),
-      field("Driver", driver),
-      h("div", { class: "editor-buttons" }, h("button", { type: "submit", class: "btn btn-primary" }, "Save assignment"), h("button", { type: "button", class: "btn btn-quiet", onClick: () => close(b.id) }, "Close")),
+      field("Therapist", select({ name: "therapist_id", onChange }, personOptions(d.therapists, "— Unassigned —"), v.therapist_id)),
+      field("Driver", select({ name: "driver_id", onChange }, personOptions(d.drivers, "— No driver —"), v.driver_id)),
+      editorButtons(b.id, "Save assignment"),
+      h("p", { class: "form-error", role: "alert" }, state.error || ""),
     );
   }
 
   function rescheduleEditor(b, state) {
     const v = state.values;
-    const onInput = (e) => { v[e.target.name] = e.target.value; };
-    const err = h("p", { class: "form-error", role: "alert" });
+    const onInput = (e) => {
+      v[e.target.name] = e.target.value;
+    };
     return h(
       "form",
       {
@@ -168,17 +194,14 @@ function build(ctx) {
         "aria-label": "Reschedule",
         onSubmit: (e) => {
           e.preventDefault();
-          if (!v.date || !v.start || !v.end) return setText(err, "Date, start and end are required.");
-          if (minutes(v.end) <= minutes(v.start)) return setText(err, "The end must be after the start.");
-          ctx.submit({ op: "reschedule_booking", id: b.id, version: b.version, date: v.date, start: wireTime(v.start), end: wireTime(v.end) }).catch(() => {});
-          close(b.id);
+          save(b.id, state, { op: "reschedule_booking", id: b.id, version: b.version, date: v.date, start: wireTime(v.start), end: wireTime(v.end) });
         },
       },
       field("Date", h("input", { type: "date", name: "date", value: v.date, required: true, onInput })),
       field("Start", h("input", { type: "time", name: "start", value: v.start, required: true, onInput })),
       field("End", h("input", { type: "time", name: "end", value: v.end, required: true, onInput })),
-      h("div", { class: "editor-buttons" }, h("button", { type: "submit", class: "btn btn-primary" }, "Move booking"), h("button", { type: "button", class: "btn btn-quiet", onClick: () => close(b.id) }, "Close")),
-      err,
+      editorButtons(b.id, "Move booking"),
+      h("p", { class: "form-error", role: "alert" }, state.error || ""),
       h("p", { class: "hint" }, "A new time goes back to the therapist to confirm."),
     );
   }
@@ -187,10 +210,10 @@ function build(ctx) {
 }
 
 function newBookingForm(ctx) {
-  const { store } = ctx;
   const err = h("p", { class: "form-error", role: "alert" });
   const therapist = select({ name: "therapist_id", id: "nb-therapist" }, [], "");
   const driver = select({ name: "driver_id", id: "nb-driver" }, [], "");
+  const date = h("input", { type: "date", name: "date", required: true });
   const input = (name, label, attrs = {}) => field(label, h("input", { name, type: "text", autocomplete: "off", ...attrs }));
   const el = h(
     "form",
@@ -200,7 +223,7 @@ function newBookingForm(ctx) {
     input("client_phone", "Phone", { type: "tel", maxlength: 200 }),
     input("address", "Address", { maxlength: 200 }),
     input("service", "Service", { required: true, maxlength: 200, placeholder: "e.g. Deep tissue massage" }),
-    field("Date", h("input", { type: "date", name: "date", required: true, value: todayISO() })),
+    field("Date", date),
     h(
       "div",
       { class: "field-row" },
@@ -218,9 +241,7 @@ function newBookingForm(ctx) {
     const f = el.elements;
     const v = (n) => f[n].value;
     setText(err, "");
-    if (!v("client_name").trim() || !v("service").trim()) return setText(err, "Client name and service are required.");
-    if (!v("date") || !v("start") || !v("end")) return setText(err, "Date, start and end are required.");
-    if (minutes(v("end")) <= minutes(v("start"))) return setText(err, "The end must be after the start.");
+    // HTML `required` keeps empty fields out; every other judgement is the backend's.
     const booking = {
       id: crypto.randomUUID(),
       client_name: v("client_name").trim(),
@@ -234,22 +255,23 @@ function newBookingForm(ctx) {
       driver_id: v("driver_id") || null,
       notes: v("notes"),
     };
-    ctx.submit({ op: "create_booking", booking }).then(
+    ctx.submit({ op: "create_booking", booking }, { quiet: true }).then(
       () => {
-        const date = v("date");
+        const day = v("date");
         el.reset();
-        f.date.value = date;
+        f.date.value = day;
         f.client_name.focus();
       },
-      () => {},
+      (refused) => setText(err, refused.message),
     );
   });
-  // Enter in a text field submits (textarea keeps newlines).
   return {
     el,
-    refresh() {
-      fillSelect(therapist, staffOptions(store, "therapist", "— Unassigned —"));
-      fillSelect(driver, staffOptions(store, "driver", "— No driver —"));
+    /** Fills the pickers from the view, and the date with the clinic's today until set. */
+    refresh(d) {
+      fillSelect(therapist, personOptions(d.therapists, "— Unassigned —"));
+      fillSelect(driver, personOptions(d.drivers, "— No driver —"));
+      if (!date.value) date.value = d.today;
     },
   };
 }

@@ -1,78 +1,83 @@
-// Therapist dashboard: my appointments (accept, decline, start session, complete) and my
-// availability (add, edit, delete).
+// Therapist dashboard: my appointments as the backend lists them (upcoming and earlier),
+// each with the actions its row carries, and my availability (add; edit and delete where
+// the row is manageable).
 
 import { startDashboard } from "./shell.js";
 import { h, field, setText, syncList } from "./dom.js";
-import { todayISO, wireTime } from "./format.js";
-import { actionsFor } from "./rules.js";
-import { bookingCard, byTime, cardSig, dayHeader, withDayHeaders } from "./bookings.js";
-import { slotError, slotRow, slotValues } from "./slots.js";
+import { bookingCard, dayHeader } from "./bookings.js";
+import { newSlot, slotRow, slotValues } from "./slots.js";
+import { itemKey, rowSig, toDoOn, withDayHeaders } from "./rows.js";
 
-startDashboard({ kind: "therapist", build });
+startDashboard({ spec: { dashboard: "therapist" }, build });
 
 function build(ctx) {
-  const { store, user, main } = ctx;
-  const editing = new Map(); // slot id -> { values }
+  const { main } = ctx;
+  const editing = new Map(); // slot id -> { values, error }
+  let last = null;
 
   const upcoming = h("ul", { class: "booking-list", "aria-label": "Upcoming appointments" }, h("li", { class: "placeholder" }, "Loading appointments…"));
   const earlier = h("ul", { class: "booking-list", "aria-label": "Earlier appointments" });
   const earlierBox = h("details", { class: "earlier" }, h("summary", null, "Earlier appointments"), earlier);
   const slots = h("ul", { class: "slot-list", "aria-label": "My availability" }, h("li", { class: "placeholder" }, "Loading availability…"));
-  const todayCount = h("span", { class: "muted tabular" }, "");
-
+  const todo = h("span", { class: "muted tabular" }, "");
   const addForm = mySlotForm(ctx);
 
   main.append(
     h(
       "div",
       { class: "layout-two" },
-      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My appointments"), todayCount), upcoming, earlierBox),
-      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My availability")), slots, addForm),
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My appointments"), todo), upcoming, earlierBox),
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My availability")), slots, addForm.el),
     ),
   );
 
-  function render() {
-    const today = todayISO();
-    const mine = store.bookings().filter((e) => e.record.therapist_id === user.id).sort(byTime);
-    const next = mine.filter((e) => e.record.date >= today);
-    const past = mine.filter((e) => e.record.date < today).reverse();
-    const todays = next.filter((e) => e.record.date === today && e.record.status !== "cancelled").length;
-    setText(todayCount, todays === 1 ? "1 today" : `${todays} today`);
-    syncList(upcoming, withDayHeaders(next, today), listOpts("No upcoming appointments."));
-    syncList(earlier, withDayHeaders(past, today), listOpts("No earlier appointments."));
-    earlierBox.hidden = past.length === 0;
+  const repaint = () => last && render(last);
 
-    const mySlots = store
-      .slots()
-      .filter((e) => e.record.staff_id === user.id && e.record.date >= today)
-      .sort(byTime);
-    for (const id of editing.keys()) if (!store.get("slot", id)) editing.delete(id);
-    syncList(slots, mySlots, {
-      key: (e) => e.record.id,
-      sig: (e) => `${JSON.stringify(e.record)}|${e.pending}|${JSON.stringify(editing.get(e.record.id) || null)}`,
-      build: (e) =>
-        slotRow(ctx, e, {
-          state: editing.get(e.record.id),
+  function render(info) {
+    last = info;
+    const d = info.data;
+    const today = d.today;
+    const n = toDoOn(d.upcoming, today);
+    setText(todo, n === 1 ? "1 to do today" : `${n} to do today`);
+    syncList(upcoming, withDayHeaders(d.upcoming, today), listOpts("No upcoming appointments.", today));
+    syncList(earlier, withDayHeaders(d.earlier, today), listOpts("No earlier appointments.", today));
+    earlierBox.hidden = d.earlier.length === 0;
+
+    const mine = d.slots || [];
+    const open = new Set(mine.filter((r) => r.manageable).map((r) => r.record.id));
+    for (const id of editing.keys()) if (!open.has(id)) editing.delete(id);
+    syncList(slots, mine, {
+      key: (r) => r.record.id,
+      sig: (r) => {
+        const state = editing.get(r.record.id);
+        return rowSig(r, state ? ["open", state.error] : null, today);
+      },
+      build: (r) =>
+        slotRow(ctx, r, {
+          state: editing.get(r.record.id),
+          today,
+          repaint,
           onEdit: () => {
-            editing.set(e.record.id, { values: slotValues(e.record) });
-            render();
-            const first = slots.querySelector(`[data-slot-id="${e.record.id}"] input`);
+            editing.set(r.record.id, { values: slotValues(r.record), error: "" });
+            repaint();
+            const first = slots.querySelector(`[data-slot-id="${r.record.id}"] input`);
             if (first) first.focus();
           },
           onClose: () => {
-            editing.delete(e.record.id);
-            render();
+            editing.delete(r.record.id);
+            repaint();
           },
         }),
       empty: () => h("li", { class: "empty" }, "No availability from today on. Add a slot below."),
     });
+    addForm.refresh(d);
   }
 
-  function listOpts(emptyText) {
+  function listOpts(emptyText, today) {
     return {
-      key: (item) => (item.header ? `day:${item.header}` : item.record.id),
-      sig: (item) => (item.header ? `${item.label}|${item.count}` : cardSig(ctx, item)),
-      build: (item) => (item.header ? dayHeader(item.label, item.count) : bookingCard(ctx, item, { actions: actionsFor("therapist", user, item.record), show: { therapist: false, day: false } })),
+      key: itemKey,
+      sig: (item) => (item.header ? `${item.label}|${item.count}` : rowSig(item, today)),
+      build: (item) => (item.header ? dayHeader(item) : bookingCard(ctx, item, { today, show: { therapist: false, day: false } })),
       empty: () => h("li", { class: "empty" }, emptyText),
     };
   }
@@ -82,6 +87,7 @@ function build(ctx) {
 
 function mySlotForm(ctx) {
   const err = h("p", { class: "form-error", role: "alert" });
+  const date = h("input", { type: "date", name: "date", required: true });
   const el = h(
     "form",
     { id: "my-new-slot", class: "form inline-form", "aria-labelledby": "my-new-slot-title" },
@@ -89,7 +95,7 @@ function mySlotForm(ctx) {
     h(
       "div",
       { class: "field-row" },
-      field("Date", h("input", { type: "date", name: "date", required: true, value: todayISO() })),
+      field("Date", date),
       field("Start", h("input", { type: "time", name: "start", required: true })),
       field("End", h("input", { type: "time", name: "end", required: true })),
     ),
@@ -100,20 +106,23 @@ function mySlotForm(ctx) {
   el.addEventListener("submit", (e) => {
     e.preventDefault();
     const f = el.elements;
+    setText(err, "");
     const v = { date: f.date.value, start: f.start.value, end: f.end.value, note: f.note.value };
-    const problem = slotError(v);
-    setText(err, problem);
-    if (problem) return;
-    const slot = { id: crypto.randomUUID(), staff_id: ctx.user.id, date: v.date, start: wireTime(v.start), end: wireTime(v.end), note: v.note };
-    ctx.submit({ op: "create_slot", slot }).then(
+    ctx.submit(newSlot(ctx.user.id, v), { quiet: true }).then(
       () => {
         f.start.value = "";
         f.end.value = "";
         f.note.value = "";
         f.start.focus();
       },
-      () => {},
+      (refused) => setText(err, refused.message),
     );
   });
-  return el;
+  return {
+    el,
+    /** The date starts at the clinic's today (the backend's), until the user picks one. */
+    refresh(d) {
+      if (!date.value) date.value = d.today;
+    },
+  };
 }

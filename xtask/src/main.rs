@@ -143,6 +143,12 @@ fn test(rest: &[String]) -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+    // The front end's pure modules, with node's own test runner (no npm packages).
+    status(
+        Command::new("node")
+            .current_dir(root())
+            .args(["--test", "ui/test/"]),
+    )?;
     // One `cargo test` for the whole workspace: the same feature set as clippy above, so the
     // GTK/WebKit stack is compiled once per run.
     let mut tests = cargo();

@@ -1,0 +1,370 @@
+//! The boundary between the backend and the windows, in one place: every command's
+//! arguments and answers, every event name and payload. The UI's mirror is `ui/js/ipc.js`;
+//! a unit test below keeps the names in step.
+//!
+//! Records travel as the protocol defines them (snake_case wire fields); everything the app
+//! adds around them is camelCase, as JavaScript reads it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clinic_protocol::{
+    Booking, BookingAction, BookingStatus, ErrorCode, Id, Message, RecordKind, Role, Slot, Staff,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+// The event and command names, in a file of their own so that `build.rs` reads the same
+// list of commands to make their permissions.
+include!("ipc_names.rs");
+
+/// What a window learns about itself and the signed-in user (`session`, `login`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDto {
+    pub user: Option<Staff>,
+    pub server: String,
+    /// The last username signed in with, to prefill the login form (never a password).
+    pub last_username: Option<String>,
+    pub window: WindowDto,
+    /// The dashboards this user may open, in menu order.
+    pub dashboards: Vec<WindowDto>,
+    /// Whether pages keep latency probes (the app was started with `--measure`).
+    pub measure: bool,
+    pub words: Words,
+}
+
+/// A window kind as the UI shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowDto {
+    /// The window's own label (only in [`SessionDto::window`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub kind: Option<&'static str>,
+    pub title: &'static str,
+    /// The keyboard shortcut that opens one, as the menu shows it ("Ctrl+1").
+    pub shortcut: Option<String>,
+}
+
+/// The words the UI shows for protocol values, so that no page keeps its own copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Words {
+    /// By wire name: `"pickup_confirmed"`, ...
+    pub statuses: BTreeMap<&'static str, StatusWords>,
+    /// Button labels by wire name: `"confirm_pickup"`, ...
+    pub actions: BTreeMap<&'static str, &'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusWords {
+    /// "Pickup confirmed": chips and legends.
+    pub label: &'static str,
+    /// "awaiting pickup": in a sentence.
+    pub words: &'static str,
+}
+
+impl Words {
+    pub fn new() -> Words {
+        Words {
+            statuses: BookingStatus::ALL
+                .into_iter()
+                .map(|s| {
+                    let words = StatusWords {
+                        label: s.label(),
+                        words: clinic_protocol::rules::status_words(s),
+                    };
+                    (s.as_str(), words)
+                })
+                .collect(),
+            actions: BookingAction::ALL
+                .into_iter()
+                .map(|a| (a.as_str(), a.label()))
+                .collect(),
+        }
+    }
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words::new()
+    }
+}
+
+/// The answer to `submit`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitDto {
+    pub mutation_id: Uuid,
+}
+
+/// What one dashboard asks to show (`load`). A window may only ask for its own kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "dashboard", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ViewRequest {
+    Operator {
+        #[serde(default)]
+        filter: OperatorFilter,
+        limit: Option<u32>,
+    },
+    Therapist,
+    Driver,
+    Scheduling {
+        /// Any day of the week to show; this week when absent.
+        week: Option<NaiveDate>,
+    },
+    Messages {
+        peer: Option<Id>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorFilter {
+    #[default]
+    All,
+    /// Requested, declined, or completed and not paid yet.
+    Attention,
+    Today,
+    /// Not completed and not cancelled.
+    Open,
+}
+
+/// What a dashboard shows, read at cache sequence `seq`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewData {
+    /// Read before the rows: a change batch with `to > seq` may not be in this view yet.
+    pub seq: u64,
+    /// The record kinds this view reads; changes to other kinds do not concern it.
+    pub kinds: Vec<RecordKind>,
+    pub status: StatusPayload,
+    /// The clinic's local date.
+    pub today: NaiveDate,
+    #[serde(flatten)]
+    pub body: ViewBody,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ViewBody {
+    Operator(OperatorView),
+    Own(OwnView),
+    Scheduling(SchedulingView),
+    Messages(MessagesView),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorView {
+    pub counts: CountsDto,
+    /// Newest first, at most the asked limit.
+    pub bookings: Vec<BookingRow>,
+    /// More bookings match than were sent.
+    pub more: bool,
+    pub therapists: Vec<Person>,
+    pub drivers: Vec<Person>,
+    pub may_create: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountsDto {
+    pub pending_requests: u64,
+    pub confirmed_today: u64,
+    pub total: u64,
+    pub unsynced: u64,
+}
+
+/// A therapist's appointments or a driver's runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnView {
+    /// From today on, by time.
+    pub upcoming: Vec<BookingRow>,
+    /// Before today, the most recent first (one page).
+    pub earlier: Vec<BookingRow>,
+    /// The user's own availability from today on (therapists only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Vec<SlotRow>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulingView {
+    /// The Monday of the week shown.
+    pub week: NaiveDate,
+    pub days: Vec<NaiveDate>,
+    pub lanes: Vec<Lane>,
+    /// The user may add availability for someone (the lanes say for whom).
+    pub may_manage: bool,
+    pub therapists: Vec<Person>,
+    pub may_create: bool,
+}
+
+/// One person's row in the week grid.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lane {
+    pub id: Id,
+    pub name: String,
+    pub manageable: bool,
+    pub slots: Vec<SlotRow>,
+    pub bookings: Vec<BookingRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesView {
+    pub conversations: Vec<ConversationDto>,
+    /// The conversation shown: the one asked for, or the most recent.
+    pub peer: Option<Id>,
+    /// Oldest first.
+    pub thread: Vec<MessageRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDto {
+    pub peer: PersonRef,
+    pub last: Option<MessageRow>,
+    pub unread: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonRef {
+    pub id: Id,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub id: Id,
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+/// A booking with what this user may do to it from this dashboard.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingRow {
+    pub record: Booking,
+    pub pending: bool,
+    /// The life-cycle actions the rules allow this user now and this dashboard offers.
+    pub actions: Vec<BookingAction>,
+    /// The user may reschedule and reassign it here.
+    pub editable: bool,
+    pub therapist_name: Option<String>,
+    pub driver_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotRow {
+    pub record: Slot,
+    pub pending: bool,
+    pub manageable: bool,
+    pub staff_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRow {
+    pub record: Message,
+    pub pending: bool,
+    pub mine: bool,
+}
+
+/// The cache changed: sequence numbers `from..=to`, touching `kinds`. A window whose view
+/// reads one of them (or any window, on `reset`) loads its view again.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangesPayload {
+    pub from: u64,
+    pub to: u64,
+    pub kinds: Vec<RecordKind>,
+    /// Everything was replaced (a resync from a snapshot).
+    pub reset: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    Online,
+    Syncing,
+    Offline,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusPayload {
+    pub state: SyncState,
+    pub pending: u64,
+    pub oldest_pending_secs: Option<u64>,
+    pub lag: u64,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectionPayload {
+    /// The window that tells the user: the one the change was made in, or another of its
+    /// kind when that one is gone (after a restart, say).
+    pub origin: Option<String>,
+    pub mutation_id: Uuid,
+    pub code: ErrorCode,
+    pub message: String,
+    /// Where the record stands now, in a sentence ("Booking for Ana is now confirmed.").
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticePayload {
+    pub title: String,
+    pub body: String,
+    /// The dashboard kind the news belongs to.
+    pub kind: String,
+}
+
+#[cfg(test)]
+mod tests {
+    const IPC_JS: &str = include_str!("../ui/js/ipc.js");
+
+    #[test]
+    fn the_ui_knows_every_event_and_command_name() {
+        for name in super::EVENTS.iter().chain(super::COMMANDS) {
+            assert!(
+                IPC_JS.contains(&format!("\"{name}\"")),
+                "ui/js/ipc.js lacks {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_view_request_names_its_dashboard() {
+        let r: super::ViewRequest =
+            serde_json::from_str(r#"{"dashboard":"operator","filter":"today"}"#).unwrap();
+        assert_eq!(
+            r,
+            super::ViewRequest::Operator {
+                filter: super::OperatorFilter::Today,
+                limit: None
+            }
+        );
+        let r: super::ViewRequest = serde_json::from_str(r#"{"dashboard":"therapist"}"#).unwrap();
+        assert_eq!(r, super::ViewRequest::Therapist);
+        assert!(serde_json::from_str::<super::ViewRequest>(r#"{"dashboard":"admin"}"#).is_err());
+    }
+
+    #[test]
+    fn words_cover_every_status_and_action() {
+        let words = serde_json::to_value(super::Words::new()).unwrap();
+        assert_eq!(
+            words["statuses"]["pickup_confirmed"]["label"],
+            "Pickup confirmed"
+        );
+        assert_eq!(words["actions"]["verify_payment"], "Verify payment");
+        assert_eq!(words["statuses"].as_object().unwrap().len(), 9);
+        assert_eq!(words["actions"].as_object().unwrap().len(), 9);
+    }
+}

@@ -1,0 +1,71 @@
+// The Window menu in a dashboard's header: a new window of each dashboard the user may open
+// (titles and shortcuts as the backend sends them in `session.dashboards`), and Sign out.
+
+import { COMMANDS, invoke } from "./ipc.js";
+import { h } from "./dom.js";
+
+/**
+ * Fills `nav` with the menu. `dashboards`: [{ kind, title, shortcut }] in menu order;
+ * `current`: this window's kind (shown as such).
+ */
+export function windowMenu(nav, dashboards, current) {
+  const list = h("div", { class: "menu-list", id: "window-menu-list", role: "menu", hidden: true });
+  const toggle = h(
+    "button",
+    { type: "button", class: "menu-toggle", "aria-haspopup": "menu", "aria-expanded": "false", "aria-controls": "window-menu-list" },
+    "Window",
+    h("span", { class: "caret", "aria-hidden": "true" }, "▾"),
+  );
+  const setOpen = (open) => {
+    list.hidden = !open;
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) list.querySelector("button")?.focus();
+  };
+  toggle.addEventListener("click", () => setOpen(list.hidden));
+  const item = (text, hint, onClick, extra = {}) =>
+    h(
+      "button",
+      {
+        type: "button",
+        role: "menuitem",
+        class: "menu-item",
+        ...extra,
+        onClick: () => {
+          setOpen(false);
+          toggle.focus();
+          onClick();
+        },
+      },
+      h("span", null, text),
+      hint ? h("span", { class: "menu-hint" }, hint) : null,
+    );
+  const warn = (err) => console.warn(err);
+  list.append(
+    ...dashboards
+      .filter((d) => d && d.kind)
+      .map((d) =>
+        item(`New ${d.title} window`, d.shortcut, () => invoke(COMMANDS.OPEN_WINDOW, { kind: d.kind }).catch(warn), {
+          dataset: { open: d.kind },
+          class: ["menu-item", d.kind === current && "is-current"],
+        }),
+      ),
+    h("div", { class: "menu-sep", role: "separator" }),
+    item("Sign out", null, () => invoke(COMMANDS.LOGOUT).catch(warn), { class: "menu-item sign-out" }),
+  );
+  list.addEventListener("keydown", (e) => {
+    const buttons = Array.from(list.querySelectorAll("button"));
+    const i = buttons.indexOf(document.activeElement);
+    if (e.key === "Escape") {
+      setOpen(false);
+      toggle.focus();
+    } else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      const next = (i + (e.key === "ArrowDown" ? 1 : buttons.length - 1)) % buttons.length;
+      buttons[next].focus();
+    }
+  });
+  document.addEventListener("click", (e) => {
+    if (!list.hidden && !nav.contains(e.target)) setOpen(false);
+  });
+  nav.replaceChildren(toggle, list);
+}
