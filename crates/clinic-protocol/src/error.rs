@@ -11,7 +11,8 @@ pub enum ErrorCode {
     /// unknown message type, wrong field type).
     #[error("malformed request")]
     Malformed,
-    /// A field's value is out of range (empty name, end before start, text too long).
+    /// A field's value is out of range (empty name, end before start, text too long, a date
+    /// outside [`crate::rules::date_window`]).
     #[error("invalid value")]
     InvalidValue,
     /// The body or frame is larger than the protocol allows.
@@ -26,8 +27,13 @@ pub enum ErrorCode {
     /// The user's roles do not allow this action on this record.
     #[error("forbidden")]
     Forbidden,
+    /// No such endpoint, or no such record (as far as the user may see).
     #[error("not found")]
     NotFound,
+    /// The endpoint exists but not with this HTTP method (`GET /v1/mutations`); the
+    /// answer's `Allow` header lists the methods it takes.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// The record changed since the version the client based its change on.
     #[error("stale version")]
     StaleVersion,
@@ -37,13 +43,15 @@ pub enum ErrorCode {
     /// The therapist already has a confirmed booking overlapping this time.
     #[error("double booked")]
     DoubleBooked,
-    /// The booking is not inside the therapist's availability.
+    /// The booking is not inside the therapist's availability, or a change to availability
+    /// would leave a booking the therapist took on outside it.
     #[error("outside availability")]
     OutsideAvailability,
-    /// A record with this id already exists, or a mutation id was reused for another mutation.
+    /// A record with this id already exists, or a mutation id (or a web booking's
+    /// idempotency key) was reused for another mutation (another booking).
     #[error("conflict")]
     Conflict,
-    /// Too many attempts (login); try again later.
+    /// Too many attempts (sign-ins, web bookings); try again later.
     #[error("rate limited")]
     RateLimited,
     /// The web intake key is missing or wrong.
@@ -61,6 +69,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized | ErrorCode::BadIntakeKey => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::StaleVersion
             | ErrorCode::InvalidTransition
             | ErrorCode::DoubleBooked
@@ -81,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StaleVersion => "stale_version",
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::DoubleBooked => "double_booked",

@@ -23,7 +23,11 @@
 //!
 //! # A client session, worked through
 //! All bodies are JSON. Errors are `{"code": "...", "message": "..."}` ([`wire::ApiError`])
-//! with the HTTP status of [`error::ErrorCode::http_status`].
+//! with the HTTP status of [`error::ErrorCode::http_status`]: every refusal, including an
+//! unknown path (404 `not_found`), a method the endpoint does not take (405
+//! `method_not_allowed`, with an `Allow` header), a body over the limit (413 `too_large`),
+//! a body that is not the expected JSON whatever its `content-type` (400 `malformed`), and
+//! a plain request to the feed's path without a WebSocket upgrade (400 `malformed`).
 //!
 //! 1. **Login.** `POST /v1/login` `{"username":"maria","password":"..."}` answers
 //!    `{"token":"...","expires_at":"...","user":{...}}`. Wrong credentials: 401 `unauthorized`;
@@ -45,6 +49,9 @@
 //!    answers `{"outcome":"applied","seq":46,"record":{...}}`; the same change also arrives
 //!    on the feed as seq 46 with that `mutation_id`. Sending the same `mutation_id` again
 //!    returns the same outcome and changes nothing, so a client may replay its outbox freely.
+//!    A mutation that finds nothing to change (marking read a message that is already read)
+//!    is answered `applied` too, with the record as it is (same version) and the head as
+//!    `seq`; it commits no new version and no change, so nothing follows on the feed.
 //! 5. **A rejection.** Had someone else changed the booking first:
 //!    `{"outcome":"rejected","code":"stale_version","message":"This booking was changed by someone else; it is now confirmed.","current":{...}}`
 //!    with HTTP 200: the request was understood, the change refused. The client drops its
@@ -58,8 +65,40 @@
 //! (`malformed`, `too_large`); a hello with another protocol version gets
 //! `{"type":"error","code":"unsupported_version",...}` and the socket closes.
 //!
+//! # The web booking form
 //! The web booking form posts an [`wire::IntakeRequest`] to `POST /v1/intake` with the
-//! header `x-intake-key`; the booking arrives in every operator's feed with no actor.
+//! header `x-intake-key`, and gets 201 with the booking; the booking arrives in every
+//! operator's feed with no actor.
+//! - **One booking per submission.** The form sends an `Idempotency-Key` header
+//!   ([`wire::paths::IDEMPOTENCY_KEY_HEADER`]: 1 to 255 visible ASCII characters, e.g. a UUID
+//!   made when the form is shown). The same key again, say a double click or a retry after
+//!   a lost answer, gets 201 with the booking the first request made, marked
+//!   `idempotent-replayed: true`, and makes no second booking and no second change; the
+//!   same key with a different booking is refused with 409 `conflict`. The server remembers
+//!   a key for 24 hours (the last 10,000 keys at most). Without the header every request
+//!   makes a booking.
+//! - **A rate limit.** The server takes only so many web bookings a minute from one address
+//!   (30 by default; an IPv4 address or an IPv6 /64); more are refused with 429
+//!   `rate_limited` until the oldest is a minute old.
+//!
+//! # Rules a clinic expects
+//! Beyond roles, versions and the life cycle ([`rules`]):
+//! - **Dates.** A booking or an availability slot is dated from yesterday up to two years
+//!   ahead ([`rules::date_window`]) when it is created (also on the web form), rescheduled,
+//!   or moved; anything else is refused with `invalid_value` and the window in words: "A
+//!   booking can be dated from yesterday up to two years ahead, not 2001-05-01." The date
+//!   is judged at the time of the change (`now` is an input of the rules), so a client
+//!   refuses the same thing at once.
+//! - **No double booking, no booking outside availability.** A therapist's confirmed
+//!   bookings never overlap (`double_booked`), a booking lies inside their availability
+//!   (`outside_availability`), and availability cannot be shrunk, moved or deleted from
+//!   under a booking they took on (confirmed, or further along): `outside_availability`
+//!   with the booking's time, "Dr. Elena Reyes has a booking at 14:30–15:30 on 2026-12-01
+//!   that is confirmed (Ana Lopez); move or cancel it before changing this availability."
+//!   The server checks these against its committed state ([`rules::check_schedule`],
+//!   [`rules::check_slot_change`]); a client's optimistic change may be rejected by them.
+//! - **Nothing to do, nothing logged.** Marking read a message that is read is applied
+//!   without a new version or a change (see step 4).
 //!
 //! ```
 //! use clinic_protocol::wire::{ClientFrame, ServerFrame, PROTOCOL_VERSION};

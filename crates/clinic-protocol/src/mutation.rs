@@ -175,7 +175,8 @@ pub enum Mutation {
     SendMessage {
         message: NewMessage,
     },
-    /// Recipient: mark a message read (a no-op on the read time if it already was).
+    /// Recipient: mark a message read. On a message already read it changes nothing: it is
+    /// acknowledged as applied, with no new version and no change on the feed.
     MarkRead {
         id: Id,
     },

@@ -3,12 +3,25 @@
 //!
 //! The server runs them to decide; the client runs the very same functions to show a change
 //! optimistically before the server has answered. The server then adds the checks that need
-//! the whole store ([`check_schedule`], [`check_assignees`]) and always has the last word.
+//! the whole store ([`check_schedule`], [`check_assignees`], [`check_slot_change`]) and
+//! always has the last word.
 //!
-//! Every applied mutation raises the record's version by exactly one. Clients rely on this
-//! to chain several offline changes to the same record.
+//! Every applied mutation that changes a record raises its version by exactly one. Clients
+//! rely on this to chain several offline changes to the same record. A mutation that finds
+//! the record already as it would make it (marking read a message that is read) changes
+//! nothing: [`apply`] answers the record as it is ([`Effect::changes`] is false), and the
+//! server acknowledges it without a new version or a change-log entry.
+//!
+//! The current time is an input (`now`), never read here: the server judges with its clock,
+//! a client with the time the user made the change, and both get the same answer for it.
+//!
+//! # Dates a clinic books
+//! A booking or an availability slot is dated from yesterday up to two years ahead
+//! ([`date_window`]) when it is created, rescheduled or moved; a date outside is refused
+//! with `invalid_value` and the window in words ([`DATE_WINDOW_WORDS`]). Records already
+//! stored keep their dates: a past booking can still be completed, paid and cancelled.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
 
 use crate::error::ErrorCode;
 use crate::mutation::{BookingAction, Mutation, NewBooking, NewMessage, NewSlot};
@@ -37,8 +50,68 @@ impl Rejection {
 /// What a mutation does to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// The record as the mutation leaves it. The record unchanged (equal to the current
+    /// one, same version) when there is nothing to do: see [`Effect::changes`].
     Upsert(Record),
-    Delete { kind: RecordKind, id: Id },
+    Delete {
+        kind: RecordKind,
+        id: Id,
+    },
+}
+
+impl Effect {
+    /// Whether this effect changes `current` (the record the mutation targets as it is).
+    /// `false` for a mutation that finds the record already as it would make it (marking
+    /// read a message that is read): the server then acknowledges it as applied and
+    /// commits nothing, neither a new version nor a change-log entry.
+    pub fn changes(&self, current: Option<&Record>) -> bool {
+        match self {
+            Effect::Upsert(record) => current != Some(record),
+            Effect::Delete { .. } => current.is_some(),
+        }
+    }
+}
+
+/// How many days before today a booking or slot may be dated (yesterday: a visit entered
+/// the morning after).
+pub const DATE_WINDOW_DAYS_BEFORE: u64 = 1;
+/// How many months after today a booking or slot may be dated (two years).
+pub const DATE_WINDOW_MONTHS_AHEAD: u32 = 24;
+/// The window of [`date_window`] as a sentence says it.
+pub const DATE_WINDOW_WORDS: &str = "from yesterday up to two years ahead";
+
+/// The first and last date (inclusive) a booking or an availability slot may be given at
+/// `now`: yesterday up to two years ahead (see [`DATE_WINDOW_WORDS`]).
+///
+/// Dates are the clinic's wall-clock dates, and the clinic's time zone is not part of the
+/// protocol: the window is taken wide enough for every time zone (UTC-12 to UTC+14), so
+/// it never refuses a date that is inside it on the clinic's calendar, and a client and the
+/// server agree on it whatever their own zones. At the edges it allows up to a day more.
+pub fn date_window(now: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
+    let earliest_today = (now - TimeDelta::hours(12)).date_naive();
+    let latest_today = (now + TimeDelta::hours(14)).date_naive();
+    (
+        earliest_today
+            .checked_sub_days(Days::new(DATE_WINDOW_DAYS_BEFORE))
+            .unwrap_or(NaiveDate::MIN),
+        latest_today
+            .checked_add_months(Months::new(DATE_WINDOW_MONTHS_AHEAD))
+            .unwrap_or(NaiveDate::MAX),
+    )
+}
+
+/// Refuses a `date` outside [`date_window`] for `what` ("A booking", "Availability"), with
+/// `invalid_value` and the window in words.
+pub fn check_date(what: &str, date: NaiveDate, now: DateTime<Utc>) -> Result<(), Rejection> {
+    let (first, last) = date_window(now);
+    if (first..=last).contains(&date) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!("{what} can be dated {DATE_WINDOW_WORDS}, not {date}."),
+        ))
+    }
 }
 
 /// Whether the user's roles let them see every record of this kind.
@@ -83,7 +156,7 @@ pub fn apply(
         }
         Mutation::CreateSlot { slot } => {
             exists_not(current, "availability slot")?;
-            create_slot(user, slot).map(|s| Effect::Upsert(Record::Slot(s)))
+            create_slot(user, slot, now).map(|s| Effect::Upsert(Record::Slot(s)))
         }
         Mutation::SendMessage { message } => {
             exists_not(current, "message")?;
@@ -127,6 +200,11 @@ pub fn apply(
             let s = slot_at(user, current, *version)?;
             may_manage_slot(user, s.staff_id)?;
             check_times(*start, *end)?;
+            // Moved (another date or other times): the new place must be in the window. A
+            // new note on a past slot is fine.
+            if (*date, *start, *end) != (s.date, s.start, s.end) {
+                check_date(AVAILABILITY, *date, now)?;
+            }
             check_text("note", note, MAX_NOTE_TEXT, true)?;
             Ok(Effect::Upsert(Record::Slot(Slot {
                 date: *date,
@@ -155,8 +233,12 @@ pub fn apply(
                     "Only the recipient can mark a message as read.",
                 ));
             }
+            if m.read_at.is_some() {
+                // Already read: nothing to do, and nothing to log (see `Effect::changes`).
+                return Ok(Effect::Upsert(Record::Message(m.clone())));
+            }
             Ok(Effect::Upsert(Record::Message(Message {
-                read_at: m.read_at.or(Some(now)),
+                read_at: Some(now),
                 version: m.version + 1,
                 ..m.clone()
             })))
@@ -253,6 +335,64 @@ pub fn check_schedule(
     Ok(())
 }
 
+/// Whether the server must run [`check_slot_change`] on this mutation: whenever
+/// availability is changed or removed.
+pub fn needs_slot_check(mutation: &Mutation) -> bool {
+    matches!(
+        mutation,
+        Mutation::UpdateSlot { .. } | Mutation::DeleteSlot { .. }
+    )
+}
+
+/// A therapist's availability may not shrink, move or go away under a booking they have
+/// taken on (confirmed, or further along: [`BookingStatus::holds_therapist`]), which would
+/// then stay confirmed outside their availability. A booking still waiting for the
+/// therapist does not hold the slot: accepting it checks the availability then.
+///
+/// `before` is the slot as it is, `after` what the change makes of it (`None`: deleted),
+/// `bookings` the therapist's bookings on `before`'s date, `slots` their slots that day
+/// (`before` among them is ignored). Only bookings `before` covered are checked, so a
+/// booking already outside availability does not block an unrelated change.
+pub fn check_slot_change(
+    before: &Slot,
+    after: Option<&Slot>,
+    therapist_name: &str,
+    bookings: &[Booking],
+    slots: &[Slot],
+) -> Result<(), Rejection> {
+    let still_covered = |b: &Booking| {
+        after
+            .into_iter()
+            .chain(slots.iter().filter(|s| s.id != before.id))
+            .any(|s| s.staff_id == before.staff_id && s.covers(b.date, b.start, b.end))
+    };
+    let Some(held) = bookings.iter().find(|b| {
+        b.therapist_id == Some(before.staff_id)
+            && b.status.holds_therapist()
+            && before.covers(b.date, b.start, b.end)
+            && !still_covered(b)
+    }) else {
+        return Ok(());
+    };
+    Err(Rejection::new(
+        ErrorCode::OutsideAvailability,
+        format!(
+            "{therapist_name} has a booking at {}–{} on {} that is {} ({}); move or cancel it \
+             before {} this availability.",
+            hm(held.start),
+            hm(held.end),
+            held.date,
+            status_words(held.status),
+            held.client_name,
+            if after.is_some() {
+                "changing"
+            } else {
+                "removing"
+            }
+        ),
+    ))
+}
+
 /// The assigned therapist must be a therapist and the driver a driver.
 pub fn check_assignees(
     booking: &Booking,
@@ -274,7 +414,12 @@ pub fn check_assignees(
     Ok(())
 }
 
-/// Validates and builds a booking from the web intake form or an operator's form.
+/// How [`check_date`] names what it refuses.
+const A_BOOKING: &str = "A booking";
+const AVAILABILITY: &str = "Availability";
+
+/// Validates and builds a booking from the web intake form or an operator's form: texts,
+/// times, and a date in [`date_window`] at `now`.
 pub fn new_booking(
     fields: &NewBooking,
     created_by: Option<Id>,
@@ -286,6 +431,7 @@ pub fn new_booking(
     check_text("service", &fields.service, MAX_SHORT_TEXT, false)?;
     check_text("notes", &fields.notes, MAX_NOTE_TEXT, true)?;
     check_times(fields.start, fields.end)?;
+    check_date(A_BOOKING, fields.date, now)?;
     Ok(Booking {
         id: fields.id,
         client_name: fields.client_name.trim().to_owned(),
@@ -318,9 +464,10 @@ fn create_booking(
     new_booking(fields, Some(user.id), now)
 }
 
-fn create_slot(user: &Staff, fields: &NewSlot) -> Result<Slot, Rejection> {
+fn create_slot(user: &Staff, fields: &NewSlot, now: DateTime<Utc>) -> Result<Slot, Rejection> {
     may_manage_slot(user, fields.staff_id)?;
     check_times(fields.start, fields.end)?;
+    check_date(AVAILABILITY, fields.date, now)?;
     check_text("note", &fields.note, MAX_NOTE_TEXT, true)?;
     Ok(Slot {
         id: fields.id,
@@ -437,6 +584,7 @@ fn reschedule(
     }
     editable(b, "reschedule")?;
     check_times(start, end)?;
+    check_date(A_BOOKING, date, now)?;
     Ok(Booking {
         date,
         start,
@@ -643,6 +791,11 @@ mod tests {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
     }
 
+    /// A week from now: inside the date window whenever the tests run.
+    fn next_week() -> NaiveDate {
+        Utc::now().date_naive() + Days::new(7)
+    }
+
     fn booking(therapist: &Staff, driver: &Staff, status: BookingStatus) -> Booking {
         let nb = NewBooking {
             id: Uuid::new_v4(),
@@ -650,7 +803,7 @@ mod tests {
             client_phone: "555".into(),
             address: "Main St 1".into(),
             service: "Massage".into(),
-            date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+            date: next_week(),
             start: t(14, 30),
             end: t(15, 30),
             therapist_id: Some(therapist.id),
@@ -920,7 +1073,7 @@ mod tests {
         let ns = NewSlot {
             id: Uuid::new_v4(),
             staff_id: a.id,
-            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            date: next_week(),
             start: t(9, 0),
             end: t(12, 0),
             note: String::new(),
@@ -932,5 +1085,308 @@ mod tests {
             apply(&b, &m, None, Utc::now()).unwrap_err().code,
             ErrorCode::Forbidden
         );
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn the_date_window_is_yesterday_to_two_years_ahead_on_every_clinic_calendar() {
+        for now in [
+            "2026-06-15T00:30:00Z",
+            "2026-06-15T12:00:00Z",
+            "2026-06-15T23:30:00Z",
+            "2028-02-29T12:00:00Z",
+        ] {
+            let now = at(now);
+            let (first, last) = date_window(now);
+            // The clinic's calendar, in every time zone there is.
+            for offset in -12..=14 {
+                let today = (now + TimeDelta::hours(offset)).date_naive();
+                let yesterday = today - Days::new(1);
+                let ahead = today.checked_add_months(Months::new(24)).unwrap();
+                assert!(
+                    first <= yesterday && ahead <= last,
+                    "{now} at UTC{offset:+}"
+                );
+            }
+            // And not much more: the window is at most a day wider at each end.
+            let utc_today = now.date_naive();
+            assert!(first >= utc_today - Days::new(2), "{now}: {first}");
+            assert!(
+                last <= utc_today.checked_add_months(Months::new(24)).unwrap() + Days::new(1),
+                "{now}: {last}"
+            );
+        }
+        let now = at("2026-06-15T12:00:00Z");
+        assert_eq!(date_window(now), (date(2026, 6, 14), date(2028, 6, 16)));
+        for ok in [date(2026, 6, 14), date(2026, 6, 15), date(2028, 6, 16)] {
+            assert!(check_date("A booking", ok, now).is_ok(), "{ok}");
+        }
+        for refused in [
+            date(2001, 1, 1),
+            date(2026, 6, 13),
+            date(2028, 6, 17),
+            date(9999, 12, 31),
+        ] {
+            let err = check_date("A booking", refused, now).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidValue);
+            assert_eq!(
+                err.message,
+                format!(
+                    "A booking can be dated from yesterday up to two years ahead, not {refused}."
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn bookings_and_slots_are_created_and_moved_only_inside_the_date_window() {
+        let now = at("2026-06-15T12:00:00Z");
+        let op = staff(&[Role::Operator]);
+        let th = staff(&[Role::Therapist]);
+        let dr = staff(&[Role::Driver]);
+        let far = date(9999, 1, 1);
+        let code = |r: Result<Effect, Rejection>| r.map(|_| ()).map_err(|r| r.code);
+
+        let mut nb = NewBooking {
+            id: Uuid::new_v4(),
+            client_name: "Ana".into(),
+            client_phone: String::new(),
+            address: String::new(),
+            service: "Massage".into(),
+            date: far,
+            start: t(10, 0),
+            end: t(11, 0),
+            therapist_id: None,
+            driver_id: None,
+            notes: String::new(),
+        };
+        let create = |nb: &NewBooking| Mutation::CreateBooking {
+            booking: nb.clone(),
+        };
+        assert_eq!(
+            code(apply(&op, &create(&nb), None, now)),
+            Err(ErrorCode::InvalidValue)
+        );
+        assert_eq!(
+            new_booking(&nb, None, now).unwrap_err().code,
+            ErrorCode::InvalidValue
+        );
+        nb.date = date(2026, 6, 20);
+        assert_eq!(code(apply(&op, &create(&nb), None, now)), Ok(()));
+
+        let mut b = booking(&th, &dr, BookingStatus::Confirmed);
+        b.date = date(2026, 6, 20);
+        let reschedule = |to| Mutation::RescheduleBooking {
+            id: b.id,
+            version: b.version,
+            date: to,
+            start: t(9, 0),
+            end: t(10, 0),
+        };
+        let current = Record::Booking(b.clone());
+        for (to, expect) in [
+            (date(2001, 1, 1), Err(ErrorCode::InvalidValue)),
+            (date(2030, 1, 1), Err(ErrorCode::InvalidValue)),
+            (date(2026, 6, 14), Ok(())),
+        ] {
+            assert_eq!(
+                code(apply(&op, &reschedule(to), Some(&current), now)),
+                expect,
+                "{to}"
+            );
+        }
+
+        let new_slot = |on| Mutation::CreateSlot {
+            slot: NewSlot {
+                id: Uuid::new_v4(),
+                staff_id: th.id,
+                date: on,
+                start: t(9, 0),
+                end: t(17, 0),
+                note: String::new(),
+            },
+        };
+        assert_eq!(
+            code(apply(&th, &new_slot(date(2001, 1, 1)), None, now)),
+            Err(ErrorCode::InvalidValue)
+        );
+        assert_eq!(
+            code(apply(&th, &new_slot(date(2026, 7, 1)), None, now)),
+            Ok(())
+        );
+
+        // A slot from last month keeps its date: a new note is fine, moving it is not.
+        let old = Slot {
+            id: Uuid::new_v4(),
+            staff_id: th.id,
+            date: date(2026, 5, 1),
+            start: t(9, 0),
+            end: t(17, 0),
+            note: String::new(),
+            version: 1,
+        };
+        let update = |start, note: &str| Mutation::UpdateSlot {
+            id: old.id,
+            version: 1,
+            date: old.date,
+            start,
+            end: old.end,
+            note: note.into(),
+        };
+        let current = Record::Slot(old.clone());
+        assert_eq!(
+            code(apply(&th, &update(t(9, 0), "sick"), Some(&current), now)),
+            Ok(())
+        );
+        assert_eq!(
+            code(apply(&th, &update(t(10, 0), ""), Some(&current), now)),
+            Err(ErrorCode::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn marking_a_read_message_read_again_changes_nothing() {
+        let a = staff(&[Role::Operator]);
+        let b = staff(&[Role::Therapist]);
+        let sent = apply(
+            &a,
+            &Mutation::SendMessage {
+                message: NewMessage {
+                    id: Uuid::new_v4(),
+                    recipient_id: b.id,
+                    body: "hi".into(),
+                },
+            },
+            None,
+            Utc::now(),
+        )
+        .unwrap();
+        let Effect::Upsert(unread) = sent else {
+            panic!()
+        };
+        let read = Mutation::MarkRead { id: unread.id() };
+        let first = apply(&b, &read, Some(&unread), Utc::now()).unwrap();
+        assert!(first.changes(Some(&unread)));
+        let Effect::Upsert(Record::Message(m)) = &first else {
+            panic!()
+        };
+        assert_eq!(m.version, 2);
+        let read_at = m.read_at.expect("read now");
+
+        let again_rec = Record::Message(m.clone());
+        let again = apply(
+            &b,
+            &read,
+            Some(&again_rec),
+            Utc::now() + TimeDelta::hours(1),
+        )
+        .unwrap();
+        assert!(!again.changes(Some(&again_rec)), "{again:?}");
+        let Effect::Upsert(Record::Message(m)) = again else {
+            panic!()
+        };
+        assert_eq!((m.version, m.read_at), (2, Some(read_at)));
+        // Still only the recipient's to do.
+        assert_eq!(
+            apply(&a, &read, Some(&again_rec), Utc::now())
+                .unwrap_err()
+                .code,
+            ErrorCode::Forbidden
+        );
+    }
+
+    #[test]
+    fn availability_cannot_shrink_or_go_away_under_a_booking_the_therapist_took_on() {
+        let th = staff(&[Role::Therapist]);
+        let dr = staff(&[Role::Driver]);
+        let mut held = booking(&th, &dr, BookingStatus::Confirmed);
+        (held.start, held.end) = (t(14, 30), t(15, 30));
+        let slot = Slot {
+            id: Uuid::new_v4(),
+            staff_id: th.id,
+            date: held.date,
+            start: t(9, 0),
+            end: t(17, 0),
+            note: String::new(),
+            version: 1,
+        };
+        let shrunk = |start, end| Slot {
+            start,
+            end,
+            version: 2,
+            ..slot.clone()
+        };
+        let check = |after: Option<&Slot>, bookings: &[Booking], others: &[Slot]| {
+            check_slot_change(&slot, after, "Dr. Reyes", bookings, others)
+        };
+        let all = std::slice::from_ref(&slot);
+
+        let err = check(
+            Some(&shrunk(t(9, 0), t(15, 0))),
+            std::slice::from_ref(&held),
+            all,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::OutsideAvailability);
+        assert_eq!(
+            err.message,
+            format!(
+                "Dr. Reyes has a booking at 14:30–15:30 on {} that is confirmed (Ana); move or \
+                 cancel it before changing this availability.",
+                held.date
+            )
+        );
+        let err = check(None, std::slice::from_ref(&held), all).unwrap_err();
+        assert!(
+            err.message.contains("before removing this availability"),
+            "{}",
+            err.message
+        );
+        let moved = Slot {
+            date: held.date + Days::new(1),
+            ..slot.clone()
+        };
+        assert!(check(Some(&moved), std::slice::from_ref(&held), all).is_err());
+
+        // Still covered: by what is left, or by another slot of theirs that day.
+        assert!(check(
+            Some(&shrunk(t(14, 0), t(16, 0))),
+            std::slice::from_ref(&held),
+            all
+        )
+        .is_ok());
+        let other = Slot {
+            id: Uuid::new_v4(),
+            start: t(13, 0),
+            end: t(18, 0),
+            ..slot.clone()
+        };
+        assert!(check(None, std::slice::from_ref(&held), &[slot.clone(), other]).is_ok());
+
+        // Bookings the therapist has not taken on, or no longer holds, do not block.
+        for status in BookingStatus::ALL {
+            let b = Booking {
+                status,
+                ..held.clone()
+            };
+            assert_eq!(
+                check(None, std::slice::from_ref(&b), all).is_err(),
+                status.holds_therapist(),
+                "{status:?}"
+            );
+        }
+        // Nor does one that was outside this slot already.
+        let mut outside = held;
+        (outside.start, outside.end) = (t(18, 0), t(19, 0));
+        assert!(check(None, &[outside], all).is_ok());
     }
 }

@@ -40,7 +40,20 @@ pub mod paths {
     pub const FEED: &str = "/v1/feed";
     /// Header carrying the web booking form's shared key.
     pub const INTAKE_KEY_HEADER: &str = "x-intake-key";
+    /// Optional header of `POST /v1/intake`: the form's own id for this submission (a UUID
+    /// made when the form is shown will do; 1 to [`MAX_IDEMPOTENCY_KEY`](super::MAX_IDEMPOTENCY_KEY)
+    /// visible ASCII characters). The same key again answers with the booking the first
+    /// request made, and makes no other; the same key with a different booking is refused
+    /// with `conflict`. Keys are remembered for [`IDEMPOTENCY_KEY_HOURS`](super::IDEMPOTENCY_KEY_HOURS).
+    pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+    /// Set to `true` on an intake answer that repeats an earlier one (same idempotency key).
+    pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 }
+
+/// Longest idempotency key of a web booking, in characters.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// How long the server remembers a web booking's idempotency key (the last 10,000 at most).
+pub const IDEMPOTENCY_KEY_HOURS: u32 = 24;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +94,11 @@ pub struct MutationRequest {
 #[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MutationOutcome {
     /// Committed as change `seq`. `record` is the record as stored, `None` after a delete.
+    ///
+    /// A mutation that finds the record already as it would make it (marking read a
+    /// message that is read) is applied without a change: `record` is the record as it is
+    /// (same version), `seq` the head it is current at, and no change with this mutation's
+    /// id follows on the feed.
     Applied { seq: u64, record: Option<Record> },
     /// Refused. `current` is the record as the server has it now, if it exists and the
     /// user may see it, so the client can show what the record really is.

@@ -1,7 +1,11 @@
 //! Passwords (argon2), opaque bearer tokens with expiry and revocation, the sessions that
-//! open feeds watch for revocation, and the login rate limit.
+//! open feeds watch for revocation, and sign-in admission (failures limited per address and
+//! per username, a bound on concurrent password checks).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,8 +15,9 @@ use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use clinic_protocol::Staff;
 use sqlx::SqlitePool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
+use crate::config::Config;
 use crate::error::ServerError;
 
 pub(crate) fn hash_password(password: &str) -> Result<String, ServerError> {
@@ -221,31 +226,440 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-const PRUNE_AT: usize = 10_000;
+/// How long a failed sign-in counts against its address and its username.
+const WINDOW: Duration = Duration::from_secs(60);
 
-/// Counts login attempts per username over the last minute.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimit {
-    attempts: HashMap<String, Vec<Instant>>,
+/// How many addresses, and how many usernames, the sign-in limits remember at most (plus
+/// those with a sign-in under way). Quiet ones are forgotten first; when every one has
+/// failed within the minute, the one whose last failure is oldest goes.
+const TRACKED: usize = 10_000;
+
+/// Sign-in admission: failures counted per address and per username, and a bound on how
+/// many password checks run at once.
+///
+/// - An address (an IPv4 address, or an IPv6 /64, which one party usually holds whole) may
+///   fail `per_address` times a minute; then it is refused, without a password check, until
+///   its oldest failure is a minute old.
+/// - A username that failed `per_username` times in the last minute, from wherever, is
+///   under attack: from then on only an address with no recent failure (and no sign-in
+///   under way) may try it. An attacker's addresses each get one guess; the real user, from
+///   their own address, still gets in.
+/// - Only failures count: signing in again and again is never refused.
+/// - At most `checks` argon2 checks (about 19 MiB of memory each) run at once, on the
+///   blocking pool; a sign-in waits at most `check_wait` for its turn, then is told the
+///   server is busy. A flood of made-up usernames costs memory for `checks` checks, not one
+///   per request.
+///
+/// A sign-in under way counts as a failure until it is known not to be one, so a burst of
+/// concurrent attempts cannot slip past the limits before the first one is judged.
+#[derive(Debug)]
+pub(crate) struct Logins {
+    per_address: usize,
+    per_username: usize,
+    check_wait: Duration,
+    checks: Arc<Semaphore>,
+    /// How many checks are running, and the most that ever ran at once.
+    running: Arc<Gauge>,
+    /// Usernames are remembered by a keyed hash: a long made-up name costs no memory.
+    names: RandomState,
+    books: Mutex<Books>,
 }
 
-impl RateLimit {
-    /// Records an attempt; `false` if the user is over the limit.
-    pub(crate) fn allow(&mut self, username: &str, per_minute: u32) -> bool {
+/// Why a sign-in was refused before its password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Its address failed too often in the last minute.
+    Address,
+    /// The username is under attack and its address failed recently.
+    Username,
+}
+
+/// No password check could start within the configured wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Busy;
+
+#[derive(Debug, Default)]
+struct Books {
+    addresses: Tracked<Source>,
+    usernames: Tracked<u64>,
+}
+
+/// Where sign-ins come from, as the limits see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    V4(Ipv4Addr),
+    /// The first 64 bits of an IPv6 address.
+    V6(u64),
+}
+
+impl Source {
+    fn of(ip: IpAddr) -> Source {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Source::V4(v4),
+            IpAddr::V6(v6) => Source::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+}
+
+/// The recent failures of one address or username, and its sign-ins under way.
+#[derive(Debug, Default)]
+struct Record {
+    /// Oldest first; no more than the limit is kept.
+    failures: VecDeque<Instant>,
+    pending: usize,
+}
+
+impl Record {
+    /// Failures within the last minute, plus sign-ins under way.
+    fn load(&mut self, now: Instant) -> usize {
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            self.failures.pop_front();
+        }
+        self.failures.len() + self.pending
+    }
+
+    fn fail(&mut self, now: Instant, keep: usize) {
+        self.failures.push_back(now);
+        while self.failures.len() > keep {
+            self.failures.pop_front();
+        }
+    }
+}
+
+/// A map of [`Record`]s that stays within [`TRACKED`] entries (plus those under way).
+#[derive(Debug)]
+struct Tracked<K> {
+    records: HashMap<K, Record>,
+}
+
+impl<K> Default for Tracked<K> {
+    fn default() -> Self {
+        Tracked {
+            records: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> Tracked<K> {
+    /// The record of `key`, made if need be. When the map is full, the quiet records go
+    /// first; if it is still full (an attack from more than [`TRACKED`] addresses, or on as
+    /// many usernames, within a minute), the eighth whose last failure is oldest goes too,
+    /// so that forgetting costs little per sign-in.
+    fn get(&mut self, key: K, now: Instant) -> &mut Record {
+        if !self.records.contains_key(&key) && self.records.len() >= TRACKED {
+            self.records.retain(|_, r| r.load(now) > 0);
+            if self.records.len() >= TRACKED {
+                let mut idle: Vec<(Option<Instant>, K)> = self
+                    .records
+                    .iter()
+                    .filter(|(_, r)| r.pending == 0)
+                    .map(|(k, r)| (r.failures.back().copied(), *k))
+                    .collect();
+                let forget = (TRACKED / 8).min(idle.len());
+                if forget > 0 {
+                    idle.select_nth_unstable_by_key(forget - 1, |(last, _)| *last);
+                    for (_, k) in &idle[..forget] {
+                        self.records.remove(k);
+                    }
+                }
+            }
+        }
+        self.records.entry(key).or_default()
+    }
+}
+
+impl Logins {
+    pub(crate) fn new(config: &Config) -> Logins {
+        let checks = config.login_concurrent_checks.max(1);
+        Logins {
+            per_address: (config.login_attempts_per_minute as usize).max(1),
+            per_username: (config.login_failures_per_username as usize).max(1),
+            check_wait: config.login_check_wait,
+            checks: Arc::new(Semaphore::new(checks)),
+            running: Arc::default(),
+            names: RandomState::new(),
+            books: Mutex::default(),
+        }
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        // Every critical section leaves the maps consistent, so a panic in one is harmless.
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lets a sign-in for `username` from `from` go on to its password check, or refuses
+    /// it. The [`Attempt`] counts as a failure unless it is marked otherwise.
+    pub(crate) fn admit(&self, from: IpAddr, username: &str) -> Result<Attempt<'_>, Refused> {
         let now = Instant::now();
-        let window = Duration::from_secs(60);
-        // Every username tried gets an entry, real or not: forget the quiet ones now and
-        // then so that guessing names cannot grow this map without bound.
-        if self.attempts.len() >= PRUNE_AT {
-            self.attempts
-                .retain(|_, at| at.last().is_some_and(|t| now.duration_since(*t) < window));
+        let source = Source::of(from);
+        let name = self.names.hash_one(username);
+        let mut books = self.books();
+        let address = books.addresses.get(source, now).load(now);
+        if address >= self.per_address {
+            return Err(Refused::Address);
         }
-        let attempts = self.attempts.entry(username.to_owned()).or_default();
-        attempts.retain(|t| now.duration_since(*t) < window);
-        if attempts.len() >= per_minute as usize {
-            return false;
+        if address > 0 && books.usernames.get(name, now).load(now) >= self.per_username {
+            return Err(Refused::Username);
         }
-        attempts.push(now);
-        true
+        books.addresses.get(source, now).pending += 1;
+        books.usernames.get(name, now).pending += 1;
+        Ok(Attempt {
+            logins: self,
+            source,
+            name,
+            outcome: Outcome::Failed,
+        })
+    }
+
+    /// Checks `password` against `hash`, or against a dummy hash when there is no account
+    /// (so that response times do not tell which usernames exist), on the blocking pool and
+    /// with no more than the configured number of checks at once.
+    pub(crate) async fn check(&self, password: String, hash: Option<String>) -> Result<bool, Busy> {
+        let permit =
+            tokio::time::timeout(self.check_wait, Arc::clone(&self.checks).acquire_owned())
+                .await
+                .map_err(|_| Busy)?
+                // The semaphore is never closed.
+                .map_err(|_| Busy)?;
+        let running = Arc::clone(&self.running);
+        let matched = tokio::task::spawn_blocking(move || {
+            // The slot is held until the check ends, even if the sign-in was abandoned.
+            let _permit = permit;
+            // Dropped before the permit: the gauge never counts more than the slots.
+            let _running = running.enter();
+            match hash {
+                Some(hash) => verify_password(&password, &hash),
+                None => {
+                    verify_password(&password, dummy_hash());
+                    false
+                }
+            }
+        })
+        .await
+        // A check that panicked is a failed one.
+        .unwrap_or(false);
+        Ok(matched)
+    }
+
+    /// How many password checks run now, and the most that ever ran at once.
+    pub(crate) fn checks_running(&self) -> (usize, usize) {
+        (
+            self.running.now.load(Ordering::SeqCst),
+            self.running.peak.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Counts what runs, and remembers the most that ran at once.
+#[derive(Debug, Default)]
+struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    fn enter(self: &Arc<Self>) -> Entered {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Entered(Arc::clone(self))
+    }
+}
+
+#[derive(Debug)]
+struct Entered(Arc<Gauge>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Failed,
+    Succeeded,
+    NotTried,
+}
+
+/// A sign-in let through by [`Logins::admit`]. Dropped as it is, it counts as a failure
+/// for its address and its username (so abandoning a request mid-check gains nothing);
+/// [`Attempt::succeeded`] and [`Attempt::not_tried`] say otherwise.
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    logins: &'a Logins,
+    source: Source,
+    name: u64,
+    outcome: Outcome,
+}
+
+impl Attempt<'_> {
+    /// The password was right: nothing counts against anyone.
+    pub(crate) fn succeeded(mut self) {
+        self.outcome = Outcome::Succeeded;
+    }
+
+    /// The password was never checked (the server was busy): nothing counts.
+    pub(crate) fn not_tried(mut self) {
+        self.outcome = Outcome::NotTried;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let logins = self.logins;
+        let mut books = logins.books();
+        let failed = self.outcome == Outcome::Failed;
+        let address = books.addresses.get(self.source, now);
+        address.pending = address.pending.saturating_sub(1);
+        if failed {
+            address.fail(now, logins.per_address);
+        }
+        let username = books.usernames.get(self.name, now);
+        username.pending = username.pending.saturating_sub(1);
+        if failed {
+            username.fail(now, logins.per_username);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logins(tune: impl FnOnce(&mut Config)) -> Logins {
+        let mut config = Config::new("never-opened.db");
+        tune(&mut config);
+        Logins::new(&config)
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn successes_never_count_and_failures_limit_only_their_address() {
+        let logins = logins(|c| c.login_attempts_per_minute = 3);
+        for _ in 0..20 {
+            logins.admit(ip(1), "olivia").unwrap().succeeded();
+        }
+        for _ in 0..3 {
+            drop(logins.admit(ip(1), "olivia").unwrap());
+        }
+        assert_eq!(
+            logins.admit(ip(1), "sam").unwrap_err(),
+            Refused::Address,
+            "the address is limited, whatever username it tries"
+        );
+        logins.admit(ip(2), "olivia").unwrap().succeeded();
+    }
+
+    #[test]
+    fn an_attempt_under_way_counts_until_it_is_judged() {
+        let logins = logins(|c| c.login_attempts_per_minute = 2);
+        let first = logins.admit(ip(1), "olivia").unwrap();
+        let second = logins.admit(ip(1), "olivia").unwrap();
+        assert_eq!(logins.admit(ip(1), "olivia").unwrap_err(), Refused::Address);
+        first.not_tried();
+        second.succeeded();
+        logins.admit(ip(1), "olivia").unwrap().succeeded();
+    }
+
+    #[test]
+    fn a_username_under_attack_is_open_only_to_addresses_without_recent_failures() {
+        let logins = logins(|c| c.login_failures_per_username = 3);
+        for last in 1..=3 {
+            drop(logins.admit(ip(last), "olivia").unwrap());
+        }
+        // Each attacking address has failed once: olivia is closed to it...
+        assert_eq!(
+            logins.admit(ip(1), "olivia").unwrap_err(),
+            Refused::Username
+        );
+        // ...not to a quiet address, where one guess is all an attacker gets...
+        drop(logins.admit(ip(9), "olivia").unwrap());
+        assert_eq!(
+            logins.admit(ip(9), "olivia").unwrap_err(),
+            Refused::Username
+        );
+        // ...and not to other usernames.
+        logins.admit(ip(1), "sam").unwrap().succeeded();
+        logins.admit(ip(10), "olivia").unwrap().succeeded();
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_address_and_mapped_ipv4_is_ipv4() {
+        let logins = logins(|c| c.login_attempts_per_minute = 1);
+        drop(logins.admit("2001:db8::1".parse().unwrap(), "x").unwrap());
+        assert_eq!(
+            logins
+                .admit("2001:db8::ffff:2".parse().unwrap(), "y")
+                .unwrap_err(),
+            Refused::Address
+        );
+        logins
+            .admit("2001:db8:0:1::1".parse().unwrap(), "y")
+            .unwrap()
+            .succeeded();
+        drop(logins.admit(ip(7), "x").unwrap());
+        assert_eq!(
+            logins
+                .admit("::ffff:192.0.2.7".parse().unwrap(), "x")
+                .unwrap_err(),
+            Refused::Address
+        );
+    }
+
+    #[test]
+    fn the_limits_remember_a_bounded_number_of_addresses_and_usernames() {
+        let logins = logins(|_| {});
+        for i in 0..(2 * TRACKED as u32 + 7) {
+            let from = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            drop(logins.admit(from, &format!("made-up-{i}")).unwrap());
+        }
+        let books = logins.books();
+        assert!(books.addresses.records.len() <= TRACKED);
+        assert!(books.usernames.records.len() <= TRACKED);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_password_checks_run_at_once_than_configured() {
+        let logins = Arc::new(logins(|c| {
+            c.login_concurrent_checks = 2;
+            c.login_check_wait = Duration::from_secs(600);
+        }));
+        let hash = hash_password("right").unwrap();
+        let checks: Vec<_> = (0..8)
+            .map(|i| {
+                let logins = Arc::clone(&logins);
+                let password = if i == 0 { "right" } else { "wrong" };
+                let hash = (i % 2 == 0).then(|| hash.clone());
+                tokio::spawn(async move { logins.check(password.to_owned(), hash).await })
+            })
+            .collect();
+        let mut right = 0;
+        for check in checks {
+            if check.await.unwrap().expect("a check within the wait") {
+                right += 1;
+            }
+        }
+        assert_eq!(right, 1, "only the right password against its hash passes");
+        let (running, most) = logins.checks_running();
+        assert_eq!(running, 0);
+        assert!((1..=2).contains(&most), "{most} checks ran at once");
+    }
+
+    #[tokio::test]
+    async fn a_check_that_cannot_start_in_time_is_busy() {
+        let logins = logins(|c| {
+            c.login_concurrent_checks = 1;
+            c.login_check_wait = Duration::from_millis(1);
+        });
+        let _taken = Arc::clone(&logins.checks).acquire_owned().await.unwrap();
+        assert_eq!(logins.check("x".into(), None).await, Err(Busy));
     }
 }

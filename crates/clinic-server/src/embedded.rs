@@ -93,8 +93,9 @@ impl Embedded {
         self.running.is_some()
     }
 
-    /// Stops serving and returns once it has: every feed got a close frame and requests
-    /// under way finished. Stopping a stopped server does nothing.
+    /// Stops serving and returns once it has: requests under way finished and every feed
+    /// sent its close frame (a feed whose client stopped reading is waited for a few
+    /// seconds at most, see [`crate::serve`]). Stopping a stopped server does nothing.
     pub async fn stop(&mut self) -> io::Result<()> {
         let Some(Running { stop, task }) = self.running.take() else {
             return Ok(());

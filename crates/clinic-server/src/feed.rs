@@ -11,19 +11,31 @@
 //! an `unauthorized` error frame as soon as either says so: it wakes on a logout of its
 //! token and at the expiry, and it checks both (in memory, no database) before every frame
 //! it sends, so nothing goes out after the session has ended.
+//!
+//! A feed also ends when the server shuts down, at whatever stage it is (waiting for the
+//! hello, catching up, live), with a Close frame. Upgraded connections are no longer
+//! axum's, so its graceful shutdown does not wait for them: every feed is counted in
+//! [`Feeds`] from its upgrade until its task ends, and [`crate::serve`] waits for that count
+//! to reach zero before it returns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use clinic_protocol::wire::{MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES};
+use clinic_protocol::wire::{
+    paths, MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES,
+};
 use clinic_protocol::{ClientFrame, ErrorCode, ResyncReason, ServerFrame, Staff, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::Revocation;
+use crate::error::HttpError;
 use crate::store::Logged;
 use crate::{auth, AppState};
 
@@ -34,12 +46,80 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 16 * 1024;
 
-pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.read_buffer_size(READ_BUFFER)
+/// The feeds being served, counted from their upgrade until their task has sent its last
+/// frame, so that [`crate::serve`] can wait for them to close cleanly.
+#[derive(Debug, Clone)]
+pub(crate) struct Feeds(Arc<watch::Sender<usize>>);
+
+impl Default for Feeds {
+    fn default() -> Feeds {
+        Feeds(Arc::new(watch::Sender::new(0)))
+    }
+}
+
+impl Feeds {
+    fn open(&self) -> OpenFeed {
+        self.0.send_modify(|open| *open += 1);
+        OpenFeed(self.0.clone())
+    }
+
+    /// Waits until every feed has ended; if `within` passes first, says how many are
+    /// still open.
+    pub(crate) async fn ended_within(&self, within: Duration) -> Result<(), usize> {
+        let mut open = self.0.subscribe();
+        let ended = tokio::time::timeout(within, open.wait_for(|open| *open == 0))
+            .await
+            .is_ok();
+        if ended {
+            Ok(())
+        } else {
+            Err(*self.0.borrow())
+        }
+    }
+}
+
+/// One feed counted in [`Feeds`], until dropped.
+#[derive(Debug)]
+struct OpenFeed(Arc<watch::Sender<usize>>);
+
+impl Drop for OpenFeed {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open -= 1);
+    }
+}
+
+/// Resolves once the server shuts down (at once if it already has).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The sender lives in the state the feed holds, so it cannot be dropped meanwhile.
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
+/// `GET /v1/feed`. A request that is not a WebSocket upgrade is refused with an
+/// [`ApiError`](clinic_protocol::ApiError), like every other refusal, not axum's plain text.
+pub(crate) async fn upgrade(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(state): State<AppState>,
+) -> Result<Response, HttpError> {
+    let ws = ws.map_err(|e| {
+        HttpError::new(
+            ErrorCode::Malformed,
+            format!(
+                "{} is the feed's WebSocket; open it with a WebSocket upgrade ({e}).",
+                paths::FEED
+            ),
+        )
+    })?;
+    // Counted before the 101 goes out: axum's shutdown waits for this connection until the
+    // upgrade, `serve` for the feed from then on. Dropped with the task (or with the
+    // callback, if the upgrade never completes).
+    let open = state.feeds.open();
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_FRAME_BYTES)
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
+            let _open = open;
             let mut socket = socket;
             // `serve` has dropped its session when it returns: a logout waiting for this
             // feed to end is answered while the last frame goes out.
@@ -54,7 +134,7 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
                     reason: Utf8Bytes::from_static("bye"),
                 })))
                 .await;
-        })
+        }))
 }
 
 /// Why a feed ends, with the frame the client gets last.
@@ -300,7 +380,12 @@ async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64, 
 }
 
 async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
-    let (user, cursor, mut session) = hello(socket, state).await?;
+    // Watched from the start: a shutdown ends the feed at any stage, even before hello.
+    let mut shutdown = state.shutdown.subscribe();
+    let (user, cursor, mut session) = tokio::select! {
+        said = hello(socket, state) => said?,
+        () = stopping(&mut shutdown) => return Ok(()),
+    };
     // Subscribe before reading the log: nothing committed from here on can be missed.
     let mut live = state.store.subscribe();
     let head = state.store.head().await;
@@ -339,6 +424,9 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     // Catch-up, in batches of many changes per frame.
     let mut upto = cursor;
     loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
         let batch = state
             .store
             .log_after(upto, MAX_BATCH_CHANGES)
@@ -357,10 +445,6 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     }
     send(socket, &session, &ServerFrame::Heartbeat { head: upto }).await?;
 
-    let mut shutdown = state.shutdown.subscribe();
-    if *shutdown.borrow() {
-        return Ok(());
-    }
     let mut beat = tokio::time::interval(state.config.heartbeat);
     beat.reset();
     let expiry = tokio::time::sleep_until(session.expires);
@@ -402,7 +486,7 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
                 Some(Ok(_)) => return Err(End::Error(ErrorCode::Malformed, "Only one hello is expected on the feed.".into())),
                 Some(Err(e)) => return Err(refused(&e)),
             },
-            _ = shutdown.changed() => return Ok(()),
+            () = stopping(&mut shutdown) => return Ok(()),
         }
     }
 }

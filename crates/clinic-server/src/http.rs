@@ -2,20 +2,24 @@
 //! here by hand so that every failure (malformed, unknown field, too large) answers with an
 //! [`ApiError`](clinic_protocol::ApiError) and a stable code.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::Utc;
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
-    Booking, ErrorCode, IntakeRequest, LoginRequest, LoginResponse, MutationOutcome,
-    MutationRequest, NewBooking, Snapshot, Staff,
+    ErrorCode, IntakeRequest, LoginRequest, LoginResponse, MutationOutcome, MutationRequest,
+    Snapshot, Staff,
 };
 use serde::de::DeserializeOwned;
 
 use crate::error::HttpError;
+use crate::store::Intake;
 use crate::{auth, AppState};
 
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, HttpError> {
@@ -73,40 +77,73 @@ pub(crate) async fn not_found() -> HttpError {
     HttpError::new(ErrorCode::NotFound, "There is no such endpoint.")
 }
 
+/// A known path with a method it does not take (`GET /v1/mutations`): an
+/// [`ApiError`](clinic_protocol::ApiError) too, instead of axum's empty 405. axum adds the
+/// `Allow` header listing the methods the path takes.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> HttpError {
+    HttpError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} does not take {method}; the Allow header says what it takes.",
+            uri.path()
+        ),
+    )
+}
+
+/// Signs in. Failures are limited per address and per username, and password checks run
+/// a few at a time (see [`auth::Logins`]); each refusal is `rate_limited` with a sentence
+/// saying why.
 pub(crate) async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LoginResponse>, HttpError> {
     let request: LoginRequest = parse(body)?;
-    let allowed = state
+    // Served without the peer's address (`app` driven directly), everyone is one address.
+    let from = peer.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(ConnectInfo(a))| a.ip(),
+    );
+    let attempt = state
         .logins
-        .lock()
-        .await
-        .allow(&request.username, state.config.login_attempts_per_minute);
-    if !allowed {
-        return Err(HttpError::new(
-            ErrorCode::RateLimited,
-            "Too many sign-in attempts; wait a minute.",
-        ));
-    }
-    let wrong = || HttpError::new(ErrorCode::Unauthorized, "Wrong username or password.");
+        .admit(from, &request.username)
+        .map_err(|refused| {
+            let message = match refused {
+                auth::Refused::Address => {
+                    "Too many failed sign-ins from your address; wait a minute."
+                }
+                auth::Refused::Username => {
+                    "Too many failed sign-ins for this user; wait a minute, or sign in from \
+                     where you usually do."
+                }
+            };
+            HttpError::new(ErrorCode::RateLimited, message)
+        })?;
     let account = state.store.staff_by_username(&request.username).await?;
     let hash = account.as_ref().map(|(_, hash)| hash.clone());
-    let password = request.password;
-    // argon2 is deliberately slow: keep it off the async workers. An unknown username is
-    // checked against a dummy hash, so response times do not tell which usernames exist.
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => auth::verify_password(&password, &hash),
-        None => {
-            auth::verify_password(&password, auth::dummy_hash());
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let Some((user, _)) = account.filter(|_| ok) else {
-        return Err(wrong());
+    // argon2 is deliberately slow and memory-hungry: a few checks at a time, off the async
+    // workers. An unknown username is checked against a dummy hash, so response times do
+    // not tell which usernames exist.
+    let Ok(ok) = state.logins.check(request.password, hash).await else {
+        attempt.not_tried();
+        let (running, most) = state.logins.checks_running();
+        tracing::debug!(
+            "a sign-in found no free password check ({running} running, at most {most} so far)"
+        );
+        return Err(HttpError::new(
+            ErrorCode::RateLimited,
+            "The server is busy with other sign-ins; try again in a moment.",
+        ));
     };
+    let Some((user, _)) = account.filter(|_| ok) else {
+        // Dropped as it is, the attempt counts as a failure.
+        drop(attempt);
+        return Err(HttpError::new(
+            ErrorCode::Unauthorized,
+            "Wrong username or password.",
+        ));
+    };
+    attempt.succeeded();
     let token = auth::new_token();
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.config.token_ttl).unwrap_or(chrono::Duration::hours(12));
@@ -156,11 +193,16 @@ pub(crate) async fn mutations(
     Ok(Json(outcome))
 }
 
+/// A booking from the clinic's web form: the intake key, then the rate limit per address
+/// ([`IntakeLimit`](crate::intake::IntakeLimit)), then the body and its optional
+/// `Idempotency-Key` (the same key again answers with the first booking, marked
+/// `idempotent-replayed: true`; with another body, `conflict`). 201 with the booking.
 pub(crate) async fn intake(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Booking>), HttpError> {
+) -> Result<Response, HttpError> {
     let given = headers
         .get(paths::INTAKE_KEY_HEADER)
         .and_then(|v| v.to_str().ok());
@@ -173,22 +215,30 @@ pub(crate) async fn intake(
             ))
         }
     }
+    // Served without the peer's address (`app` driven directly), everyone is one address.
+    let from = peer.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(ConnectInfo(a))| a.ip(),
+    );
+    if !state.intake_limit.admit(from) {
+        return Err(HttpError::new(
+            ErrorCode::RateLimited,
+            "Too many web bookings from your address; wait a minute.",
+        ));
+    }
     let request: IntakeRequest = parse(body)?;
-    let fields = NewBooking {
-        id: uuid::Uuid::new_v4(),
-        client_name: request.client_name,
-        client_phone: request.client_phone,
-        address: request.address,
-        service: request.service,
-        date: request.date,
-        start: request.start,
-        end: request.end,
-        therapist_id: None,
-        driver_id: None,
-        notes: request.notes,
+    let key = crate::intake::idempotency_key(&headers)?;
+    let (booking, replayed) = match state.store.intake(request, key).await? {
+        Intake::Created(booking) => (booking, false),
+        Intake::Replayed(booking) => (booking, true),
+        Intake::Refused(r) => return Err(HttpError::new(r.code, r.message)),
     };
-    let booking = clinic_protocol::rules::new_booking(&fields, None, Utc::now())
-        .map_err(|r| HttpError::new(r.code, r.message))?;
-    let booking = state.store.intake(booking).await?;
-    Ok((StatusCode::CREATED, Json(booking)))
+    let mut answer = (StatusCode::CREATED, Json(booking)).into_response();
+    if replayed {
+        answer.headers_mut().insert(
+            paths::IDEMPOTENT_REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(answer)
 }

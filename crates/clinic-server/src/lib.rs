@@ -13,16 +13,19 @@
 //!   in one transaction, then the committed change is published.
 //! - `feed`: the WebSocket feed: hello, catch-up from the log, live changes filtered per
 //!   user, heartbeats, resync instead of silent loss; it ends when its token is revoked or
-//!   expires.
+//!   expires, and with a Close frame when the server stops ([`serve`] waits for that).
+//! - `intake`: what guards the web form beyond its key: the rate limit per address and the
+//!   form's idempotency key (the booking is made once per key by `store`).
 //! - `error`: [`ServerError`], and how it becomes an HTTP answer without leaking internals.
+//! - [`logging`]: the binary's log, with bearer tokens redacted.
 //! - [`demo`]: the demo clinic, for trying things out.
 //! - `embedded`: [`Embedded`], the server inside another program (the app's demo mode,
 //!   the tests): spawned on an address, stopped gracefully, restarted on the same address
 //!   and database, stopped when dropped.
 //!
 //! The public surface is small on purpose: [`AppState`], [`app`], [`serve`], [`Config`],
-//! [`ServerError`], [`demo`] and [`Embedded`]. The desktop app and the tests embed the
-//! server through exactly these.
+//! [`ServerError`], [`demo`], [`Embedded`] and [`logging`]. The desktop app and the tests
+//! embed the server through exactly these.
 
 mod auth;
 mod config;
@@ -31,6 +34,8 @@ mod embedded;
 mod error;
 mod feed;
 mod http;
+mod intake;
+pub mod logging;
 mod store;
 
 use std::future::Future;
@@ -42,7 +47,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
 use clinic_protocol::{Role, Staff};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
 pub use config::Config;
 pub use embedded::Embedded;
@@ -53,11 +58,15 @@ pub use error::ServerError;
 pub struct AppState {
     pub(crate) config: Arc<Config>,
     pub(crate) store: store::Store,
-    pub(crate) logins: Arc<Mutex<auth::RateLimit>>,
+    pub(crate) logins: Arc<auth::Logins>,
     /// The tokens with a feed open, so that a logout ends those feeds.
     pub(crate) sessions: Arc<auth::Sessions>,
     /// Set to true when the server shuts down, so feeds close with a Close frame.
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
+    /// The feeds open, which [`serve`] waits for before it returns.
+    pub(crate) feeds: feed::Feeds,
+    /// Web bookings taken per address in the last minute.
+    pub(crate) intake_limit: Arc<intake::IntakeLimit>,
 }
 
 impl AppState {
@@ -65,12 +74,16 @@ impl AppState {
     pub async fn open(config: Config) -> Result<AppState, ServerError> {
         let store = store::Store::open(&config.db_path, config.feed_queue).await?;
         let (shutdown, _) = watch::channel(false);
+        let logins = Arc::new(auth::Logins::new(&config));
+        let intake_limit = Arc::new(intake::IntakeLimit::new(config.intake_per_minute));
         Ok(AppState {
             config: Arc::new(config),
             store,
-            logins: Arc::new(Mutex::new(auth::RateLimit::default())),
+            logins,
             sessions: Arc::new(auth::Sessions::default()),
             shutdown: Arc::new(shutdown),
+            feeds: feed::Feeds::default(),
+            intake_limit,
         })
     }
 
@@ -110,19 +123,32 @@ pub fn app(state: AppState) -> Router {
         .route(paths::MUTATIONS, post(http::mutations))
         .route(paths::INTAKE, post(http::intake))
         .route(paths::FEED, get(feed::upgrade))
+        // Refusals axum would answer by itself, as ApiError JSON too. This one applies to
+        // the routes above it, so it stays after the last `.route`.
+        .method_not_allowed_fallback(http::method_not_allowed)
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; then feeds get a Close frame and
-/// in-flight requests finish.
+/// How long [`serve`] waits, once told to stop, for the open feeds to send their Close
+/// frame. A feed ends at once; only one whose client has stopped reading (its socket
+/// buffer full) can hold its task up, and such a client is not worth holding the process
+/// for: 5 seconds is ample for the rest and well inside what service managers allow a
+/// stopping process (`docker stop` waits 10 seconds before SIGKILL).
+const FEEDS_CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `state` on `listener` until `shutdown` resolves; then it stops accepting,
+/// in-flight requests finish, every feed sends its Close frame, and only then does it
+/// return (waiting for the feeds 5 seconds at most, `FEEDS_CLOSE_WITHIN`), so a process
+/// may exit as soon as it returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stopping = state.shutdown.clone();
+    let (stopped_all, feeds) = (state.shutdown.clone(), state.feeds.clone());
     // The log keeps the last `log_keep` changes for resuming clients; older cursors resync.
     let compacting = state.clone();
     let mut stopped = state.shutdown.subscribe();
@@ -154,7 +180,19 @@ pub async fn serve(
             tracing::warn!("could not set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app(state))
+    // The peer address is what the sign-in limits count failures by.
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
-        .await
+        .await;
+    // Upgraded connections are no longer axum's: its graceful shutdown has not waited for
+    // the feeds. Told to stop (again, should serving have failed), they end now; wait
+    // until they have sent their Close frame, or a process exiting next would cut them.
+    stopped_all.send_replace(true);
+    if let Err(open) = feeds.ended_within(FEEDS_CLOSE_WITHIN).await {
+        tracing::warn!(
+            "{open} feeds still open after {FEEDS_CLOSE_WITHIN:?}; stopping without them"
+        );
+    }
+    served
 }

@@ -20,10 +20,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use clinic_protocol::rules::{self, Effect, Rejection};
+use clinic_protocol::wire::IDEMPOTENCY_KEY_HOURS;
 use clinic_protocol::{
-    Change, ChangeOp, ErrorCode, Id, Mutation, MutationOutcome, Record, RecordKind, Role, Staff,
+    Booking, Change, ChangeOp, ErrorCode, Id, IntakeRequest, Mutation, MutationOutcome, NewBooking,
+    Record, RecordKind, Role, Staff,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -31,6 +33,26 @@ use tokio::sync::{broadcast, Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::error::ServerError;
+
+/// How many web bookings' idempotency keys are kept at most (each for
+/// [`IDEMPOTENCY_KEY_HOURS`] hours).
+const INTAKE_KEYS_KEPT: i64 = 10_000;
+
+/// What became of a web booking ([`Store::intake`]).
+#[derive(Debug)]
+pub(crate) enum Intake {
+    /// Made now.
+    Created(Booking),
+    /// Made earlier, by a request with the same idempotency key and the same body.
+    Replayed(Booking),
+    /// Refused by the rules, or its idempotency key was used for another booking.
+    Refused(Rejection),
+}
+
+/// One fixed width for stored times, so that SQL compares them correctly as text.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
 
 /// A committed change as the server keeps it: the new state and who could see the old one.
 #[derive(Debug, Clone)]
@@ -362,10 +384,10 @@ impl Store {
 
         let now = Utc::now();
         let (kind, id) = mutation.target();
-        let judged = {
+        let (judged, head) = {
             let memory = self.memory.read().await;
             let current = memory.records.get(&(kind, id));
-            judge(&memory, user, mutation, current, now)
+            (judge(&memory, user, mutation, current, now), memory.head)
         };
         let mut tx = self.pool.begin().await?;
         let (outcome, logged) = match judged {
@@ -374,6 +396,17 @@ impl Store {
                     code: rejection.code,
                     message: rejection.message,
                     current: current.filter(|r| rules::visible_to(user, r)),
+                },
+                None,
+            ),
+            // Nothing to change (marking read a message that is read): acknowledged as
+            // applied, with the record as it is and the head it is current at; no new
+            // version, no log entry, nothing published. The outcome is still kept below,
+            // so a replay answers the same.
+            Ok((effect, previous)) if !effect.changes(previous.as_ref()) => (
+                MutationOutcome::Applied {
+                    seq: head,
+                    record: previous,
                 },
                 None,
             ),
@@ -451,20 +484,65 @@ impl Store {
         Ok(outcome)
     }
 
-    /// A booking from the web form: no actor, no mutation id.
+    /// A booking from the web form (no actor, no mutation id), made once per
+    /// `idempotency_key`: the same key with the same request answers with the booking the
+    /// first one made; with another request it is refused with `conflict`.
     pub(crate) async fn intake(
         &self,
-        booking: clinic_protocol::Booking,
-    ) -> Result<clinic_protocol::Booking, ServerError> {
+        request: IntakeRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<Intake, ServerError> {
         let store = self.clone();
-        to_completion(async move { store.intake_now(booking).await }).await
+        to_completion(async move { store.intake_now(&request, idempotency_key).await }).await
     }
 
     async fn intake_now(
         &self,
-        booking: clinic_protocol::Booking,
-    ) -> Result<clinic_protocol::Booking, ServerError> {
+        request: &IntakeRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<Intake, ServerError> {
+        let body = serde_json::to_string(request)?;
+        let now = Utc::now();
+        let kept_since = timestamp(now - TimeDelta::hours(IDEMPOTENCY_KEY_HOURS.into()));
         let _writer = self.writer.lock().await;
+        // Looked up before the rules run: a repeat answers as the first request did, even
+        // if the rules would now judge it differently (its date has left the window).
+        if let Some(key) = &idempotency_key {
+            let earlier: Option<(String, String)> = sqlx::query_as(
+                "SELECT request, booking FROM intake_requests
+                 WHERE idempotency_key = ? AND received_at >= ?",
+            )
+            .bind(key)
+            .bind(&kept_since)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some((earlier_request, booking)) = earlier {
+                if earlier_request != body {
+                    return Ok(Intake::Refused(Rejection::new(
+                        ErrorCode::Conflict,
+                        "This idempotency key was already used for a different booking.",
+                    )));
+                }
+                return Ok(Intake::Replayed(serde_json::from_str(&booking)?));
+            }
+        }
+        let fields = NewBooking {
+            id: Uuid::new_v4(),
+            client_name: request.client_name.clone(),
+            client_phone: request.client_phone.clone(),
+            address: request.address.clone(),
+            service: request.service.clone(),
+            date: request.date,
+            start: request.start,
+            end: request.end,
+            therapist_id: None,
+            driver_id: None,
+            notes: request.notes.clone(),
+        };
+        let booking = match rules::new_booking(&fields, None, now) {
+            Ok(booking) => booking,
+            Err(rejection) => return Ok(Intake::Refused(rejection)),
+        };
         let record = Record::Booking(booking.clone());
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO records (kind, id, body) VALUES (?, ?, ?)")
@@ -476,13 +554,38 @@ impl Store {
         let logged = self
             .append(&mut tx, &record, Some(record.clone()), None, None, None)
             .await?;
+        if let Some(key) = &idempotency_key {
+            // Bounded: keys older than a day go (this one's expired copy too), and beyond
+            // the last INTAKE_KEYS_KEPT the oldest.
+            sqlx::query("DELETE FROM intake_requests WHERE received_at < ?")
+                .bind(&kept_since)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO intake_requests (idempotency_key, request, booking, received_at)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(key)
+            .bind(&body)
+            .bind(serde_json::to_string(&booking)?)
+            .bind(timestamp(now))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM intake_requests
+                 WHERE n <= (SELECT MAX(n) FROM intake_requests) - ?",
+            )
+            .bind(INTAKE_KEYS_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         self.publish(logged, |m| {
             m.records
                 .insert((RecordKind::Booking, booking.id), record.clone());
         })
         .await;
-        Ok(booking)
+        Ok(Intake::Created(booking))
     }
 
     /// Appends the change-log row for `target` inside `tx`, taking the next seq.
@@ -542,7 +645,7 @@ impl Store {
 
 /// Decides a mutation against memory: the pure rules, then the checks that need other
 /// records (assignees are real staff with the right role; no double booking; inside
-/// availability). Returns the effect and the previous record, or the rejection and the
+/// availability; no availability taken from under a booking the therapist took on). Returns the effect and the previous record, or the rejection and the
 /// current record.
 #[allow(clippy::type_complexity)]
 fn judge(
@@ -581,6 +684,31 @@ fn judge(
             rules::check_schedule(b, &t.display_name, &others, &slots)
                 .map_err(|r| (r, current.cloned()))?;
         }
+    }
+    if let (Some(Record::Slot(before)), true) = (current, rules::needs_slot_check(mutation)) {
+        let after = match &effect {
+            Effect::Upsert(Record::Slot(s)) => Some(s),
+            _ => None,
+        };
+        let on_the_day = |r: &&Record| match r {
+            Record::Booking(b) => b.therapist_id == Some(before.staff_id) && b.date == before.date,
+            Record::Slot(s) => s.staff_id == before.staff_id && s.date == before.date,
+            _ => false,
+        };
+        let (mut bookings, mut slots) = (Vec::new(), Vec::new());
+        for record in memory.records.values().filter(on_the_day) {
+            match record {
+                Record::Booking(b) => bookings.push(b.clone()),
+                Record::Slot(s) => slots.push(s.clone()),
+                _ => {}
+            }
+        }
+        let name = memory
+            .staff
+            .get(&before.staff_id)
+            .map_or("The therapist", |t| t.display_name.as_str());
+        rules::check_slot_change(before, after, name, &bookings, &slots)
+            .map_err(|r| (r, current.cloned()))?;
     }
     if let (Effect::Upsert(Record::Message(m)), Mutation::SendMessage { .. }) = (&effect, mutation)
     {
