@@ -5,8 +5,6 @@
 //! Records travel as the protocol defines them (snake_case wire fields); everything the app
 //! adds around them is camelCase, as JavaScript reads it.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use clinic_protocol::{
     Booking, BookingAction, BookingStatus, ErrorCode, Id, Message, RecordKind, Role, Slot, Staff,
@@ -47,14 +45,11 @@ pub struct WindowDto {
     pub shortcut: Option<String>,
 }
 
-/// The words the UI shows for protocol values, so that no page keeps its own copy.
-#[derive(Debug, Clone, Serialize)]
-pub struct Words {
-    /// By wire name: `"pickup_confirmed"`, ...
-    pub statuses: BTreeMap<&'static str, StatusWords>,
-    /// Button labels by wire name: `"confirm_pickup"`, ...
-    pub actions: BTreeMap<&'static str, &'static str>,
-}
+/// The words the UI shows for protocol values, so that no page keeps its own copy. Both
+/// maps go out in the protocol's order (life-cycle order for statuses), which is the order
+/// a legend lists them in.
+#[derive(Debug, Clone, Default)]
+pub struct Words;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusWords {
@@ -66,28 +61,44 @@ pub struct StatusWords {
 
 impl Words {
     pub fn new() -> Words {
-        Words {
-            statuses: BookingStatus::ALL
-                .into_iter()
-                .map(|s| {
-                    let words = StatusWords {
-                        label: s.label(),
-                        words: clinic_protocol::rules::status_words(s),
-                    };
-                    (s.as_str(), words)
-                })
-                .collect(),
-            actions: BookingAction::ALL
-                .into_iter()
-                .map(|a| (a.as_str(), a.label()))
-                .collect(),
-        }
+        Words
     }
 }
 
-impl Default for Words {
-    fn default() -> Self {
-        Words::new()
+impl Serialize for Words {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut words = serializer.serialize_struct("Words", 2)?;
+        words.serialize_field("statuses", &Ordered(Statuses))?;
+        words.serialize_field("actions", &Ordered(Actions))?;
+        words.end()
+    }
+}
+
+/// A map written in the order of its entries, by wire name.
+struct Ordered<T>(T);
+struct Statuses;
+struct Actions;
+
+impl Serialize for Ordered<Statuses> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(BookingStatus::ALL.into_iter().map(|s| {
+            let words = StatusWords {
+                label: s.label(),
+                words: clinic_protocol::rules::status_words(s),
+            };
+            (s.as_str(), words)
+        }))
+    }
+}
+
+impl Serialize for Ordered<Actions> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            BookingAction::ALL
+                .into_iter()
+                .map(|a| (a.as_str(), a.label())),
+        )
     }
 }
 
@@ -366,5 +377,9 @@ mod tests {
         assert_eq!(words["actions"]["verify_payment"], "Verify payment");
         assert_eq!(words["statuses"].as_object().unwrap().len(), 9);
         assert_eq!(words["actions"].as_object().unwrap().len(), 9);
+        // The text keeps the life-cycle order, which a legend follows.
+        let text = serde_json::to_string(&super::Words::new()).unwrap();
+        let at = |s: &str| text.find(&format!("\"{s}\":{{")).unwrap();
+        assert!(at("requested") < at("confirmed") && at("completed") < at("cancelled"));
     }
 }

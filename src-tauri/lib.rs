@@ -41,6 +41,8 @@ pub fn run() {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tao=warn,wry=warn".into()),
         )
+        // The feed's hello carries the session token, and a trace log would show it.
+        .with_writer(clinic_server::logging::Redacting(std::io::stderr))
         .init();
     let args = config::Args::parse();
     let context = tauri::generate_context!();
