@@ -1,7 +1,7 @@
 //! The signed-in session: the app's ONE sync engine (one WebSocket, one SQLite cache),
 //! and the tasks that carry what it publishes to every window.
 //!
-//! Every call into `clinic_sync` is in this module.
+//! Every call into the engine is here; its reads for the dashboards go through `views`.
 
 use clinic_protocol::{Mutation, Record, Staff};
 use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin, Status};

@@ -9,23 +9,12 @@ use std::time::Duration;
 use chrono::{Local, NaiveTime};
 use clinic_protocol::{
     Booking, BookingAction, BookingStatus, IntakeRequest, Mutation, MutationOutcome, NewSlot,
-    Record, Snapshot,
+    Snapshot,
 };
-use clinic_test_kit::{staff_id, Proxy, Staffer, TestServer};
+use clinic_test_kit::{bookings, staff_id, Proxy, Staffer, TestServer};
 use common::notifications::NotificationService;
 use common::{poll, resumed, signed_in, signed_in_measuring, App};
 use serde_json::{json, Value};
-
-fn bookings(snapshot: &Snapshot) -> Vec<Booking> {
-    snapshot
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Booking(b) => Some(b.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 fn row(id: impl std::fmt::Display) -> String {
     format!("[data-booking-id=\"{id}\"]")
@@ -106,6 +95,35 @@ fn today_at(h: u32, m: u32) -> (chrono::NaiveDate, NaiveTime) {
         Local::now().date_naive(),
         NaiveTime::from_hms_opt(h, m, 0).expect("time"),
     )
+}
+
+/// Cuts Maria's app off the network, has Olivia cancel `booking` meanwhile, and has Maria
+/// accept it in her therapist window: a change queued offline that the server will refuse.
+async fn accept_offline_what_olivia_cancelled(
+    app: &mut App,
+    proxy: &Proxy,
+    olivia: &Staffer,
+    therapist: &str,
+    booking: &Booking,
+) {
+    proxy.cut();
+    wait_attr(app, therapist, "#sync-dot", "data-state", "offline").await;
+    let outcome = olivia
+        .mutate(Mutation::BookingAction {
+            id: booking.id,
+            version: booking.version,
+            action: BookingAction::Cancel,
+        })
+        .await;
+    assert!(
+        matches!(outcome, MutationOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    app.click(
+        therapist,
+        &format!("{} button[data-action=\"accept\"]", row(booking.id)),
+    )
+    .await;
 }
 
 /// 1. Two windows in one app: accepting in the therapist dashboard shows up confirmed in
@@ -530,27 +548,9 @@ async fn the_loser_of_a_conflict_rolls_back_and_is_told() {
     let operator = app.window_like("operator-").await;
     wait_attr(&mut app, &therapist, "#sync-dot", "data-state", "online").await;
 
-    // Maria's app loses the network; meanwhile Olivia cancels the booking.
-    proxy.cut();
-    wait_attr(&mut app, &therapist, "#sync-dot", "data-state", "offline").await;
-    let outcome = olivia
-        .mutate(Mutation::BookingAction {
-            id: booking.id,
-            version: booking.version,
-            action: BookingAction::Cancel,
-        })
-        .await;
-    assert!(
-        matches!(outcome, MutationOutcome::Applied { .. }),
-        "{outcome:?}"
-    );
-
-    // Maria accepts it offline: it shows as confirmed, pending, in every window.
-    app.click(
-        &therapist,
-        &format!("{} button[data-action=\"accept\"]", row(booking.id)),
-    )
-    .await;
+    // Maria accepts offline what Olivia has just cancelled: it shows as confirmed,
+    // pending, in every window.
+    accept_offline_what_olivia_cancelled(&mut app, &proxy, &olivia, &therapist, &booking).await;
     wait_attr(
         &mut app,
         &operator,
@@ -684,24 +684,7 @@ async fn a_rejection_after_a_restart_is_told_where_the_change_was_made() {
 
     // Offline, Maria accepts a booking that Olivia has just cancelled; then the app quits
     // with the accept still queued.
-    proxy.cut();
-    wait_attr(&mut app, &therapist, "#sync-dot", "data-state", "offline").await;
-    let outcome = olivia
-        .mutate(Mutation::BookingAction {
-            id: booking.id,
-            version: booking.version,
-            action: BookingAction::Cancel,
-        })
-        .await;
-    assert!(
-        matches!(outcome, MutationOutcome::Applied { .. }),
-        "{outcome:?}"
-    );
-    app.click(
-        &therapist,
-        &format!("{} button[data-action=\"accept\"]", row(booking.id)),
-    )
-    .await;
+    accept_offline_what_olivia_cancelled(&mut app, &proxy, &olivia, &therapist, &booking).await;
     wait_attr(
         &mut app,
         &therapist,
