@@ -318,27 +318,43 @@ pub async fn signed_in_measuring(server_url: &str, username: &str) -> (App, temp
 /// its cache (no login) and restores its windows.
 pub async fn resumed(server_url: &str, data: &std::path::Path) -> App {
     // The earlier run's app may still be exiting after its session closed; a second
-    // instance on the same data dir would hand over to it (single instance) and quit.
+    // instance on the same data dir would hand over to it (single instance) and quit. One
+    // that is still there after a grace period is killed, as a crash would: the test then
+    // resumes from whatever the app left on disk, which must be enough.
     let marker = format!("CLINIC_DESK_DATA_DIR={}", data.display());
-    poll("the earlier app to exit", || {
-        let running = app_running_with(&marker);
-        async move { (!running).then_some(()) }
-    })
-    .await;
+    let grace = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = apps_running_with(&marker);
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > grace {
+            for pid in left {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     App::launch(launch_on(server_url, data, false)).await
 }
 
-/// Whether a process runs with `entry` in its environment (Linux: /proc/*/environ).
-fn app_running_with(entry: &str) -> bool {
+/// The app processes with `entry` in their environment (Linux: /proc/*/environ).
+fn apps_running_with(entry: &str) -> Vec<u32> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
-    procs.flatten().any(|p| {
-        std::fs::read(p.path().join("environ"))
-            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
-            && std::fs::read(p.path().join("cmdline"))
-                .is_ok_and(|c| c.windows(11).any(|w| w == b"clinic-desk"))
-    })
+    procs
+        .flatten()
+        .filter(|p| {
+            std::fs::read_link(p.path().join("exe"))
+                .is_ok_and(|exe| exe.ends_with(env!("CARGO_BIN_EXE_clinic-desk")))
+                && std::fs::read(p.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+        })
+        .filter_map(|p| p.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 fn launch_on(server_url: &str, data: &std::path::Path, measure: bool) -> Launch {

@@ -6,6 +6,8 @@
 //!   tests in real windows included) under a virtual display and a private D-Bus.
 //! - `bench`: every benchmark side by side with a Socket.IO peer; writes BENCHMARKS.md.
 //! - `screenshot`: run the demo under Xvfb and save the README screenshot.
+//! - `chaos`: the long chaos run (`crates/clinic-sync/tests/chaos.rs` at its long size);
+//!   writes RELIABILITY.md. `test` runs it at CI size.
 //!
 //! This crate uses std only: it must build in seconds on a fresh machine and must not change
 //! the feature set of any dependency the app shares (which would compile the GTK/WebKit
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench(rest),
         "screenshot" => screenshot(),
+        "chaos" => chaos(rest),
         "help" | "--help" | "-h" => {
             eprintln!("{}", HELP);
             Ok(())
@@ -49,9 +52,10 @@ fn main() -> ExitCode {
 const HELP: &str = "usage: cargo xtask <task>
 
   run [-- APP ARGS]   start Clinic Desk in demo mode (installs build packages if missing)
-  test                fmt, clippy and every test, end-to-end in real windows included
+  test                fmt, clippy, node and every test, end-to-end in real windows included
   bench [--quick]     every benchmark against a Socket.IO peer; full runs write BENCHMARKS.md
-  screenshot          save docs/screenshot.png of the demo, taken under Xvfb";
+  screenshot          save docs/screenshot.png of the demo, taken under Xvfb
+  chaos               the long chaos run (debug build, minutes); writes RELIABILITY.md";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -234,4 +238,46 @@ fn screenshot() -> Result<(), String> {
     .env("TAURI_DRIVER", &tauri_driver)
     .env("CLINIC_SCREENSHOT", root().join("docs/screenshot.png"));
     status(&mut headless(&cmd))
+}
+
+/// The long chaos run (`crates/clinic-sync/tests/chaos.rs` at its `long` size): the real
+/// server binary and ten engine processes, each killed and restarted; the test writes its
+/// figures into RELIABILITY.md. A debug build, like every test run. `CLINIC_CHAOS_SEED`
+/// replays a run's choices; `CLINIC_CHAOS_MUTATIONS` changes its length.
+fn chaos(rest: &[String]) -> Result<(), String> {
+    if !rest.is_empty() {
+        return Err(format!("`chaos` takes no arguments, got {rest:?}"));
+    }
+    // `cargo test -p clinic-sync` builds neither the server binary nor the example the run
+    // starts as processes.
+    status(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "clinic-server",
+        "-p",
+        "clinic-sync",
+        "--bin",
+        "clinic-server",
+        "--example",
+        "engine_process",
+    ]))?;
+    status(
+        cargo()
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "clinic-sync",
+                "--test",
+                "chaos",
+                "--",
+                "--exact",
+                "chaos_run",
+                "--nocapture",
+            ])
+            .env("CLINIC_CHAOS_SIZE", "long")
+            .env("CLINIC_CHAOS_REPORT", root().join("RELIABILITY.md"))
+            .env("RUST_BACKTRACE", "1"),
+    )
 }

@@ -105,17 +105,17 @@ impl Cache {
                 .await?
                 .iter()
                 .map(|row| -> Result<Queued, SyncError> {
-                    let id: String = row.get("mutation_id");
-                    let at: String = row.get("queued_at");
+                    let id: String = row.try_get("mutation_id")?;
+                    let at: String = row.try_get("queued_at")?;
                     Ok(Queued {
                         mutation_id: id
                             .parse()
                             .map_err(|_| SyncError::Storage("bad outbox id".into()))?,
-                        mutation: serde_json::from_str(row.get("body"))?,
+                        mutation: serde_json::from_str(row.try_get("body")?)?,
                         queued_at: DateTime::parse_from_rfc3339(&at)
                             .map_err(|_| SyncError::Storage("bad outbox time".into()))?
                             .with_timezone(&Utc),
-                        tag: row.get("tag"),
+                        tag: row.try_get("tag")?,
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -123,11 +123,11 @@ impl Queries {
         let rows = q.build().fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let record: Record = serde_json::from_str(row.get::<&str, _>("body"))?;
+            let record: Record = serde_json::from_str(row.try_get::<&str, _>("body")?)?;
             if let Some(record) = pick(record) {
                 out.push(Cached {
                     record,
-                    pending: row.get::<bool, _>("pending"),
+                    pending: row.try_get::<bool, _>("pending")?,
                 });
             }
         }
@@ -154,8 +154,8 @@ impl Queries {
             .iter()
             .map(|row| {
                 Ok(ViewRecord {
-                    record: serde_json::from_str(row.get::<&str, _>("body"))?,
-                    pending: row.get::<bool, _>("pending"),
+                    record: serde_json::from_str(row.try_get::<&str, _>("body")?)?,
+                    pending: row.try_get::<bool, _>("pending")?,
                 })
             })
             .collect()
@@ -281,12 +281,14 @@ impl Queries {
              FROM visible WHERE kind = 'booking'",
         );
         let row = q.build().fetch_one(&self.pool).await?;
-        let get = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
+        let get = |name: &str| -> Result<u64, SyncError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
         Ok(Counts {
-            pending_requests: get("pending_requests"),
-            confirmed_today: get("confirmed_today"),
-            total: get("total"),
-            unsynced: get("unsynced"),
+            pending_requests: get("pending_requests")?,
+            confirmed_today: get("confirmed_today")?,
+            total: get("total")?,
+            unsynced: get("unsynced")?,
         })
     }
 
@@ -331,8 +333,8 @@ impl Queries {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let peer: String = row.get("peer");
-            let Some(last) = message(serde_json::from_str(row.get::<&str, _>("body"))?) else {
+            let peer: String = row.try_get("peer")?;
+            let Some(last) = message(serde_json::from_str(row.try_get::<&str, _>("body")?)?) else {
                 continue;
             };
             out.push(Conversation {
@@ -341,9 +343,9 @@ impl Queries {
                     .map_err(|_| SyncError::Storage("bad peer id".into()))?,
                 last: Cached {
                     record: last,
-                    pending: row.get("pending"),
+                    pending: row.try_get("pending")?,
                 },
-                unread: u64::try_from(row.get::<i64, _>("unread_count")).unwrap_or(0),
+                unread: u64::try_from(row.try_get::<i64, _>("unread_count")?).unwrap_or(0),
             });
         }
         Ok(out)

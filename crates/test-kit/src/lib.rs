@@ -17,6 +17,7 @@
 
 mod client;
 mod poll;
+pub mod process;
 mod proxy;
 mod server;
 

@@ -1,0 +1,149 @@
+//! The real `clinic-server` binary as a process of its own, which a test can kill with
+//! SIGKILL (no graceful shutdown, no flushing: a crash) and start again on the same
+//! database and port; and where to find the binaries a test runs.
+
+use std::fs::OpenOptions;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use clinic_protocol::wire::paths;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::poll_within;
+
+/// How long a (debug) server may take to open its database and answer `/healthz`.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A binary cargo built into the test's target directory: `relative` to the profile
+/// directory (`target/debug`), which holds the test executable in `deps/`. Panics, saying
+/// how to build it, if it is not there: `cargo test -p <one package>` builds neither the
+/// other packages' binaries nor examples (`cargo test --workspace` builds both).
+pub fn built_binary(relative: &str, build_with: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps");
+    let path = profile.join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `{build_with}` (`cargo test --workspace` and \
+         `cargo xtask chaos` build it)",
+        path.display()
+    );
+    path
+}
+
+/// A `clinic-server` process serving a demo clinic (`--demo`, every password
+/// [`crate::PASSWORD`]) from a database in a temporary directory, on a fixed loopback
+/// port. [`ServerProcess::kill`] is a SIGKILL; [`ServerProcess::restart`] starts the binary
+/// again on the same database and port. The process is killed when this is dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    bin: PathBuf,
+    addr: SocketAddr,
+    child: Option<Child>,
+    /// Every start's stderr, appended (`server.log`), and the database (`clinic.db`).
+    dir: TempDir,
+    starts: u32,
+}
+
+impl ServerProcess {
+    /// Starts `target/<profile>/clinic-server` on a free loopback port and waits until it
+    /// answers.
+    pub async fn start() -> ServerProcess {
+        let bin = built_binary("clinic-server", "cargo build -p clinic-server");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // A port that was free a moment ago: the server binds it itself, and binds it
+        // again after every restart.
+        let addr = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port");
+        let mut server = ServerProcess {
+            bin,
+            addr,
+            child: None,
+            dir,
+            starts: 0,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("clinic.db")
+    }
+
+    /// Whether the process is running (started and not killed since).
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// How many times the binary was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// SIGKILL, and waits for the process to be gone: whatever it was doing stops there.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `kill` is SIGKILL on Unix, then waits for the exit.
+            child.kill().await.expect("SIGKILL the server");
+        }
+    }
+
+    /// Starts the binary again (killing it first if it runs) on the same database and
+    /// port, and waits until it answers `/healthz`.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("the server's log file");
+        let child = Command::new(&self.bin)
+            .arg("--db")
+            .arg(self.db_path())
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            // Seeds only an empty database: a restart keeps what was committed.
+            .arg("--demo")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        self.starts += 1;
+        let http = reqwest::Client::new();
+        let health = format!("{}{}", self.url(), paths::HEALTHZ);
+        let what = format!("the server process to answer on {}", self.addr);
+        poll_within(STARTUP, &what, || {
+            let request = http.get(&health).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
+    }
+
+    /// The last `lines` lines the server wrote to stderr, across every start: for a failing
+    /// test's message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
