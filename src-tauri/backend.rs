@@ -10,7 +10,7 @@ use clinic_protocol::Role;
 use crate::config::{Remembered, Settings};
 use crate::demo::{self, Demo};
 use crate::error::UiError;
-use crate::ipc::{SessionDto, ViewData, ViewRequest, WindowDto, Words};
+use crate::ipc::{SessionDto, ViewRequest, WindowDto, Words};
 use crate::layout::Layout;
 use crate::session::Session;
 use crate::windows::{self, WindowKind};
@@ -150,9 +150,13 @@ impl Backend {
             .map_err(|e| UiError::internal("Could not open the window", e))
     }
 
-    /// What window `label` shows now, for `load`: only its own dashboard's view, and only
-    /// while the user's roles allow that dashboard.
-    pub async fn load(&self, label: &str, request: &ViewRequest) -> Result<ViewData, UiError> {
+    /// What window `label` shows now, for `load`, in JSON: only its own dashboard's view,
+    /// and only while the user's roles allow that dashboard.
+    pub async fn load(
+        &self,
+        label: &str,
+        request: &ViewRequest,
+    ) -> Result<std::sync::Arc<str>, UiError> {
         let session = self.session.read().await;
         let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
         let kind = request.kind();

@@ -4,11 +4,12 @@
 //! dashboards cannot. Its arguments and answers are in [`crate::ipc`].
 
 use clinic_protocol::Mutation;
+use tauri::ipc::{InvokeResponseBody, Response};
 use tauri::{AppHandle, State, WebviewWindow};
 
 use crate::backend::Backend;
 use crate::error::UiError;
-use crate::ipc::{SessionDto, SubmitDto, ViewData, ViewRequest};
+use crate::ipc::{SessionDto, SubmitDto, ViewRequest};
 use crate::menu;
 use crate::windows::WindowKind;
 
@@ -42,14 +43,16 @@ pub async fn logout(app: AppHandle, backend: State<'_, Backend>) -> Result<(), U
     backend.logout(&app).await
 }
 
-/// What the calling window's dashboard shows now.
+/// What the calling window's dashboard shows now ([`crate::ipc::ViewData`], serialised once
+/// for every window that shows the same view).
 #[tauri::command]
 pub async fn load(
     window: WebviewWindow,
     backend: State<'_, Backend>,
     view: ViewRequest,
-) -> Result<ViewData, UiError> {
-    backend.load(window.label(), &view).await
+) -> Result<Response, UiError> {
+    let json = backend.load(window.label(), &view).await?;
+    Ok(Response::new(InvokeResponseBody::Json(json.to_string())))
 }
 
 #[tauri::command]

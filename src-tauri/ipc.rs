@@ -110,7 +110,7 @@ pub struct SubmitDto {
 }
 
 /// What one dashboard asks to show (`load`). A window may only ask for its own kind.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(tag = "dashboard", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ViewRequest {
     Operator {
@@ -129,7 +129,7 @@ pub enum ViewRequest {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OperatorFilter {
     #[default]

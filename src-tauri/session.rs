@@ -3,15 +3,17 @@
 //!
 //! Every call into the engine is here; its reads for the dashboards go through `views`.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
 use clinic_protocol::{Mutation, Record, Staff};
 use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin, Status};
 use tauri::{AppHandle, Emitter};
 use uuid::Uuid;
 
 use crate::error::UiError;
-use crate::ipc::{
-    self, ChangesPayload, RejectionPayload, StatusPayload, SyncState, ViewData, ViewRequest,
-};
+use crate::ipc::{self, ChangesPayload, RejectionPayload, StatusPayload, SyncState, ViewRequest};
 use crate::news::Newsroom;
 use crate::notify;
 use crate::views;
@@ -22,8 +24,21 @@ pub struct Session {
     pub engine: Engine,
     pub user: Staff,
     pub server: String,
+    /// The views read lately, as sent: see [`Session::load`].
+    views: tokio::sync::Mutex<HashMap<ViewRequest, Read>>,
     tasks: Vec<tauri::async_runtime::JoinHandle<()>>,
 }
+
+/// A view as read at cache sequence `seq` on the clinic's date `today`, in JSON.
+#[derive(Debug)]
+struct Read {
+    seq: u64,
+    today: NaiveDate,
+    json: Arc<str>,
+}
+
+/// How many different views are kept (a few per dashboard kind is plenty).
+const VIEWS_KEPT: usize = 32;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,15 +94,44 @@ impl Session {
             engine,
             user,
             server: server.to_owned(),
+            views: tokio::sync::Mutex::new(HashMap::new()),
             tasks,
         }
     }
 
-    /// What one dashboard shows now (see [`views`]).
-    pub async fn load(&self, request: &ViewRequest) -> Result<ViewData, UiError> {
-        let status = status_payload(&self.engine.status().borrow());
+    /// What one dashboard shows now (see [`views`]), in JSON.
+    ///
+    /// Every window showing a dashboard loads it again after each change that concerns it,
+    /// so four operator windows ask for the same view at the same moment. One view is read
+    /// at a time, and an answer read at the cache's current sequence is handed to every
+    /// window that asks for the same view, read and serialised once.
+    pub async fn load(&self, request: &ViewRequest) -> Result<Arc<str>, UiError> {
+        let queries = self.engine.queries();
         let today = chrono::Local::now().date_naive();
-        Ok(views::load(&self.engine.queries(), &self.user, request, today, status).await?)
+        let mut views = self.views.lock().await;
+        let seq = queries.seq().await?;
+        if let Some(read) = views.get(request) {
+            if read.seq == seq && read.today == today {
+                return Ok(read.json.clone());
+            }
+        }
+        let status = status_payload(&self.engine.status().borrow());
+        let data = views::load(&queries, &self.user, request, today, status).await?;
+        let json: Arc<str> = serde_json::to_string(&data)
+            .map_err(|e| UiError::internal("Could not send the view", e))?
+            .into();
+        if views.len() >= VIEWS_KEPT {
+            views.clear();
+        }
+        views.insert(
+            request.clone(),
+            Read {
+                seq: data.seq,
+                today,
+                json: json.clone(),
+            },
+        );
+        Ok(json)
     }
 
     /// Queues a change made in window `origin`; it shows at once, marked pending. The

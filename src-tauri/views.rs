@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Datelike, Duration, NaiveDate, Utc};
+use chrono::{Datelike, Duration, NaiveDate};
 use clinic_protocol::{rules, Booking, BookingStatus, Id, RecordKind, Role, Slot, Staff};
 use clinic_sync::{BookingOrder, BookingQuery, Cached, Queries, SyncError};
 
@@ -107,8 +107,7 @@ impl Ctx<'_> {
     }
 
     fn booking(&self, b: Cached<Booking>) -> BookingRow {
-        let now = Utc::now();
-        let actions = rules::booking_actions(self.user, &b.record, now)
+        let actions = rules::booking_actions(self.user, &b.record)
             .into_iter()
             .filter(|a| self.kind.offers(*a))
             .collect();

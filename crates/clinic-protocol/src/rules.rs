@@ -250,10 +250,10 @@ pub fn apply(
 ///
 /// Derived from [`apply`] itself rather than restated, so that what a dashboard offers can
 /// never drift from what the server accepts.
-pub fn booking_actions(user: &Staff, booking: &Booking, now: DateTime<Utc>) -> Vec<BookingAction> {
+pub fn booking_actions(user: &Staff, booking: &Booking) -> Vec<BookingAction> {
     BookingAction::ALL
         .into_iter()
-        .filter(|&action| booking_action(user, booking, action, now).is_ok())
+        .filter(|&action| step(user, booking, action).is_ok())
         .collect()
 }
 
@@ -517,6 +517,24 @@ fn booking_action(
     action: BookingAction,
     now: DateTime<Utc>,
 ) -> Result<Booking, Rejection> {
+    let (status, payment) = step(user, b, action)?;
+    Ok(Booking {
+        status,
+        payment,
+        version: b.version + 1,
+        updated_at: now,
+        ..b.clone()
+    })
+}
+
+/// Where `action` by `user` takes booking `b`: its next status and payment, or why not.
+/// Copies nothing, so that [`booking_actions`] can ask it for every action of every row a
+/// dashboard shows.
+fn step(
+    user: &Staff,
+    b: &Booking,
+    action: BookingAction,
+) -> Result<(BookingStatus, PaymentStatus), Rejection> {
     use BookingStatus as S;
     let my_therapy = b.therapist_id == Some(user.id) && user.has(Role::Therapist);
     let my_run = b.driver_id == Some(user.id) && user.has(Role::Driver);
@@ -534,9 +552,9 @@ fn booking_action(
         return Err(forbidden(&format!("{} this booking", action.verb())));
     }
 
-    let mut next = b.clone();
     let from = b.status;
-    next.status = match (action, from) {
+    let mut payment = b.payment;
+    let status = match (action, from) {
         (BookingAction::Accept, S::Requested) => S::Confirmed,
         (BookingAction::Decline, S::Requested | S::Confirmed) => S::Declined,
         (BookingAction::ConfirmPickup, S::Confirmed) => S::PickupConfirmed,
@@ -546,7 +564,7 @@ fn booking_action(
         (BookingAction::StartSession, S::Confirmed) if b.driver_id.is_none() => S::InSession,
         (BookingAction::Complete, S::InSession) => S::Completed,
         (BookingAction::VerifyPayment, S::Completed) if b.payment == PaymentStatus::Unpaid => {
-            next.payment = PaymentStatus::Verified;
+            payment = PaymentStatus::Verified;
             S::Completed
         }
         (BookingAction::Cancel, s) if s.before_session() => S::Cancelled,
@@ -566,9 +584,7 @@ fn booking_action(
             ))
         }
     };
-    next.version = b.version + 1;
-    next.updated_at = now;
-    Ok(next)
+    Ok((status, payment))
 }
 
 fn reschedule(
@@ -874,7 +890,7 @@ mod tests {
         for status in BookingStatus::ALL {
             let b = booking(th, dr, status);
             for user in &users {
-                let offered = booking_actions(user, &b, Utc::now());
+                let offered = booking_actions(user, &b);
                 for action in BookingAction::ALL {
                     assert_eq!(
                         offered.contains(&action),
@@ -887,7 +903,7 @@ mod tests {
         }
         let requested = booking(th, dr, BookingStatus::Requested);
         assert_eq!(
-            booking_actions(th, &requested, Utc::now()),
+            booking_actions(th, &requested),
             [BookingAction::Accept, BookingAction::Decline]
         );
         assert!(may_edit_booking(&users[3], &requested));

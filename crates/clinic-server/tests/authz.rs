@@ -27,7 +27,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use chrono::{Days, Local, NaiveDate, NaiveTime, Utc};
+use chrono::{Days, Local, NaiveDate, NaiveTime};
 use clinic_protocol::rules::{self, visible_to};
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
@@ -1297,7 +1297,7 @@ impl Case {
                 };
                 let offered: Vec<(usize, BookingAction)> = (0..self.users.len())
                     .flat_map(|u| {
-                        rules::booking_actions(&self.users[u], &b, Utc::now())
+                        rules::booking_actions(&self.users[u], &b)
                             .into_iter()
                             .map(move |a| (u, a))
                     })

@@ -360,7 +360,6 @@ async fn change(
     let me = scene.user.id;
     let therapists = scene.with_role(Role::Therapist);
     let drivers = scene.with_role(Role::Driver);
-    let now = chrono::Utc::now();
     let hour = |h: u32| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or(NaiveTime::MIN);
     Ok(match kind {
         Kind::Step => {
@@ -369,7 +368,7 @@ async fn change(
                 .await?
                 .into_iter()
                 .map(|b| {
-                    let actions = rules::booking_actions(&scene.user, &b, now);
+                    let actions = rules::booking_actions(&scene.user, &b);
                     (b, actions)
                 })
                 .filter(|(_, actions)| !actions.is_empty())
