@@ -150,17 +150,22 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> Result<Effect, Rejection> {
     match mutation {
+        // The new record is judged before its id is: someone who may not create it learns
+        // nothing about which ids exist from the answer.
         Mutation::CreateBooking { booking } => {
+            let b = create_booking(user, booking, now)?;
             exists_not(current, "booking")?;
-            create_booking(user, booking, now).map(|b| Effect::Upsert(Record::Booking(b)))
+            Ok(Effect::Upsert(Record::Booking(b)))
         }
         Mutation::CreateSlot { slot } => {
+            let s = create_slot(user, slot, now)?;
             exists_not(current, "availability slot")?;
-            create_slot(user, slot, now).map(|s| Effect::Upsert(Record::Slot(s)))
+            Ok(Effect::Upsert(Record::Slot(s)))
         }
         Mutation::SendMessage { message } => {
+            let m = send_message(user, message, now)?;
             exists_not(current, "message")?;
-            send_message(user, message, now).map(|m| Effect::Upsert(Record::Message(m)))
+            Ok(Effect::Upsert(Record::Message(m)))
         }
         Mutation::BookingAction {
             version, action, ..
@@ -910,6 +915,34 @@ mod tests {
         assert!(!may_edit_booking(th, &requested));
         let done = booking(th, dr, BookingStatus::Completed);
         assert!(!may_edit_booking(&users[0], &done));
+    }
+
+    #[test]
+    fn who_may_not_create_a_record_learns_nothing_about_its_id() {
+        let th = staff(&[Role::Therapist]);
+        let dr = staff(&[Role::Driver]);
+        let existing = booking(&th, &dr, BookingStatus::Requested);
+        let fields = NewBooking {
+            id: existing.id,
+            client_name: "Eve".into(),
+            client_phone: String::new(),
+            address: String::new(),
+            service: "Massage".into(),
+            date: existing.date,
+            start: t(9, 0),
+            end: t(10, 0),
+            therapist_id: None,
+            driver_id: None,
+            notes: String::new(),
+        };
+        let m = Mutation::CreateBooking { booking: fields };
+        let taken = Some(Record::Booking(existing));
+        let now = Utc::now();
+        let refused = apply(&th, &m, taken.as_ref(), now).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused}");
+        let op = staff(&[Role::Operator]);
+        let refused = apply(&op, &m, taken.as_ref(), now).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Conflict, "{refused}");
     }
 
     #[test]
