@@ -97,6 +97,18 @@ fn today_at(h: u32, m: u32) -> (chrono::NaiveDate, NaiveTime) {
     )
 }
 
+/// A server, a cuttable proxy for Maria's app, Olivia (an operator, signed in directly),
+/// and a booking requested of Maria.
+async fn a_booking_of_maria_behind_a_proxy() -> (TestServer, Proxy, Staffer, Booking) {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(server.addr()).await;
+    let olivia = Staffer::login(&server.url(), "olivia").await;
+    let snapshot = olivia.snapshot().await;
+    let maria = staff_id(&snapshot, "maria");
+    let booking = requested_for(&snapshot, maria);
+    (server, proxy, olivia, booking)
+}
+
 /// Cuts Maria's app off the network, has Olivia cancel `booking` meanwhile, and has Maria
 /// accept it in her therapist window: a change queued offline that the server will refuse.
 async fn accept_offline_what_olivia_cancelled(
@@ -536,12 +548,7 @@ async fn offline_changes_land_when_the_server_returns() {
 ///    window where they acted says what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loser_of_a_conflict_rolls_back_and_is_told() {
-    let server = TestServer::start().await;
-    let proxy = Proxy::start(server.addr()).await;
-    let olivia = Staffer::login(&server.url(), "olivia").await;
-    let snapshot = olivia.snapshot().await;
-    let maria = staff_id(&snapshot, "maria");
-    let booking = requested_for(&snapshot, maria);
+    let (_server, proxy, olivia, booking) = a_booking_of_maria_behind_a_proxy().await;
 
     let (mut app, _data) = signed_in(&proxy.url(), "maria").await;
     let therapist = app.window_like("therapist-").await;
@@ -671,12 +678,7 @@ async fn user_text_is_shown_as_text() {
 ///    reopens its windows under the same labels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_after_a_restart_is_told_where_the_change_was_made() {
-    let server = TestServer::start().await;
-    let proxy = Proxy::start(server.addr()).await;
-    let olivia = Staffer::login(&server.url(), "olivia").await;
-    let snapshot = olivia.snapshot().await;
-    let maria = staff_id(&snapshot, "maria");
-    let booking = requested_for(&snapshot, maria);
+    let (_server, proxy, olivia, booking) = a_booking_of_maria_behind_a_proxy().await;
 
     let (mut app, data) = signed_in(&proxy.url(), "maria").await;
     let therapist = app.window_like("therapist-").await;

@@ -288,6 +288,38 @@ pub enum Record {
 }
 
 impl Record {
+    /// The booking, if this is one (for `filter_map` over mixed records).
+    pub fn into_booking(self) -> Option<Booking> {
+        match self {
+            Record::Booking(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The availability slot, if this is one.
+    pub fn into_slot(self) -> Option<Slot> {
+        match self {
+            Record::Slot(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The message, if this is one.
+    pub fn into_message(self) -> Option<Message> {
+        match self {
+            Record::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The staff member, if this is one.
+    pub fn into_staff(self) -> Option<Staff> {
+        match self {
+            Record::Staff(s) => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::Staff(_) => RecordKind::Staff,

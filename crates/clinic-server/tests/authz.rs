@@ -532,27 +532,6 @@ fn applied<T>(outcome: MutationOutcome, what: &str, pick: impl FnOnce(Record) ->
     }
 }
 
-fn booking(r: Record) -> Option<Booking> {
-    match r {
-        Record::Booking(b) => Some(b),
-        _ => None,
-    }
-}
-
-fn slot(r: Record) -> Option<Slot> {
-    match r {
-        Record::Slot(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn message(r: Record) -> Option<Message> {
-    match r {
-        Record::Message(m) => Some(m),
-        _ => None,
-    }
-}
-
 /// The steps that bring a new booking to the status `action` starts from.
 fn path_to(action: BookingAction) -> &'static [BookingAction] {
     const FULL: [BookingAction; 6] = [
@@ -662,7 +641,7 @@ impl Walk {
                     note: String::new(),
                 };
                 let made = walk.boss.mutate(Mutation::CreateSlot { slot }).await;
-                applied(made, "availability", self::slot);
+                applied(made, "availability", Record::into_slot);
             }
         }
         walk
@@ -719,7 +698,7 @@ impl Walk {
     async fn booking(&mut self, rel: Rel, who: Who, path: &[BookingAction]) -> Booking {
         let booking = self.new_booking(rel, who);
         let made = self.boss.mutate(Mutation::CreateBooking { booking }).await;
-        let mut b = applied(made, "a booking", self::booking);
+        let mut b = applied(made, "a booking", Record::into_booking);
         for &step in path {
             let by = match step {
                 B::Accept | B::Decline => b.therapist_id,
@@ -727,7 +706,7 @@ impl Walk {
                 _ => Some(self.boss.login.user.id),
             };
             let by = &self.by_id[&by.unwrap()];
-            b = applied(by.act(&b, step).await, step.as_str(), self::booking);
+            b = applied(by.act(&b, step).await, step.as_str(), Record::into_booking);
         }
         b
     }
@@ -746,7 +725,7 @@ impl Walk {
             note: String::new(),
         };
         let made = self.boss.mutate(Mutation::CreateSlot { slot }).await;
-        applied(made, "a slot", self::slot)
+        applied(made, "a slot", Record::into_slot)
     }
 
     async fn message(&self, rel: Rel, who: Who) -> Message {
@@ -762,7 +741,7 @@ impl Walk {
             body: "Authz: between the two of us.".into(),
         };
         let made = from.mutate(Mutation::SendMessage { message }).await;
-        applied(made, "a message", self::message)
+        applied(made, "a message", Record::into_message)
     }
 
     /// A record of `kind` in relation `rel` to `who`, as it is now.

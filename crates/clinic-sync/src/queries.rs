@@ -86,27 +86,6 @@ pub struct Queries {
     me: Id,
 }
 
-fn booking(r: Record) -> Option<Booking> {
-    match r {
-        Record::Booking(b) => Some(b),
-        _ => None,
-    }
-}
-
-fn slot(r: Record) -> Option<Slot> {
-    match r {
-        Record::Slot(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn message(r: Record) -> Option<Message> {
-    match r {
-        Record::Message(m) => Some(m),
-        _ => None,
-    }
-}
-
 const BY_TIME: &str = " ORDER BY day, start_time, id";
 
 impl Queries {
@@ -212,7 +191,7 @@ impl Queries {
         if let Some(limit) = q.limit {
             sql.push(" LIMIT ").push_bind(i64::from(limit));
         }
-        self.fetch(sql, booking).await
+        self.fetch(sql, Record::into_booking).await
     }
 
     /// Bookings on one day, by start time.
@@ -310,7 +289,7 @@ impl Queries {
             q.push(" AND staff_id = ").push_bind(staff.to_string());
         }
         q.push(BY_TIME);
-        self.fetch(q, slot).await
+        self.fetch(q, Record::into_slot).await
     }
 
     /// The user's conversations, the most recent first, with unread counts.
@@ -334,7 +313,9 @@ impl Queries {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let peer: String = row.try_get("peer")?;
-            let Some(last) = message(serde_json::from_str(row.try_get::<&str, _>("body")?)?) else {
+            let Some(last) =
+                serde_json::from_str::<Record>(row.try_get::<&str, _>("body")?)?.into_message()
+            else {
                 continue;
             };
             out.push(Conversation {
@@ -366,17 +347,14 @@ impl Queries {
             .push(" AND recipient_id = ")
             .push_bind(me)
             .push(")) ORDER BY at, id");
-        self.fetch(q, message).await
+        self.fetch(q, Record::into_message).await
     }
 
     /// The staff list, by display name.
     pub async fn staff(&self) -> Result<Vec<Staff>, SyncError> {
         let q = QueryBuilder::new("SELECT body, pending FROM visible WHERE kind = 'staff'");
         let mut list: Vec<Staff> = self
-            .fetch(q, |r| match r {
-                Record::Staff(s) => Some(s),
-                _ => None,
-            })
+            .fetch(q, Record::into_staff)
             .await?
             .into_iter()
             .map(|c| c.record)

@@ -126,10 +126,7 @@ pub fn bookings(snapshot: &Snapshot) -> Vec<Booking> {
     snapshot
         .records
         .iter()
-        .filter_map(|r| match r {
-            Record::Booking(b) => Some(b.clone()),
-            _ => None,
-        })
+        .filter_map(|r| r.clone().into_booking())
         .collect()
 }
 
