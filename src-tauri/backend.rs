@@ -146,7 +146,6 @@ impl Backend {
             return Err(UiError::forbidden_window(kind.as_str()));
         }
         windows::open(app, kind, None)
-            .map(|_| ())
             .map_err(|e| UiError::internal("Could not open the window", e))
     }
 
@@ -156,6 +155,8 @@ impl Backend {
         &self,
         label: &str,
         request: &ViewRequest,
+        base: Option<u64>,
+        updates: tauri::ipc::Channel<tauri::ipc::InvokeResponseBody>,
     ) -> Result<std::sync::Arc<str>, UiError> {
         let session = self.session.read().await;
         let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
@@ -163,7 +164,7 @@ impl Backend {
         if windows::kind_of(label) != Some(kind) || !kind.allowed_for(&session.user.roles) {
             return Err(UiError::forbidden_window(kind.as_str()));
         }
-        session.load(request).await
+        session.load(label, request, base, updates).await
     }
 
     pub async fn session_dto(&self, label: &str) -> SessionDto {
@@ -193,6 +194,7 @@ impl Backend {
         );
         SessionDto {
             user,
+            server_warning: clinic_sync::insecure_address_warning(&server),
             server,
             last_username: self.settings.remembered().username,
             window,

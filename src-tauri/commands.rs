@@ -4,7 +4,7 @@
 //! dashboards cannot. Its arguments and answers are in [`crate::ipc`].
 
 use clinic_protocol::Mutation;
-use tauri::ipc::{InvokeResponseBody, Response};
+use tauri::ipc::{Channel, InvokeResponseBody, Response};
 use tauri::{AppHandle, State, WebviewWindow};
 
 use crate::backend::Backend;
@@ -13,12 +13,19 @@ use crate::ipc::{SessionDto, SubmitDto, ViewRequest};
 use crate::menu;
 use crate::windows::WindowKind;
 
+/// `server`, when given, is an address the login form is about to use: the answer's
+/// `serverWarning` is about that one.
 #[tauri::command]
 pub async fn session(
     window: WebviewWindow,
     backend: State<'_, Backend>,
+    server: Option<String>,
 ) -> Result<SessionDto, UiError> {
-    Ok(backend.session_dto(window.label()).await)
+    let mut dto = backend.session_dto(window.label()).await;
+    if let Some(server) = server {
+        dto.server_warning = clinic_sync::insecure_address_warning(&server);
+    }
+    Ok(dto)
 }
 
 #[tauri::command]
@@ -43,15 +50,19 @@ pub async fn logout(app: AppHandle, backend: State<'_, Backend>) -> Result<(), U
     backend.logout(&app).await
 }
 
-/// What the calling window's dashboard shows now ([`crate::ipc::ViewData`], serialised once
-/// for every window that shows the same view).
+/// What the calling window's dashboard shows now ([`crate::ipc::ViewData`]), or, when the
+/// window holds read `base` of the same view, what changed since; every later change
+/// batch reaches the window on `updates`, with what changed in its view (see
+/// [`crate::watch`]).
 #[tauri::command]
 pub async fn load(
     window: WebviewWindow,
     backend: State<'_, Backend>,
     view: ViewRequest,
+    base: Option<u64>,
+    updates: Channel<InvokeResponseBody>,
 ) -> Result<Response, UiError> {
-    let json = backend.load(window.label(), &view).await?;
+    let json = backend.load(window.label(), &view, base, updates).await?;
     Ok(Response::new(InvokeResponseBody::Json(json.to_string())))
 }
 

@@ -4,6 +4,7 @@
 //! then the server last logged in to, then `http://127.0.0.1:7420` (a local clinic server).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use clap::Parser;
@@ -32,6 +33,19 @@ pub struct Args {
     /// tests; off in normal use.
     #[arg(long, env = "CLINIC_DESK_MEASURE")]
     pub measure: bool,
+    /// A clinic CA certificate (PEM) to trust besides the system's, for a clinic server
+    /// whose https:// certificate the clinic signs itself.
+    #[arg(long, env = "CLINIC_DESK_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `--ca-file` of this run, set once with the [`Settings`]: every engine the app starts
+/// trusts it (`session::config`).
+static CA_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// The clinic CA file of this run, if one was given.
+pub fn ca_file() -> Option<PathBuf> {
+    CA_FILE.get().cloned().flatten()
 }
 
 /// The optional config file, and what the app remembers between runs.
@@ -75,7 +89,9 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Also makes `args.ca_file` the run's [`ca_file`] (the first settings made win).
     pub fn new(args: Args, default_data_dir: PathBuf, config_dir: PathBuf) -> Settings {
+        let _ = CA_FILE.set(args.ca_file.clone());
         let data_dir = args.data_dir.clone().unwrap_or(default_data_dir);
         Settings {
             remembered_file: data_dir.join("last-login.json"),

@@ -22,6 +22,9 @@ include!("ipc_names.rs");
 pub struct SessionDto {
     pub user: Option<Staff>,
     pub server: String,
+    /// A warning in words when `server` (or the address the login form asked about) is
+    /// `http://` off this computer: passwords would cross the network in clear text.
+    pub server_warning: Option<String>,
     /// The last username signed in with, to prefill the login form (never a password).
     pub last_username: Option<String>,
     pub window: WindowDto,
@@ -286,15 +289,22 @@ pub struct MessageRow {
     pub mine: bool,
 }
 
-/// The cache changed: sequence numbers `from..=to`, touching `kinds`. A window whose view
-/// reads one of them (or any window, on `reset`) loads its view again.
+/// The cache changed: sequence numbers `from..=to`, touching `kinds`. Sent to each window
+/// on its `load` channel with what changed in its view (see [`crate::watch`]); on `reset`
+/// every window loads its view again.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChangesPayload {
     pub from: u64,
     pub to: u64,
     pub kinds: Vec<RecordKind>,
     /// Everything was replaced (a resync from a snapshot).
     pub reset: bool,
+    /// When the backend sent the batch, in milliseconds since the Unix epoch, and how many
+    /// milliseconds before that it began reading the windows' views: the window benchmark
+    /// splits a change's way to a window at these points.
+    pub at: f64,
+    pub views_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

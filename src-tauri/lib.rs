@@ -8,7 +8,8 @@
 //! - [`session`]: the signed-in session around the ONE sync engine, and the tasks that
 //!   forward its changes, status and rejections to every window.
 //! - [`views`]: what each dashboard shows, read from the cache in SQL, each booking with
-//!   the actions the shared rules allow.
+//!   the actions the shared rules allow; [`watch`]: each window's view read once for all
+//!   who show it and kept current by pushing what changed ([`patch`]) with each batch.
 //! - [`windows`]: window kinds, labels and what each dashboard offers; [`menu`]: the Window
 //!   menu; [`layout`]: which dashboards were open where, restored at the next start.
 //! - [`news`]: what deserves a notification (pure); [`notify`]: showing it.
@@ -24,8 +25,10 @@ pub mod layout;
 pub mod menu;
 pub mod news;
 pub mod notify;
+pub mod patch;
 pub mod session;
 pub mod views;
+pub mod watch;
 pub mod windows;
 
 use clap::Parser;

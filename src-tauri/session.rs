@@ -1,14 +1,14 @@
 //! The signed-in session: the app's ONE sync engine (one WebSocket, one SQLite cache),
 //! and the tasks that carry what it publishes to every window.
 //!
-//! Every call into the engine is here; its reads for the dashboards go through `views`.
+//! Every call into the engine is here, but for the dashboards' views, which `watch` reads
+//! and keeps current.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
 use clinic_protocol::{Mutation, Record, Staff};
 use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin, Status};
+use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Emitter};
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use crate::error::UiError;
 use crate::ipc::{self, ChangesPayload, RejectionPayload, StatusPayload, SyncState, ViewRequest};
 use crate::news::Newsroom;
 use crate::notify;
-use crate::views;
+use crate::watch::Watch;
 use crate::windows;
 
 /// A signed-in session. Dropping it stops its forwarding tasks.
@@ -24,21 +24,10 @@ pub struct Session {
     pub engine: Engine,
     pub user: Staff,
     pub server: String,
-    /// The views read lately, as sent: see [`Session::load`].
-    views: tokio::sync::Mutex<HashMap<ViewRequest, Read>>,
+    /// What each window shows, kept current: see [`Watch`].
+    watch: Arc<Watch>,
     tasks: Vec<tauri::async_runtime::JoinHandle<()>>,
 }
-
-/// A view as read at cache sequence `seq` on the clinic's date `today`, in JSON.
-#[derive(Debug)]
-struct Read {
-    seq: u64,
-    today: NaiveDate,
-    json: Arc<str>,
-}
-
-/// How many different views are kept (a few per dashboard kind is plenty).
-const VIEWS_KEPT: usize = 32;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,7 +47,10 @@ impl Drop for Session {
 }
 
 fn config(server: &str, data_dir: &std::path::Path) -> EngineConfig {
-    EngineConfig::new(server, data_dir)
+    EngineConfig {
+        ca_file: crate::config::ca_file(),
+        ..EngineConfig::new(server, data_dir)
+    }
 }
 
 impl Session {
@@ -86,52 +78,34 @@ impl Session {
 
     fn start(app: &AppHandle, engine: Engine, server: &str) -> Session {
         let user = engine.user();
+        let watch = Arc::new(Watch::new(engine.clone()));
         let tasks = vec![
-            tauri::async_runtime::spawn(forward_changes(app.clone(), engine.clone())),
+            tauri::async_runtime::spawn(forward_changes(
+                app.clone(),
+                engine.clone(),
+                watch.clone(),
+            )),
             tauri::async_runtime::spawn(forward_status(app.clone(), engine.status())),
         ];
         Session {
             engine,
             user,
             server: server.to_owned(),
-            views: tokio::sync::Mutex::new(HashMap::new()),
+            watch,
             tasks,
         }
     }
 
-    /// What one dashboard shows now (see [`views`]), in JSON.
-    ///
-    /// Every window showing a dashboard loads it again after each change that concerns it,
-    /// so four operator windows ask for the same view at the same moment. One view is read
-    /// at a time, and an answer read at the cache's current sequence is handed to every
-    /// window that asks for the same view, read and serialised once.
-    pub async fn load(&self, request: &ViewRequest) -> Result<Arc<str>, UiError> {
-        let queries = self.engine.queries();
-        let today = chrono::Local::now().date_naive();
-        let mut views = self.views.lock().await;
-        let seq = queries.seq().await?;
-        if let Some(read) = views.get(request) {
-            if read.seq == seq && read.today == today {
-                return Ok(read.json.clone());
-            }
-        }
-        let status = status_payload(&self.engine.status().borrow());
-        let data = views::load(&queries, &self.user, request, today, status).await?;
-        let json: Arc<str> = serde_json::to_string(&data)
-            .map_err(|e| UiError::internal("Could not send the view", e))?
-            .into();
-        if views.len() >= VIEWS_KEPT {
-            views.clear();
-        }
-        views.insert(
-            request.clone(),
-            Read {
-                seq: data.seq,
-                today,
-                json: json.clone(),
-            },
-        );
-        Ok(json)
+    /// What window `label` shows now (see [`views`]), whole or as a patch to read `base`;
+    /// later changes reach it on `updates` (see [`Watch`]).
+    pub async fn load(
+        &self,
+        label: &str,
+        request: &ViewRequest,
+        base: Option<u64>,
+        updates: Channel<InvokeResponseBody>,
+    ) -> Result<Arc<str>, UiError> {
+        self.watch.load(label, request, base, updates).await
     }
 
     /// Queues a change made in window `origin`; it shows at once, marked pending. The
@@ -149,9 +123,9 @@ impl Session {
 
 /// Tells every window what changed, in batches: everything the engine has published by
 /// the time the previous batch went out travels together, so a catch-up of thousands of
-/// changes is a handful of events, not thousands. Windows load what they show again when a
-/// batch touches a kind of record they read.
-async fn forward_changes(app: AppHandle, engine: Engine) {
+/// changes is a handful of messages, not thousands. Each window gets, with the batch, what
+/// changed in its view if the batch touches a kind of record it reads (see [`Watch`]).
+async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>) {
     let mut events = engine.subscribe();
     let mut newsroom = newsroom_from_cache(&engine).await;
     while let Some(first) = events.recv().await {
@@ -164,6 +138,8 @@ async fn forward_changes(app: AppHandle, engine: Engine) {
             to: 0,
             kinds: Vec::new(),
             reset: false,
+            at: 0.0,
+            views_ms: 0.0,
         };
         for event in batch {
             match event {
@@ -210,7 +186,7 @@ async fn forward_changes(app: AppHandle, engine: Engine) {
             }
         }
         if changes.from <= changes.to {
-            emit(&app, ipc::CHANGES, changes);
+            watch.push(&app, changes).await;
         }
         for notice in newsroom.flush() {
             notify::show(&app, notice);
@@ -252,7 +228,7 @@ async fn forward_status(app: AppHandle, mut status: tokio::sync::watch::Receiver
     }
 }
 
-fn status_payload(status: &Status) -> StatusPayload {
+pub(crate) fn status_payload(status: &Status) -> StatusPayload {
     StatusPayload {
         state: match status.state {
             clinic_sync::SyncState::Online => SyncState::Online,

@@ -35,7 +35,7 @@ impl ViewRequest {
     }
 
     /// The record kinds the view reads.
-    fn kinds(&self) -> Vec<RecordKind> {
+    pub fn kinds(&self) -> Vec<RecordKind> {
         match self {
             ViewRequest::Operator { .. } | ViewRequest::Driver => {
                 vec![RecordKind::Booking, RecordKind::Staff]

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use clinic_protocol::{BookingAction, Role};
-use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder};
 
 use crate::ipc::WindowDto;
 
@@ -183,11 +183,7 @@ pub struct Placement {
 }
 
 /// Opens a new window of `kind` (several of one kind are allowed).
-pub fn open(
-    app: &AppHandle,
-    kind: WindowKind,
-    at: Option<Placement>,
-) -> tauri::Result<WebviewWindow> {
+pub fn open(app: &AppHandle, kind: WindowKind, at: Option<Placement>) -> tauri::Result<()> {
     let label = if kind == WindowKind::Login {
         kind.as_str().to_owned()
     } else {
@@ -204,12 +200,7 @@ pub fn open(
 
 /// Opens a window under a label it had before (a restored layout), so that a change
 /// queued from that window and refused after a restart is told in the same window.
-pub fn reopen(
-    app: &AppHandle,
-    label: &str,
-    kind: WindowKind,
-    at: Placement,
-) -> tauri::Result<WebviewWindow> {
+pub fn reopen(app: &AppHandle, label: &str, kind: WindowKind, at: Placement) -> tauri::Result<()> {
     if kind_of(label) != Some(kind) || kind == WindowKind::Login {
         return open(app, kind, Some(at));
     }
@@ -228,20 +219,66 @@ fn open_labelled(
     label: &str,
     kind: WindowKind,
     at: Option<Placement>,
-) -> tauri::Result<WebviewWindow> {
+) -> tauri::Result<()> {
     if let Some(existing) = app.get_webview_window(label) {
-        existing.set_focus()?;
-        return Ok(existing);
+        return existing.set_focus();
     }
-    let (width, height) = at.map_or(kind.size(), |p| (p.width, p.height));
-    let mut builder = WebviewWindowBuilder::new(app, label, WebviewUrl::App(kind.page().into()))
-        .title(kind.title())
-        .inner_size(width, height)
-        .min_inner_size(380.0, 420.0);
-    if let Some(p) = at {
-        builder = builder.position(p.x, p.y);
-    }
-    builder.build()
+    let label = label.to_owned();
+    let build = move |app: &AppHandle, related: Option<WebView>| {
+        let (width, height) = at.map_or(kind.size(), |p| (p.width, p.height));
+        let mut builder =
+            WebviewWindowBuilder::new(app, &label, WebviewUrl::App(kind.page().into()))
+                .title(kind.title())
+                .inner_size(width, height)
+                .min_inner_size(380.0, 420.0);
+        if let Some(p) = at {
+            builder = builder.position(p.x, p.y);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(view) = related {
+            builder = builder.with_related_view(view);
+        }
+        builder.build().map(|_| ())
+    };
+    share_web_process(app, build)
+}
+
+/// The view a new window may share its web process with.
+#[cfg(target_os = "linux")]
+type WebView = webkit2gtk::WebView;
+#[cfg(not(target_os = "linux"))]
+type WebView = ();
+
+/// Builds a window in the web process of the windows already open. WebKit gives each view
+/// its own web process (about 100 MiB each) unless it is related to another view; our
+/// pages come from the app itself and trust each other, so they share one. A related view
+/// keeps the process alive when the view it was related to closes, and a window opened
+/// when none is left starts a new process.
+///
+/// The other window's view lives on the main thread, so the window is built there, later:
+/// whoever asked gets no handle back.
+#[cfg(target_os = "linux")]
+fn share_web_process(
+    app: &AppHandle,
+    build: impl FnOnce(&AppHandle, Option<WebView>) -> tauri::Result<()> + Send + 'static,
+) -> tauri::Result<()> {
+    let Some(other) = app.webview_windows().into_values().next() else {
+        return build(app, None);
+    };
+    let app = app.clone();
+    other.with_webview(move |view| {
+        if let Err(e) = build(&app, Some(view.inner())) {
+            tracing::error!("could not open a window: {e}");
+        }
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn share_web_process(
+    app: &AppHandle,
+    build: impl FnOnce(&AppHandle, Option<WebView>) -> tauri::Result<()>,
+) -> tauri::Result<()> {
+    build(app, None)
 }
 
 /// The window that should tell the user about a change made in window `label`: that one
@@ -271,13 +308,15 @@ pub fn focus_or_open(app: &AppHandle, kind: WindowKind) -> tauri::Result<()> {
         .into_iter()
         .find(|(label, _)| kind_of(label) == Some(kind))
         .map(|(_, w)| w);
-    let window = match existing {
-        Some(w) => w,
-        None => open(app, kind, None)?,
-    };
-    window.unminimize()?;
-    window.show()?;
-    window.set_focus()
+    match existing {
+        Some(window) => {
+            window.unminimize()?;
+            window.show()?;
+            window.set_focus()
+        }
+        // A new window comes up focused.
+        None => open(app, kind, None),
+    }
 }
 
 /// Opens the first dashboards of a user: the ones their roles allow, tiled side by side on

@@ -1,14 +1,16 @@
 // The one door to the backend: command calls and event subscriptions. Every name mirrors
 // src-tauri/ipc.rs (a Rust test checks that each one is here). What the commands answer:
-//   session / login -> SessionDto { user, server, lastUsername, window: { label, kind, title },
+//   session { server? } / login -> SessionDto { user, server, serverWarning (about the server
+//                      asked about, if any), lastUsername, window: { label, kind, title },
 //                      dashboards: [{ kind, title, shortcut }], measure, words }
-//   load { view }   -> ViewData { seq, kinds, status, today, ...the dashboard's rows }
+//   load { view, base, updates } -> { rev, data: ViewData { seq, kinds, status, today, ...rows } }
+//                      or, when base names the read the window holds, { rev, base, patch };
+//                      then every change batch on the `updates` channel (see view.js)
 //   submit { mutation } -> { mutationId }; refused at once with { code, message }
-// Events: CHANGES { from, to, kinds, reset }, STATUS StatusPayload,
+// Events: STATUS StatusPayload,
 //   REJECTION { origin, mutationId, code, message, detail }, NOTICE { title, body, kind }.
 
 export const EVENTS = Object.freeze({
-  CHANGES: "cache://changes",
   STATUS: "sync://status",
   REJECTION: "sync://rejection",
   NOTICE: "app://notice",
@@ -39,6 +41,18 @@ export function invoke(command, args = {}) {
 /** Subscribes to a broadcast; resolves to an unlisten function. */
 export function listen(name, handler) {
   return tauri().event.listen(name, (event) => handler(event.payload));
+}
+
+/** A channel for a command to send this window messages on, each handed to `handler`. */
+export function channel(handler) {
+  const ch = new (tauri().core.Channel)();
+  ch.onmessage = handler;
+  return ch;
+}
+
+/** Closes this window as its title bar's close button would (the app keeps running). */
+export function closeWindow() {
+  return tauri().window.getCurrentWindow().close();
 }
 
 export function windowLabel() {

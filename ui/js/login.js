@@ -18,12 +18,15 @@ async function main() {
   const username = h("input", { name: "username", id: "username", type: "text", required: true, autocomplete: "username", spellcheck: "false", autocapitalize: "off" });
   const password = h("input", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" });
   const error = h("p", { class: "form-error", role: "alert", id: "login-error" });
+  // The backend's words when the address is http:// off this computer (clear text).
+  const warning = h("p", { class: "form-warning", role: "status", id: "server-warning" });
   const submit = h("button", { type: "submit", class: "btn btn-primary btn-wide" }, "Sign in");
   const form = h(
     "form",
     { id: "login", class: "login-form", "aria-labelledby": "login-title" },
     h("div", { class: "login-brand" }, h("span", { class: "app-name" }, "Clinic Desk"), h("h1", { id: "login-title" }, "Sign in")),
     field("Server address", server),
+    warning,
     field("Username", username),
     field("Password", password),
     error,
@@ -38,9 +41,20 @@ async function main() {
     if (s && s.window && s.window.title) document.title = s.window.title;
     if (s && s.server) server.value = s.server;
     if (s && s.lastUsername) username.value = s.lastUsername;
+    setText(warning, (s && s.serverWarning) || "");
   } catch {
     /* the form works without a prefill */
   }
+  // Asked again for each address typed: whether it is safe is the backend's to say.
+  server.addEventListener("change", async () => {
+    const asked = server.value.trim();
+    try {
+      const s = await invoke(COMMANDS.SESSION, { server: asked });
+      if (server.value.trim() === asked) setText(warning, (s && s.serverWarning) || "");
+    } catch {
+      setText(warning, "");
+    }
+  });
   (server.value ? (username.value ? password : username) : server).focus();
 
   let busy = false;

@@ -1,7 +1,8 @@
 // The Window menu in a dashboard's header: a new window of each dashboard the user may open
-// (titles and shortcuts as the backend sends them in `session.dashboards`), and Sign out.
+// (titles and shortcuts as the backend sends them in `session.dashboards`), Close window
+// (also Ctrl+W), and Sign out.
 
-import { COMMANDS, invoke } from "./ipc.js";
+import { COMMANDS, closeWindow, invoke } from "./ipc.js";
 import { h } from "./dom.js";
 
 /**
@@ -50,6 +51,7 @@ export function windowMenu(nav, dashboards, current) {
         }),
       ),
     h("div", { class: "menu-sep", role: "separator" }),
+    item("Close window", "Ctrl+W", () => closeWindow().catch(warn), { class: "menu-item close-window" }),
     item("Sign out", null, () => invoke(COMMANDS.LOGOUT).catch(warn), { class: "menu-item sign-out" }),
   );
   list.addEventListener("keydown", (e) => {
@@ -66,6 +68,12 @@ export function windowMenu(nav, dashboards, current) {
   });
   document.addEventListener("click", (e) => {
     if (!list.hidden && !nav.contains(e.target)) setOpen(false);
+  });
+  document.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "w") {
+      e.preventDefault();
+      closeWindow().catch(warn);
+    }
   });
   nav.replaceChildren(toggle, list);
 }

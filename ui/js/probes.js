@@ -5,12 +5,15 @@
 /** Beyond this many entries an array drops its oldest ones. */
 export const PROBE_LIMIT = 10_000;
 
-const clock = () => performance.timeOrigin + performance.now();
+/** The pages' common clock: epoch milliseconds, comparable across windows. */
+export const clock = () => performance.timeOrigin + performance.now();
 
 /**
- * createProbes({ measure, host, now, limit }) -> { action(), render(from, to) }
+ * createProbes({ measure, host, now, limit }) -> { action(), render(from, to, timing) }
  * `host` is the object that gets `__clinic` (the window; tests pass a plain object).
- * action() returns the entry pushed for a click (the caller fills in its mutationId), or null.
+ * action() returns the entry pushed for a click (the caller fills in its mutationId and
+ * `submitted`, when the backend took it), or null. A render's entry carries the view's
+ * `timing` ({ at, viewsMs, heard, loaded }, see view.js) when it has one.
  */
 export function createProbes({ measure, host = globalThis, now = clock, limit = PROBE_LIMIT }) {
   if (measure !== true) {
@@ -31,8 +34,8 @@ export function createProbes({ measure, host = globalThis, now = clock, limit = 
       push("actions", entry);
       return entry;
     },
-    render(from, to) {
-      push("renders", { t: now(), from, to });
+    render(from, to, timing = null) {
+      push("renders", { t: now(), from, to, ...(timing || {}) });
     },
   };
 }

@@ -4,13 +4,22 @@
 
 import { dayName, isoDate } from "./format.js";
 
+// A row's JSON, made once per row object: a view patch (patch.js) keeps the rows it did not
+// touch as the same objects, so after a change only the changed rows are serialised again.
+const rowJson = new WeakMap();
+
 /**
  * A row's signature for dom.js's syncList: everything the backend sent for it (record,
  * pending, actions, names, flags) plus whatever local state the row shows (`extra`).
  * Same signature, same element: the row is not rebuilt.
  */
 export function rowSig(row, ...extra) {
-  return JSON.stringify(extra.length ? [row, ...extra] : row);
+  let json = rowJson.get(row);
+  if (json === undefined) {
+    json = JSON.stringify(row);
+    rowJson.set(row, json);
+  }
+  return extra.length ? `${json}|${JSON.stringify(extra)}` : json;
 }
 
 /** The key of a list item: a row's record id, or a day header's "day:<date>". */

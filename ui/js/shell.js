@@ -3,9 +3,9 @@
 // hooks the end-to-end tests read (body data-window, data-ready, data-seq, data-sync-state).
 // Each dashboard module calls startDashboard() with the view it asks for and its renderer.
 
-import { COMMANDS, EVENTS, invoke, listen, windowLabel } from "./ipc.js";
+import { COMMANDS, EVENTS, channel, invoke, listen, windowLabel } from "./ipc.js";
 import { createView } from "./view.js";
-import { createProbes } from "./probes.js";
+import { clock, createProbes } from "./probes.js";
 import { h, setText } from "./dom.js";
 import { windowMenu } from "./menu.js";
 import { noticer, toaster } from "./toasts.js";
@@ -79,8 +79,9 @@ export async function startDashboard({ spec, build }) {
   ]).catch((err) => console.warn("listen failed", err));
 
   const view = createView({
-    load: (v) => invoke(COMMANDS.LOAD, { view: v }),
-    listenChanges: (handler) => listen(EVENTS.CHANGES, handler),
+    load: (v, base, updates) => invoke(COMMANDS.LOAD, { view: v, base, updates }),
+    now: clock,
+    updates: channel,
     retryMs: RETRY_MS,
     onError: (err) => {
       console.warn("clinic view:", err);
@@ -99,7 +100,10 @@ export async function startDashboard({ spec, build }) {
     const entry = probe ? probes.action() : null;
     try {
       const res = await invoke(COMMANDS.SUBMIT, { mutation });
-      if (entry && res) entry.mutationId = res.mutationId;
+      if (entry && res) {
+        entry.mutationId = res.mutationId;
+        entry.submitted = clock();
+      }
       return res;
     } catch (err) {
       if (!quiet) toasts.show(err.message, err.code);
@@ -139,7 +143,7 @@ export async function startDashboard({ spec, build }) {
       console.error("render failed", err);
     }
     body.dataset.seq = String(info.to);
-    probes.render(info.from, info.to);
+    probes.render(info.from, info.to, info.timing);
     ui.loadError.hidden = true;
     if (!statusFromEvent && info.data && info.data.status) {
       status = info.data.status;

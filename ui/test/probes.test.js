@@ -25,6 +25,8 @@ test("with measure, clicks and renders are recorded with the clock", () => {
   probes.render(5, 7);
   assert.deepEqual(host.__clinic.actions, [{ t: 100, mutationId: "m-1" }]);
   assert.deepEqual(host.__clinic.renders, [{ t: 101, from: 5, to: 7 }]);
+  probes.render(8, 8, { at: 90, heard: 95, loaded: 99 });
+  assert.deepEqual(host.__clinic.renders[1], { t: 102, from: 8, to: 8, at: 90, heard: 95, loaded: 99 }, "with the view's timing");
 });
 
 test("each array drops its oldest entries beyond the limit", () => {

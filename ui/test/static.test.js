@@ -63,7 +63,7 @@ test("no page stores anything, and only probes.js makes probes", () => {
 
 test("ipc.js names the load command and every event", () => {
   const ipc = source("ipc.js");
-  for (const name of ["session", "login", "logout", "load", "submit", "open_window", "cache://changes", "sync://status", "sync://rejection", "app://notice"]) {
+  for (const name of ["session", "login", "logout", "load", "submit", "open_window", "sync://status", "sync://rejection", "app://notice"]) {
     assert.ok(ipc.includes(`"${name}"`), `ipc.js lacks ${name}`);
   }
 });

@@ -719,3 +719,96 @@ fn floor(
     }
     Ok((rows_per_s, read.summary()))
 }
+
+// --- 7. Server writes -----------------------------------------------------------------
+
+/// How our server commits, for the write benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// What the server runs: `synchronous=FULL` (every acknowledged change is on disk) and
+    /// group commit (writers arriving together share one commit and its sync).
+    FullGrouped,
+    /// `synchronous=FULL`, one commit per write: what durability costs without grouping.
+    FullAlone,
+    /// `synchronous=NORMAL`, one commit per write: the server before (a power cut could
+    /// lose acknowledged changes).
+    NormalAlone,
+}
+
+impl Commit {
+    pub(crate) const ALL: [Commit; 3] =
+        [Commit::FullGrouped, Commit::FullAlone, Commit::NormalAlone];
+
+    /// The server's (hidden, measurement-only) flags for this setting.
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Commit::FullGrouped => &[],
+            Commit::FullAlone => &["--write-group", "1"],
+            Commit::NormalAlone => &["--durability", "normal", "--write-group", "1"],
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Commit::FullGrouped => "FULL, group commit",
+            Commit::FullAlone => "FULL, a commit per write",
+            Commit::NormalAlone => "NORMAL, a commit per write (before)",
+        }
+    }
+}
+
+/// One write run: `writers` concurrent writers, each sending its next change as soon as
+/// the last is answered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Writes {
+    pub(crate) commit: Commit,
+    pub(crate) writers: usize,
+    pub(crate) per_s: f64,
+    /// From sending a mutation to its answer (committed, and durable with FULL).
+    pub(crate) latency: Latency,
+}
+
+/// `writers` operators creating bookings over HTTP as fast as they are answered, for
+/// `time` after a short warm-up; our server alone (the peer writes nothing to disk).
+pub(crate) async fn writes(
+    env: &Env,
+    commit: Commit,
+    writers: usize,
+    time: Duration,
+) -> anyhow::Result<Writes> {
+    let server = procs::start_ours_with(&env.server_bin, env.cores.server, commit.flags()).await?;
+    let writer = Writer::ours(server.addr).await?;
+    for i in 0..writers.max(8) {
+        writer.create(format!("warm-up {i}")).await?;
+    }
+    let latency = Arc::new(Histogram::new());
+    let start = Instant::now();
+    let deadline = start + time;
+    let mut tasks = JoinSet::new();
+    for w in 0..writers {
+        let (writer, latency) = (writer.clone(), Arc::clone(&latency));
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                writer.create(format!("writer {w} change {n}")).await?;
+                latency.record(sent.elapsed());
+                n += 1;
+            }
+            anyhow::Ok(n)
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done.context("a writer panicked")??;
+    }
+    let took = start.elapsed();
+    #[allow(clippy::cast_precision_loss)]
+    let per_s = total as f64 / took.as_secs_f64();
+    Ok(Writes {
+        commit,
+        writers,
+        per_s,
+        latency: latency.summary(),
+    })
+}

@@ -49,7 +49,8 @@ struct Args {
     /// Write the results section of this markdown file (between its result markers).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Run only these benchmarks (propagation, fan-out, catch-up, cache); default: all.
+    /// Run only these benchmarks (propagation, fan-out, catch-up, cache, writes); default:
+    /// all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Fan-out client counts to run instead of the size's own (for profiling one case).
@@ -75,6 +76,9 @@ pub(crate) struct Sizes {
     pub(crate) catch_up: Vec<u64>,
     pub(crate) cache_rows: usize,
     pub(crate) cache_reads: usize,
+    /// Concurrent writers of the write benchmark, and how long each setting is measured.
+    pub(crate) writers: Vec<usize>,
+    pub(crate) write_time: Duration,
 }
 
 impl Sizes {
@@ -89,6 +93,8 @@ impl Sizes {
             catch_up: vec![1_000],
             cache_rows: 10_000,
             cache_reads: 500,
+            writers: vec![1, 16],
+            write_time: Duration::from_millis(500),
         }
     }
 
@@ -103,6 +109,8 @@ impl Sizes {
             catch_up: vec![1_000, 100_000],
             cache_rows: 100_000,
             cache_reads: 2_000,
+            writers: vec![1, 16],
+            write_time: Duration::from_secs(5),
         }
     }
 }
@@ -211,6 +219,15 @@ async fn run(env: &Env, sizes: &Sizes, only: &[String]) -> anyhow::Result<report
     if wanted("cache") {
         eprintln!("local cache: {} rows", sizes.cache_rows);
         r.cache = Some(benches::cache(sizes.cache_rows, sizes.cache_reads).await?);
+    }
+    for &writers in sizes.writers.iter().filter(|_| wanted("writes")) {
+        for commit in benches::Commit::ALL {
+            eprintln!("writes: {writers} writers, {}", commit.name());
+            let w = benches::writes(env, commit, writers, sizes.write_time)
+                .await
+                .with_context(|| format!("writes, {writers} writers, {}", commit.name()))?;
+            r.writes.push(w);
+        }
     }
     Ok(r)
 }

@@ -90,6 +90,15 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Our server with a fresh demo clinic in a temporary directory.
 pub(crate) async fn start_ours(bin: &Path, core: Option<usize>) -> anyhow::Result<Server> {
+    start_ours_with(bin, core, &[]).await
+}
+
+/// [`start_ours`] with more flags (the write benchmark's measurement settings).
+pub(crate) async fn start_ours_with(
+    bin: &Path,
+    core: Option<usize>,
+    flags: &[&str],
+) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let child = command(bin, core)
@@ -101,6 +110,7 @@ pub(crate) async fn start_ours(bin: &Path, core: Option<usize>) -> anyhow::Resul
         // Hundreds of engines sign in as the same operator within a minute.
         .arg("--login-attempts-per-minute")
         .arg("1000000")
+        .args(flags)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::benches::{CacheFigures, FanOut, Receivers, SUSTAINED_P99};
+use crate::benches::{CacheFigures, Commit, FanOut, Receivers, Writes, SUSTAINED_P99};
 use crate::hist::Latency;
 use crate::procs::Cores;
 use crate::sides::Which;
@@ -19,6 +19,7 @@ pub(crate) struct Results {
     pub(crate) fan_out: Vec<(Which, FanOut)>,
     pub(crate) catch_up: Vec<(Which, u64, Duration)>,
     pub(crate) cache: Option<CacheFigures>,
+    pub(crate) writes: Vec<Writes>,
 }
 
 /// What tests/window_latency.rs measured in the real app.
@@ -311,6 +312,8 @@ impl Report {
             let _ = writeln!(o, "\nThe app's resident memory (main process and its WebKit processes): {:.1} MiB with 1 dashboard window, {:.1} MiB with 4. The web dashboards have no counterpart process to compare with, so these have no ratio.", kib_mib(w.app_rss_kib_1_window), kib_mib(w.app_rss_kib_4_windows));
         }
 
+        self.writes_table(&mut o);
+
         let _ = writeln!(o, "\n### Goals\n");
         let _ = writeln!(o, "| goal | measured | |");
         let _ = writeln!(o, "|---|---|---|");
@@ -318,6 +321,58 @@ impl Report {
             let _ = writeln!(o, "| {what} | {measured} | {} |", goal(met));
         }
         o
+    }
+
+    fn writes(&self, commit: Commit, writers: usize) -> Option<&Writes> {
+        self.results
+            .writes
+            .iter()
+            .find(|w| w.commit == commit && w.writers == writers)
+    }
+
+    /// Benchmark 7: our server's writes, durable with group commit, beside the setting it
+    /// had before (NORMAL, a commit per write) and FULL without grouping, from the same run.
+    fn writes_table(&self, o: &mut String) {
+        let mut counts: Vec<usize> = self.results.writes.iter().map(|w| w.writers).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        if counts.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n### 7. Server writes: mutations/s, durable (FULL) with group commit against before (NORMAL) and FULL without grouping\n");
+        let _ = writeln!(o, "| writers | FULL + group commit, /s (p50 / p99 ms) | FULL, a commit per write, /s (p50 / p99 ms) | NORMAL, a commit per write (before), /s (p50 / p99 ms) | ratio to before | ratio to FULL without grouping |");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|");
+        let cell = |w: Option<&Writes>| {
+            w.map_or("n/a".to_owned(), |w| {
+                format!(
+                    "{:.0} ({} / {})",
+                    w.per_s,
+                    ms(w.latency.p50),
+                    ms(w.latency.p99)
+                )
+            })
+        };
+        for n in counts {
+            let (grouped, full, normal) = (
+                self.writes(Commit::FullGrouped, n),
+                self.writes(Commit::FullAlone, n),
+                self.writes(Commit::NormalAlone, n),
+            );
+            let versus = |other: Option<&Writes>| match (grouped, other) {
+                (Some(a), Some(b)) => ratio(a.per_s, b.per_s),
+                _ => "n/a".into(),
+            };
+            let _ = writeln!(
+                o,
+                "| {n} | {} | {} | {} | {} | {} |",
+                cell(grouped),
+                cell(full),
+                cell(normal),
+                versus(normal),
+                versus(full),
+            );
+        }
+        let _ = writeln!(o, "\nOperators creating bookings over HTTP, each sending its next change when the last is answered; ratios are mutations/s, above 1× is better. No peer: the Socket.IO server writes nothing to disk.");
     }
 
     fn goals(&self) -> Vec<(String, String, bool)> {

@@ -129,11 +129,31 @@ impl Writer {
     /// Sends one change of `phase`.
     pub(crate) async fn send(&self, probe: &Probe, phase: usize) -> anyhow::Result<()> {
         match self {
+            Writer::Ours { .. } => self.create(probe.send(phase)).await,
+            Writer::Peer { sink, template, .. } => {
+                let mut change = (**template).clone();
+                if let ChangeOp::Upsert {
+                    record: Record::Booking(b),
+                } = &mut change.op
+                {
+                    b.id = Uuid::new_v4();
+                    b.notes = probe.send(phase);
+                }
+                let packet = format!("42[\"change\",{}]", serde_json::to_string(&change)?);
+                sink.lock().await.send(Message::Text(packet.into())).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ours only: creates one booking with `notes` and waits until it is applied.
+    pub(crate) async fn create(&self, notes: String) -> anyhow::Result<()> {
+        match self {
             Writer::Ours { http, url, token } => {
                 let body = MutationRequest {
                     mutation_id: Uuid::new_v4(),
                     mutation: Mutation::CreateBooking {
-                        booking: new_booking(probe.send(phase)),
+                        booking: new_booking(notes),
                     },
                 };
                 let outcome: MutationOutcome = http
@@ -150,19 +170,7 @@ impl Writer {
                 }
                 Ok(())
             }
-            Writer::Peer { sink, template, .. } => {
-                let mut change = (**template).clone();
-                if let ChangeOp::Upsert {
-                    record: Record::Booking(b),
-                } = &mut change.op
-                {
-                    b.id = Uuid::new_v4();
-                    b.notes = probe.send(phase);
-                }
-                let packet = format!("42[\"change\",{}]", serde_json::to_string(&change)?);
-                sink.lock().await.send(Message::Text(packet.into())).await?;
-                Ok(())
-            }
+            Writer::Peer { .. } => bail!("the peer has no bookings to create"),
         }
     }
 

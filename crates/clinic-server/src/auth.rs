@@ -14,7 +14,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use clinic_protocol::Staff;
-use sqlx::SqlitePool;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, SqlitePool};
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::Config;
@@ -50,14 +51,20 @@ pub(crate) fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the database keeps of a token: its SHA-256, never the token as sent. A token is 32
+/// random bytes, so a fast hash is enough: nobody can guess one from its hash.
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
 pub(crate) async fn store_token(
     pool: &SqlitePool,
     token: &str,
     staff: &Staff,
     expires_at: DateTime<Utc>,
 ) -> Result<(), ServerError> {
-    sqlx::query("INSERT INTO tokens (token, staff_id, expires_at) VALUES (?, ?, ?)")
-        .bind(token)
+    sqlx::query("INSERT INTO tokens (token_hash, staff_id, expires_at) VALUES (?, ?, ?)")
+        .bind(token_hash(token))
         .bind(staff.id.to_string())
         .bind(timestamp(expires_at))
         .execute(pool)
@@ -78,8 +85,8 @@ pub(crate) async fn check_token(
     token: &str,
 ) -> Result<Option<LiveToken>, ServerError> {
     let row: Option<(String, String, bool)> =
-        sqlx::query_as("SELECT staff_id, expires_at, revoked FROM tokens WHERE token = ?")
-            .bind(token)
+        sqlx::query_as("SELECT staff_id, expires_at, revoked FROM tokens WHERE token_hash = ?")
+            .bind(token_hash(token))
             .fetch_optional(pool)
             .await?;
     Ok(row.and_then(|(staff_id, expires_at, revoked)| {
@@ -97,10 +104,65 @@ pub(crate) async fn check_token(
 }
 
 pub(crate) async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerError> {
-    sqlx::query("UPDATE tokens SET revoked = 1 WHERE token = ?")
-        .bind(token)
+    sqlx::query("UPDATE tokens SET revoked = 1 WHERE token_hash = ?")
+        .bind(token_hash(token))
         .execute(pool)
         .await?;
+    Ok(())
+}
+
+/// Finishes migration 0003: the tokens stored as sent before it (moved to `tokens_plain`)
+/// are stored as hashes, and `tokens_plain` goes, in one transaction, so that nobody signed
+/// in then has to sign in again. The freed pages are zeroed (`secure_delete`) and the log
+/// checkpointed, so the plain tokens do not linger in the file either. Does nothing once
+/// done.
+pub(crate) async fn hash_stored_tokens(pool: &SqlitePool) -> Result<(), ServerError> {
+    let mut conn = pool.acquire().await?;
+    let pending: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tokens_plain'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if pending.is_none() {
+        return Ok(());
+    }
+    sqlx::query("PRAGMA secure_delete = ON")
+        .execute(&mut *conn)
+        .await?;
+    let moved = async {
+        let mut tx = conn.begin().await?;
+        let plain: Vec<(String, String, String, bool)> =
+            sqlx::query_as("SELECT token, staff_id, expires_at, revoked FROM tokens_plain")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (token, staff_id, expires_at, revoked) in &plain {
+            sqlx::query(
+                "INSERT OR IGNORE INTO tokens (token_hash, staff_id, expires_at, revoked)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(token_hash(token))
+            .bind(staff_id)
+            .bind(expires_at)
+            .bind(revoked)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DROP TABLE tokens_plain")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
+        Ok::<usize, ServerError>(plain.len())
+    }
+    .await;
+    // The pool's connection goes back as it came.
+    sqlx::query("PRAGMA secure_delete = OFF")
+        .execute(&mut *conn)
+        .await?;
+    let moved = moved?;
+    tracing::info!("stored {moved} session tokens as hashes");
     Ok(())
 }
 
@@ -530,6 +592,94 @@ impl Drop for Attempt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tokens_stored_as_sent_before_hashing_stay_valid_and_leave_the_file() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = dir.path().join("clinic.db");
+        // A database as servers left it before migration 0003: the migrations before it,
+        // run from copies of their files (same names and contents, so same checksums).
+        let old = dir.path().join("migrations-before-0003");
+        std::fs::create_dir(&old).expect("a folder");
+        for name in ["0001_init.sql", "0002_intake_requests.sql"] {
+            let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(name);
+            std::fs::copy(from, old.join(name)).expect("a migration");
+        }
+        let pool = SqlitePool::connect_with(
+            SqliteConnectOptions::new()
+                .filename(&db)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .expect("a database");
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .expect("the old migrations")
+            .run(&pool)
+            .await
+            .expect("run");
+        let staff = Staff {
+            id: uuid::Uuid::new_v4(),
+            username: "olivia".into(),
+            display_name: "Olivia".into(),
+            roles: vec![clinic_protocol::Role::Operator],
+            version: 1,
+        };
+        sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, 'x', ?)")
+            .bind(staff.id.to_string())
+            .bind(&staff.username)
+            .bind(serde_json::to_string(&staff).expect("json"))
+            .execute(&pool)
+            .await
+            .expect("a staff member");
+        let (live, revoked) = (new_token(), new_token());
+        let tomorrow = timestamp(Utc::now() + chrono::TimeDelta::days(1));
+        for (token, gone) in [(&live, false), (&revoked, true)] {
+            sqlx::query(
+                "INSERT INTO tokens (token, staff_id, expires_at, revoked) VALUES (?, ?, ?, ?)",
+            )
+            .bind(token)
+            .bind(staff.id.to_string())
+            .bind(&tomorrow)
+            .bind(gone)
+            .execute(&pool)
+            .await
+            .expect("a token as sent");
+        }
+        pool.close().await;
+
+        let store = crate::store::Store::open(&Config::new(&db))
+            .await
+            .expect("the server opens it");
+        let found = check_token(store.pool(), &live)
+            .await
+            .expect("a lookup")
+            .expect("still signed in");
+        assert_eq!(found.staff_id, staff.id);
+        assert!(check_token(store.pool(), &revoked)
+            .await
+            .expect("a lookup")
+            .is_none());
+        let plain_left: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE name = 'tokens_plain'")
+                .fetch_optional(store.pool())
+                .await
+                .expect("the schema");
+        assert_eq!(plain_left, None);
+        for file in ["clinic.db", "clinic.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            for token in [&live, &revoked] {
+                assert!(
+                    !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                    "{file} still holds a token as sent"
+                );
+            }
+        }
+    }
 
     fn logins(tune: impl FnOnce(&mut Config)) -> Logins {
         let mut config = Config::new("never-opened.db");

@@ -30,6 +30,26 @@ pub struct Config {
     /// How long a sign-in waits for a password check to free up before it is told the
     /// server is busy (`rate_limited`).
     pub login_check_wait: Duration,
+    /// How SQLite makes a commit durable. [`Durability::Full`], the default, is what a
+    /// clinic runs; [`Durability::Normal`] exists for measurement only (the write
+    /// benchmark compares the two).
+    pub durability: Durability,
+    /// The most writes the writer commits together in one transaction (group commit): the
+    /// writes queued at the moment it starts a commit, up to this many. 1 commits every
+    /// write alone, as the server did before group commit: for measurement only.
+    pub write_group: usize,
+}
+
+/// How SQLite makes a commit durable (its `synchronous` setting, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is on disk before the write is answered, so an
+    /// acknowledged change survives a power cut. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the server, but a power cut can
+    /// lose the last acknowledged ones. For measurement only.
+    Normal,
 }
 
 impl Config {
@@ -47,6 +67,8 @@ impl Config {
             login_concurrent_checks: std::thread::available_parallelism()
                 .map_or(1, std::num::NonZeroUsize::get),
             login_check_wait: Duration::from_secs(2),
+            durability: Durability::Full,
+            write_group: 256,
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{AppState, Config, ServerError};
+use crate::{AppState, Config, ServerError, TlsConfig};
 
 /// How long [`Embedded::restart`] keeps trying to take its old address back.
 const REBIND_FOR: Duration = Duration::from_secs(10);
@@ -23,6 +23,8 @@ const REBIND_FOR: Duration = Duration::from_secs(10);
 pub struct Embedded {
     addr: SocketAddr,
     state: AppState,
+    /// Served over TLS (`https://`) with this, if set; kept across restarts.
+    tls: Option<TlsConfig>,
     running: Option<Running>,
 }
 
@@ -43,10 +45,29 @@ impl Embedded {
     /// Serves an already open `state` on `addr` (for instance after seeding it); port 0
     /// takes any free port.
     pub async fn spawn(addr: SocketAddr, state: AppState) -> io::Result<Embedded> {
+        Embedded::spawn_with(addr, state, None).await
+    }
+
+    /// [`Embedded::spawn`] over TLS: `https://` (and `wss://` for feeds) with `tls`'s
+    /// certificate, also after a restart.
+    pub async fn spawn_tls(
+        addr: SocketAddr,
+        state: AppState,
+        tls: TlsConfig,
+    ) -> io::Result<Embedded> {
+        Embedded::spawn_with(addr, state, Some(tls)).await
+    }
+
+    async fn spawn_with(
+        addr: SocketAddr,
+        state: AppState,
+        tls: Option<TlsConfig>,
+    ) -> io::Result<Embedded> {
         let listener = TcpListener::bind(addr).await?;
         let mut server = Embedded {
             addr: listener.local_addr()?,
             state,
+            tls,
             running: None,
         };
         server.serve(listener);
@@ -58,7 +79,7 @@ impl Embedded {
         let shutdown = async {
             let _ = stopped.await;
         };
-        let serving = crate::serve(listener, self.state.clone(), shutdown);
+        let serving = crate::serve_with(listener, self.state.clone(), self.tls.clone(), shutdown);
         let task = tokio::spawn(async move {
             let served = serving.await;
             // Logged here too: a dropped handle never reads the result.
@@ -75,9 +96,11 @@ impl Embedded {
         self.addr
     }
 
-    /// `http://` and the address, what clients are given.
+    /// `http://` (or `https://` when served over TLS) and the address, what clients are
+    /// given.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The state being served (since the last restart).

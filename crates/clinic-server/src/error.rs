@@ -20,9 +20,15 @@ pub enum ServerError {
     UsernameTaken(String),
     #[error("broken invariant: {0}")]
     Invariant(&'static str),
-    /// Binding or serving a socket (an embedded server's).
+    /// A certificate or key that cannot be served (`--tls-cert`, `--tls-key`).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Binding or serving a socket (an embedded server's), or a backup's file.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// A backup that cannot be taken (its file exists, the database is not there...).
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 /// An HTTP error answer: a stable code and a sentence, as [`ApiError`] JSON.

@@ -389,12 +389,15 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     // Subscribe before reading the log: nothing committed from here on can be missed.
     let mut live = state.store.subscribe();
     let head = state.store.head().await;
-    if cursor > head {
+    // A cursor past the head, or inside seqs a restore from a backup skipped, is from
+    // another history (the server's database was replaced): what it holds may be changes
+    // this server never had. It resyncs, whatever this server has done since.
+    let Some(cursor) = state.store.resume_point(cursor).filter(|c| *c <= head) else {
         return Err(End::Resync(
             ResyncReason::CursorAhead,
             "Your copy is ahead of this server; fetch a new snapshot.",
         ));
-    }
+    };
     let oldest = state
         .store
         .oldest_kept()
@@ -433,14 +436,15 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
             .await
             .map_err(|_| End::log_broken())?;
         let Some(last) = batch.last() else { break };
-        // Seqs are gap-free, so a hole here means compaction ran since the check above.
+        // Seqs are gap-free (but for a range a restore skipped, which `resume_point`
+        // steps over), so a hole here means compaction ran since the check above.
         if batch[0].seq != upto + 1 {
             return Err(End::Resync(
                 ResyncReason::CursorTooOld,
                 "Your copy is older than the log keeps; fetch a new snapshot.",
             ));
         }
-        upto = last.seq;
+        upto = state.store.resume_point(last.seq).unwrap_or(last.seq);
         send_changes(socket, &session, &user, &batch, upto).await?;
     }
     send(socket, &session, &ServerFrame::Heartbeat { head: upto }).await?;

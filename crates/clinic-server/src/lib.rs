@@ -3,14 +3,16 @@
 //! is specified in `clinic_protocol`'s crate docs.
 //!
 //! # Modules, along the path of a change
-//! - `config`: the settings ([`Config`]).
+//! - `config`: the settings ([`Config`], [`Durability`]).
 //! - `http`: login, logout, snapshot, mutations, intake, health; every refusal is an
 //!   [`ApiError`](clinic_protocol::ApiError) with a stable code.
-//! - `auth`: passwords (argon2), opaque bearer tokens, the sessions open feeds watch for
-//!   revocation, the login rate limit.
-//! - `store`: SQLite (WAL, migrations in `migrations/`) plus an in-memory copy of the
-//!   records; the ONE write path: rules, record change, change-log row and mutation outcome
-//!   in one transaction, then the committed change is published.
+//! - `auth`: passwords (argon2), opaque bearer tokens (stored as their SHA-256), the
+//!   sessions open feeds watch for revocation, the login rate limit.
+//! - `store`: SQLite (WAL, `synchronous=FULL`, migrations in `migrations/`) plus an
+//!   in-memory copy of the records; the ONE write path, a writer task with group commit:
+//!   rules, record changes, change-log rows and mutation outcomes of every write queued
+//!   at the moment in one transaction, then the committed changes are published; and
+//!   [`backup`] of a live database.
 //! - `feed`: the WebSocket feed: hello, catch-up from the log, live changes filtered per
 //!   user, heartbeats, resync instead of silent loss; it ends when its token is revoked or
 //!   expires, and with a Close frame when the server stops ([`serve`] waits for that).
@@ -19,12 +21,15 @@
 //! - `error`: [`ServerError`], and how it becomes an HTTP answer without leaking internals.
 //! - [`logging`]: the binary's log, with bearer tokens redacted.
 //! - [`demo`]: the demo clinic, for trying things out.
+//! - `tls`: [`TlsConfig`] (a PEM certificate chain and key) and the listener that does
+//!   the TLS handshakes for [`serve_tls`].
 //! - `embedded`: [`Embedded`], the server inside another program (the app's demo mode,
 //!   the tests): spawned on an address, stopped gracefully, restarted on the same address
 //!   and database, stopped when dropped.
 //!
-//! The public surface is small on purpose: [`AppState`], [`app`], [`serve`], [`Config`],
-//! [`ServerError`], [`demo`], [`Embedded`] and [`logging`]. The desktop app and the tests
+//! The public surface is small on purpose: [`AppState`], [`app`], [`serve`],
+//! [`serve_tls`], [`TlsConfig`], [`Config`], [`Durability`], [`ServerError`], [`demo`],
+//! [`Embedded`], [`backup`] and [`logging`]. The desktop app and the tests
 //! embed the server through exactly these.
 
 mod auth;
@@ -37,8 +42,10 @@ mod http;
 mod intake;
 pub mod logging;
 mod store;
+mod tls;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -49,9 +56,10 @@ use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
 use clinic_protocol::{Role, Staff};
 use tokio::sync::watch;
 
-pub use config::Config;
+pub use config::{Config, Durability};
 pub use embedded::Embedded;
 pub use error::ServerError;
+pub use tls::TlsConfig;
 
 /// Everything the handlers share. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -72,7 +80,7 @@ pub struct AppState {
 impl AppState {
     /// Opens (or creates) the database, applies migrations and continues its sequence.
     pub async fn open(config: Config) -> Result<AppState, ServerError> {
-        let store = store::Store::open(&config.db_path, config.feed_queue).await?;
+        let store = store::Store::open(&config).await?;
         let (shutdown, _) = watch::channel(false);
         let logins = Arc::new(auth::Logins::new(&config));
         let intake_limit = Arc::new(intake::IntakeLimit::new(config.intake_per_minute));
@@ -113,6 +121,15 @@ impl AppState {
     }
 }
 
+/// Copies the database at `db`, which a running server may be serving, into the new file
+/// `to` (never overwriting one): a consistent copy at one commit (SQLite's `VACUUM INTO`,
+/// from a connection of its own; the server goes on writing meanwhile). A server started on
+/// the copy serves every change up to the backup; clients of the original that are past it
+/// are told to resync, never shown a gap. Returns the last seq the copy holds.
+pub async fn backup(db: &std::path::Path, to: &std::path::Path) -> Result<u64, ServerError> {
+    store::backup(db, to).await
+}
+
 /// The routes, apart from serving them (tests drive this directly too).
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -147,6 +164,27 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`] over TLS: every connection is encrypted with `tls` (`https://` and the feed's
+/// `wss://`); a client that does not complete the handshake is dropped before any HTTP.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: TlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, state, Some(tls), shutdown).await
+}
+
+/// [`serve`], or [`serve_tls`] when `tls` is given.
+pub(crate) async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<TlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let stopping = state.shutdown.clone();
     let (stopped_all, feeds) = (state.shutdown.clone(), state.feeds.clone());
     // The log keeps the last `log_keep` changes for resuming clients; older cursors resync.
@@ -174,17 +212,30 @@ pub async fn serve(
         shutdown.await;
         stopping.send_replace(true);
     };
-    // Changes are small frames that must leave at once: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("could not set TCP_NODELAY: {e}");
-        }
-    });
     // The peer address is what the sign-in limits count failures by.
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await;
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        None => {
+            // Changes are small frames that must leave at once: no Nagle delay.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("could not set TCP_NODELAY: {e}");
+                }
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+        Some(tls) => {
+            // The TLS listener sets TCP_NODELAY itself, before the handshake. The (empty)
+            // tap is what gives handlers `ConnectInfo<SocketAddr>`: axum provides it for a
+            // tapped listener of any kind whose address is a `SocketAddr`.
+            let listener = tls::TlsListener::new(listener, &tls).tap_io(|_| {});
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+    };
     // Upgraded connections are no longer axum's: its graceful shutdown has not waited for
     // the feeds. Told to stop (again, should serving have failed), they end now; wait
     // until they have sent their Close frame, or a process exiting next would cut them.

@@ -5,8 +5,42 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use clinic_server::{demo, AppState, Config};
+use clinic_server::{demo, AppState, Config, Durability, TlsConfig};
 
+/// `clinic-server [flags]` serves (the flags of [`Args`]), as it always has;
+/// `clinic-server backup --db DB FILE` copies a database, running server or not.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clinic-server",
+    about = "The Clinic Desk server",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copy the database into FILE while the server runs (or not).
+    ///
+    /// The copy is consistent at one commit; FILE must not exist. To restore, stop the
+    /// server, put FILE in the database's place (removing its old -wal and -shm files) and
+    /// start it: it serves every change up to the backup, and clients that saw later ones
+    /// fetch a new snapshot.
+    Backup {
+        /// The server's database. Default: the platform data directory's, as the server's.
+        #[arg(long, env = "CLINIC_DB")]
+        db: Option<PathBuf>,
+        /// The backup to make.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// The serving flags.
 #[derive(Debug, Parser)]
 #[command(name = "clinic-server", about = "The Clinic Desk server")]
 struct Args {
@@ -40,19 +74,84 @@ struct Args {
     /// is busy.
     #[arg(long, env = "CLINIC_LOGIN_CHECK_WAIT_MS", default_value_t = 2000)]
     login_check_wait_ms: u64,
+    /// Serve https:// (and wss:// for feeds) with this certificate: a PEM file, the
+    /// server's certificate first, then any intermediate ones. Needs --tls-key. Without
+    /// both, the server speaks plain http://: keep it on loopback behind a reverse proxy
+    /// that does TLS (see the README's "Encryption").
+    #[arg(
+        long,
+        env = "CLINIC_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert's certificate (PEM). Needs --tls-cert.
+    #[arg(
+        long,
+        env = "CLINIC_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// For measurement only (the write benchmark): `normal` runs SQLite with
+    /// synchronous=NORMAL, which a power cut can make lose acknowledged changes.
+    #[arg(long, hide = true, default_value = "full", value_parser = ["full", "normal"])]
+    durability: String,
+    /// For measurement only (the write benchmark): the most writes committed together;
+    /// 1 commits each alone.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    write_group: Option<u32>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // On stderr (stdout carries only what `--demo` prints on purpose), tokens redacted.
     clinic_server::logging::init();
-    let args = Args::parse();
-    let db = match args.db {
-        Some(db) => db,
-        None => directories::ProjectDirs::from("app", "clinicdesk", "clinic-server")
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Backup { db, file }) => backup(db, &file).await,
+    }
+}
+
+/// The database's default place: the platform data directory.
+fn default_db() -> anyhow::Result<PathBuf> {
+    Ok(
+        directories::ProjectDirs::from("app", "clinicdesk", "clinic-server")
             .context("no home directory to keep the database in; pass --db")?
             .data_dir()
             .join("clinic.db"),
+    )
+}
+
+#[allow(clippy::print_stdout)]
+async fn backup(db: Option<PathBuf>, file: &std::path::Path) -> anyhow::Result<()> {
+    let db = match db {
+        Some(db) => db,
+        None => default_db()?,
+    };
+    let seq = clinic_server::backup(&db, file)
+        .await
+        .with_context(|| format!("backing {} up into {}", db.display(), file.display()))?;
+    println!(
+        "Backed {} up into {}: every change up to seq {seq}.",
+        db.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    // Before anything else: a certificate that cannot be served must not leave a server
+    // half-started, nor one quietly serving clear text.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
+    };
+    let db = match args.db {
+        Some(db) => db,
+        None => default_db()?,
     };
     if let Some(dir) = db.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -64,6 +163,12 @@ async fn main() -> anyhow::Result<()> {
         config.login_concurrent_checks = checks as usize;
     }
     config.login_check_wait = std::time::Duration::from_millis(args.login_check_wait_ms);
+    if args.durability == "normal" {
+        config.durability = Durability::Normal;
+    }
+    if let Some(group) = args.write_group {
+        config.write_group = group as usize;
+    }
     config.intake_per_minute = args.intake_per_minute;
     config.intake_key = args
         .intake_key
@@ -80,14 +185,26 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "clinic server on http://{} (database {})",
+        "clinic server on {scheme}://{} (database {})",
         args.listen,
         db.display()
     );
+    if tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain http:// on {}: passwords, tokens and patient details cross the \
+             network in clear text; give --tls-cert and --tls-key, or listen on 127.0.0.1 \
+             behind a reverse proxy that does TLS",
+            args.listen
+        );
+    }
     // `serve` returns once every feed has had its close frame (or after a bounded wait):
     // only then may the process end, which cuts whatever its tasks have not sent.
-    clinic_server::serve(listener, state, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => clinic_server::serve_tls(listener, state, tls, shutdown_signal()).await?,
+        None => clinic_server::serve(listener, state, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,23 +1,44 @@
 //! The authoritative store: SQLite on disk, with every record also held in memory.
 //!
 //! A clinic's working set (staff, a few thousand bookings and slots, messages) fits in memory
-//! many times over, so reads (snapshots, rule checks) never touch the disk. Writes go through
-//! ONE writer lock: the mutation is judged against memory, then the record, the change-log
-//! row (with the next gap-free seq) and the mutation's outcome are committed in one SQLite
-//! transaction, and only then is memory updated and the change published to the feeds.
-//! Each write runs on its own task, so a client that hangs up mid-commit cannot cancel it
-//! between the commit and the memory update.
+//! many times over, so reads (snapshots, rule checks) never touch the disk.
 //!
-//! Publishing happens under the writer lock, so feeds see changes in seq order. The fan-out
-//! is a `tokio::sync::broadcast` ring of `feed_queue` changes: each feed connection reads it
-//! at its own pace and filters for its user, so the ring is every connection's bounded
-//! queue at once, holding each change once (an `Arc`) however many clients are connected.
-//! A connection that falls `feed_queue` changes behind is told so (`Lagged`) and the feed
-//! turns that into a resync; nothing is dropped silently.
+//! # The one write path: a writer task with group commit
+//!
+//! Every write (a mutation, a web booking, a new staff member) is queued to ONE writer task.
+//! The writer takes every write queued at that moment (up to `Config::write_group`) as a
+//! group, and in ONE SQLite transaction: judges each in queue order against memory plus the
+//! group's earlier writes (so the second of two clashing bookings in a group is refused, as
+//! it would be one after the other), gives each change the next gap-free seq, writes the
+//! records, the change-log rows and every outcome (a refusal too, so that a replay answers
+//! the same), and commits once. With `synchronous=FULL` that commit is the fsync that makes
+//! an acknowledged change survive a power cut, and the whole group shares it. Only after the
+//! commit is memory updated, the changes published to the feeds (in seq order) and each
+//! caller answered. A refused write is an outcome like any other and never aborts the rest
+//! of its group; a write that fails (a database error) makes the writer roll the group back
+//! and commit each of its writes alone, so that only the failing one is answered with the
+//! error. A caller that goes away (a client hanging up) cannot cancel its write half-way:
+//! the writer is not its task.
+//!
+//! The fan-out is a `tokio::sync::broadcast` ring of `feed_queue` changes: each feed
+//! connection reads it at its own pace and filters for its user, so the ring is every
+//! connection's bounded queue at once, holding each change once (an `Arc`) however many
+//! clients are connected. A connection that falls `feed_queue` changes behind is told so
+//! (`Lagged`) and the feed turns that into a resync; nothing is dropped silently.
+//!
+//! # Backups and the seqs they skip
+//!
+//! [`backup`] copies a live database (`VACUUM INTO`) and moves the copy's head forward by
+//! [`RESTORE_SKIP`], recording the skipped range in `skipped`: the original's clients may
+//! hold cursors past the backup's head, from changes the copy never had, and those must not
+//! pass for the copy's own later changes. A cursor inside a skipped range is told to resync;
+//! a cursor at its start is at the same state as its end ([`Store::resume_point`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -27,11 +48,13 @@ use clinic_protocol::{
     Booking, Change, ChangeOp, ErrorCode, Id, IntakeRequest, Mutation, MutationOutcome, NewBooking,
     Record, RecordKind, Role, Staff,
 };
+use futures_util::FutureExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use tokio::sync::{broadcast, Mutex, RwLock};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::{broadcast, mpsc, oneshot, RwLock};
 use uuid::Uuid;
 
+use crate::config::{Config, Durability};
 use crate::error::ServerError;
 
 /// How many web bookings' idempotency keys are kept at most (each for
@@ -114,21 +137,6 @@ impl Logged {
     }
 }
 
-/// Runs a write to its end even if its caller goes away.
-///
-/// A client that disconnects or times out drops its HTTP handler, and with it any future
-/// the handler awaits. SQLite finishes a COMMIT already handed to its worker thread, so a
-/// write dropped while its commit is under way lands on disk but never reaches memory:
-/// memory's head falls behind the log and every later write collides on the next seq.
-/// A spawned task is never cancelled by the caller, so commit and publish stay one step.
-async fn to_completion<T: Send + 'static>(
-    write: impl std::future::Future<Output = Result<T, ServerError>> + Send + 'static,
-) -> Result<T, ServerError> {
-    tokio::spawn(write)
-        .await
-        .map_err(|_| ServerError::Invariant("a write task panicked"))?
-}
-
 #[derive(Debug, Default)]
 struct Memory {
     staff: HashMap<Id, Staff>,
@@ -136,31 +144,59 @@ struct Memory {
     head: u64,
 }
 
+/// How far [`backup`] moves a copy's head: more changes than any clinic makes between a
+/// backup and a restore from it (four billion), and still far inside what a JavaScript
+/// number holds exactly (2^53), restore after restore.
+pub(crate) const RESTORE_SKIP: u64 = 1 << 32;
+
+/// Seqs that never happened here: cursors strictly between `after` and `resume` are from
+/// another history (the original a backup was taken from); `after` is the same state as
+/// `resume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Skip {
+    after: u64,
+    resume: u64,
+}
+
 /// The store. Cloning shares it.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     pool: SqlitePool,
     memory: Arc<RwLock<Memory>>,
-    writer: Arc<Mutex<()>>,
+    /// The writer task's queue: every write goes through it.
+    jobs: mpsc::Sender<Job>,
     published: broadcast::Sender<Arc<Logged>>,
+    /// Ranges of seqs skipped by restores from backups, oldest first (usually none).
+    skips: Arc<[Skip]>,
+    /// Transactions the writer has committed (for tests: how writes were grouped).
+    #[cfg_attr(not(test), allow(dead_code))]
+    commits: Arc<AtomicU64>,
 }
 
+/// How many writes may wait for the writer; more callers wait to queue theirs.
+const QUEUED_WRITES: usize = 4096;
+
 impl Store {
-    pub(crate) async fn open(path: &Path, feed_queue: usize) -> Result<Store, ServerError> {
+    pub(crate) async fn open(config: &Config) -> Result<Store, ServerError> {
         let options = SqliteConnectOptions::new()
-            .filename(path)
+            .filename(&config.db_path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL survives a crash of this process; only a power cut can
-            // lose the last commits, and then clients find their cursor ahead of the head
-            // and resync. FULL would pay an fsync per mutation.
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: in WAL mode every commit syncs the log to disk before it returns, so a
+            // change acknowledged to a client survives a power cut, not only a crash of this
+            // process. The writer commits a whole group of writes at once (see the module
+            // docs), so writers arriving together share that one sync.
+            .synchronous(match config.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        crate::auth::hash_stored_tokens(&pool).await?;
 
         let mut memory = Memory::default();
         for row in sqlx::query("SELECT body FROM staff")
@@ -181,12 +217,36 @@ impl Store {
             .fetch_one(&pool)
             .await?;
         memory.head = u64::try_from(head).unwrap_or(0);
-        let (published, _) = broadcast::channel(feed_queue.max(1));
+        let skips: Vec<Skip> =
+            sqlx::query_as::<_, (i64, i64)>("SELECT after, resume FROM skipped ORDER BY after")
+                .fetch_all(&pool)
+                .await?
+                .into_iter()
+                .map(|(after, resume)| Skip {
+                    after: u64::try_from(after).unwrap_or(0),
+                    resume: u64::try_from(resume).unwrap_or(0),
+                })
+                .collect();
+        let (published, _) = broadcast::channel(config.feed_queue.max(1));
+        let memory = Arc::new(RwLock::new(memory));
+        let (jobs, queue) = mpsc::channel(QUEUED_WRITES);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            pool: pool.clone(),
+            memory: Arc::clone(&memory),
+            published: published.clone(),
+            group_max: config.write_group.max(1),
+            commits: Arc::clone(&commits),
+        };
+        // Ends when the last `Store` clone (and with it the queue's sender) is dropped.
+        tokio::spawn(writer.run(queue));
         Ok(Store {
             pool,
-            memory: Arc::new(RwLock::new(memory)),
-            writer: Arc::new(Mutex::new(())),
+            memory,
+            jobs,
             published,
+            skips: skips.into(),
+            commits,
         })
     }
 
@@ -196,6 +256,21 @@ impl Store {
 
     pub(crate) async fn head(&self) -> u64 {
         self.memory.read().await.head
+    }
+
+    /// Where a client at `cursor` resumes: `cursor` itself, or the end of a skipped range
+    /// it stands at the start of; `None` if it stands inside one (its cursor is from the
+    /// history a backup was taken from, past the backup: it must resync).
+    pub(crate) fn resume_point(&self, cursor: u64) -> Option<u64> {
+        let mut at = cursor;
+        for skip in self.skips.iter() {
+            if at == skip.after {
+                at = skip.resume;
+            } else if skip.after < at && at < skip.resume {
+                return None;
+            }
+        }
+        Some(at)
     }
 
     /// Live changes from now on. A receiver that falls `feed_queue` changes behind gets
@@ -267,15 +342,33 @@ impl Store {
         Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
     }
 
-    /// Keeps only the last `keep_last` log entries.
+    /// Keeps only the last `keep_last` log entries (counted as entries, not as seqs: after a
+    /// restore the seqs jump, see [`RESTORE_SKIP`]).
     pub(crate) async fn compact(&self, keep_last: u64) -> Result<(), ServerError> {
-        let head = self.head().await;
-        let cutoff = head.saturating_sub(keep_last);
-        sqlx::query("DELETE FROM changes WHERE seq <= ?")
-            .bind(i64::try_from(cutoff).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM changes
+             WHERE seq <= (SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(i64::try_from(keep_last).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Queues `request` for the writer and waits for its answer.
+    async fn write<T>(
+        &self,
+        request: Request,
+        reply: Reply,
+        answer: oneshot::Receiver<Result<T, ServerError>>,
+    ) -> Result<T, ServerError> {
+        self.jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| ServerError::Invariant("the writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ServerError::Invariant("a write was dropped by the writer (a panic)"))?
     }
 
     pub(crate) async fn create_staff(
@@ -285,64 +378,14 @@ impl Store {
         roles: &[Role],
         password_hash: &str,
     ) -> Result<Staff, ServerError> {
-        let store = self.clone();
-        let (username, display_name, roles, password_hash) = (
-            username.to_owned(),
-            display_name.to_owned(),
-            roles.to_vec(),
-            password_hash.to_owned(),
-        );
-        to_completion(async move {
-            store
-                .create_staff_now(&username, &display_name, &roles, &password_hash)
-                .await
-        })
-        .await
-    }
-
-    async fn create_staff_now(
-        &self,
-        username: &str,
-        display_name: &str,
-        roles: &[Role],
-        password_hash: &str,
-    ) -> Result<Staff, ServerError> {
-        let staff = Staff {
-            id: Uuid::new_v4(),
+        let (reply, answer) = oneshot::channel();
+        let request = Request::CreateStaff {
             username: username.to_owned(),
             display_name: display_name.to_owned(),
             roles: roles.to_vec(),
-            version: 1,
+            password_hash: password_hash.to_owned(),
         };
-        let _writer = self.writer.lock().await;
-        if self
-            .memory
-            .read()
-            .await
-            .staff
-            .values()
-            .any(|s| s.username == username)
-        {
-            return Err(ServerError::UsernameTaken(username.to_owned()));
-        }
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, ?, ?)")
-            .bind(staff.id.to_string())
-            .bind(username)
-            .bind(password_hash)
-            .bind(serde_json::to_string(&staff)?)
-            .execute(&mut *tx)
-            .await?;
-        let record = Record::Staff(staff.clone());
-        let logged = self
-            .append(&mut tx, &record, Some(record.clone()), None, None, None)
-            .await?;
-        tx.commit().await?;
-        self.publish(logged, |m| {
-            m.staff.insert(staff.id, staff.clone());
-        })
-        .await;
-        Ok(staff)
+        self.write(request, Reply::Staff(reply), answer).await
     }
 
     /// Applies a mutation from `user` (idempotent by `mutation_id`).
@@ -352,136 +395,13 @@ impl Store {
         mutation_id: Uuid,
         mutation: &Mutation,
     ) -> Result<MutationOutcome, ServerError> {
-        let (store, user, mutation) = (self.clone(), user.clone(), mutation.clone());
-        to_completion(async move { store.mutate_now(&user, mutation_id, &mutation).await }).await
-    }
-
-    async fn mutate_now(
-        &self,
-        user: &Staff,
-        mutation_id: Uuid,
-        mutation: &Mutation,
-    ) -> Result<MutationOutcome, ServerError> {
-        let request = serde_json::to_string(mutation)?;
-        let _writer = self.writer.lock().await;
-        let earlier: Option<(String, String)> = sqlx::query_as(
-            "SELECT request, outcome FROM mutations WHERE staff_id = ? AND mutation_id = ?",
-        )
-        .bind(user.id.to_string())
-        .bind(mutation_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some((earlier_request, outcome)) = earlier {
-            if earlier_request != request {
-                return Ok(MutationOutcome::Rejected {
-                    code: ErrorCode::Conflict,
-                    message: "This change id was already used for a different change.".into(),
-                    current: None,
-                });
-            }
-            return Ok(serde_json::from_str(&outcome)?);
-        }
-
-        let now = Utc::now();
-        let (kind, id) = mutation.target();
-        let (judged, head) = {
-            let memory = self.memory.read().await;
-            let current = memory.records.get(&(kind, id));
-            (judge(&memory, user, mutation, current, now), memory.head)
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Mutate {
+            user: user.clone(),
+            mutation_id,
+            mutation: mutation.clone(),
         };
-        let mut tx = self.pool.begin().await?;
-        let (outcome, logged) = match judged {
-            Err((rejection, current)) => (
-                MutationOutcome::Rejected {
-                    code: rejection.code,
-                    message: rejection.message,
-                    current: current.filter(|r| rules::visible_to(user, r)),
-                },
-                None,
-            ),
-            // Nothing to change (marking read a message that is read): acknowledged as
-            // applied, with the record as it is and the head it is current at; no new
-            // version, no log entry, nothing published. The outcome is still kept below,
-            // so a replay answers the same.
-            Ok((effect, previous)) if !effect.changes(previous.as_ref()) => (
-                MutationOutcome::Applied {
-                    seq: head,
-                    record: previous,
-                },
-                None,
-            ),
-            Ok((effect, previous)) => {
-                let (record, kept) = match effect {
-                    Effect::Upsert(record) => {
-                        sqlx::query(
-                            "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)",
-                        )
-                        .bind(kind.as_str())
-                        .bind(id.to_string())
-                        .bind(serde_json::to_string(&record)?)
-                        .execute(&mut *tx)
-                        .await?;
-                        (Some(record.clone()), Some(record))
-                    }
-                    Effect::Delete { .. } => {
-                        sqlx::query("DELETE FROM records WHERE kind = ? AND id = ?")
-                            .bind(kind.as_str())
-                            .bind(id.to_string())
-                            .execute(&mut *tx)
-                            .await?;
-                        (None, None)
-                    }
-                };
-                let target = record
-                    .clone()
-                    .or(previous.clone())
-                    .ok_or(ServerError::Invariant("a mutation without a record"))?;
-                let logged = self
-                    .append(
-                        &mut tx,
-                        &target,
-                        record,
-                        previous.as_ref(),
-                        Some(user.id),
-                        Some(mutation_id),
-                    )
-                    .await?;
-                (
-                    MutationOutcome::Applied {
-                        seq: logged.seq,
-                        record: kept,
-                    },
-                    Some(logged),
-                )
-            }
-        };
-        sqlx::query(
-            "INSERT INTO mutations (staff_id, mutation_id, request, outcome) VALUES (?, ?, ?, ?)",
-        )
-        .bind(user.id.to_string())
-        .bind(mutation_id.to_string())
-        .bind(&request)
-        .bind(serde_json::to_string(&outcome)?)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        if let Some(logged) = logged {
-            self.publish(logged, |m| match (&outcome, kind) {
-                (
-                    MutationOutcome::Applied {
-                        record: Some(r), ..
-                    },
-                    _,
-                ) => {
-                    m.records.insert((kind, id), r.clone());
-                }
-                _ => {
-                    m.records.remove(&(kind, id));
-                }
-            })
-            .await;
-        }
-        Ok(outcome)
+        self.write(request, Reply::Mutate(reply), answer).await
     }
 
     /// A booking from the web form (no actor, no mutation id), made once per
@@ -492,29 +412,396 @@ impl Store {
         request: IntakeRequest,
         idempotency_key: Option<String>,
     ) -> Result<Intake, ServerError> {
-        let store = self.clone();
-        to_completion(async move { store.intake_now(&request, idempotency_key).await }).await
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Intake {
+            request,
+            key: idempotency_key,
+        };
+        self.write(request, Reply::Intake(reply), answer).await
+    }
+}
+
+/// A write queued for the writer, and where its answer goes.
+#[derive(Debug)]
+struct Job {
+    request: Request,
+    reply: Reply,
+}
+
+#[derive(Debug)]
+enum Request {
+    Mutate {
+        user: Staff,
+        mutation_id: Uuid,
+        mutation: Mutation,
+    },
+    Intake {
+        request: IntakeRequest,
+        key: Option<String>,
+    },
+    CreateStaff {
+        username: String,
+        display_name: String,
+        roles: Vec<Role>,
+        password_hash: String,
+    },
+}
+
+/// What became of a write that did not fail.
+#[derive(Debug)]
+enum Done {
+    Mutate(MutationOutcome),
+    Intake(Intake),
+    /// A taken username is a refusal, not a failure of the group.
+    Staff(Result<Staff, ServerError>),
+}
+
+#[derive(Debug)]
+enum Reply {
+    Mutate(oneshot::Sender<Result<MutationOutcome, ServerError>>),
+    Intake(oneshot::Sender<Result<Intake, ServerError>>),
+    Staff(oneshot::Sender<Result<Staff, ServerError>>),
+}
+
+impl Reply {
+    /// Answers the caller (who may have gone away: then nobody hears it).
+    fn send(self, result: Result<Done, ServerError>) {
+        let mismatch = ServerError::Invariant("a write answered with another kind of outcome");
+        match self {
+            Reply::Mutate(tx) => {
+                let _ = tx.send(match result {
+                    Ok(Done::Mutate(outcome)) => Ok(outcome),
+                    Ok(_) => Err(mismatch),
+                    Err(e) => Err(e),
+                });
+            }
+            Reply::Intake(tx) => {
+                let _ = tx.send(match result {
+                    Ok(Done::Intake(intake)) => Ok(intake),
+                    Ok(_) => Err(mismatch),
+                    Err(e) => Err(e),
+                });
+            }
+            Reply::Staff(tx) => {
+                let _ = tx.send(match result {
+                    Ok(Done::Staff(staff)) => staff,
+                    Ok(_) => Err(mismatch),
+                    Err(e) => Err(e),
+                });
+            }
+        }
+    }
+}
+
+/// The writer task: the only one that writes records, the log and memory.
+#[derive(Debug)]
+struct Writer {
+    pool: SqlitePool,
+    memory: Arc<RwLock<Memory>>,
+    published: broadcast::Sender<Arc<Logged>>,
+    group_max: usize,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    async fn run(self, mut queue: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.group_max);
+        // Waits for one write, then takes every other one queued by now.
+        while queue.recv_many(&mut jobs, self.group_max).await > 0 {
+            self.commit_group(std::mem::take(&mut jobs)).await;
+        }
     }
 
-    async fn intake_now(
-        &self,
+    /// Commits `jobs` in one transaction and answers each; if the group fails, commits
+    /// each alone so that only the failing write gets the error.
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        let (requests, replies): (Vec<Request>, Vec<Reply>) =
+            jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        match self.guarded(&requests).await {
+            Some(Ok(done)) => {
+                for (reply, done) in replies.into_iter().zip(done) {
+                    reply.send(Ok(done));
+                }
+            }
+            Some(Err(e)) if requests.len() > 1 => {
+                tracing::warn!(
+                    "a group of {} writes failed ({e}); committing each alone",
+                    requests.len()
+                );
+                for (request, reply) in requests.iter().zip(replies) {
+                    match self.guarded(std::slice::from_ref(request)).await {
+                        Some(Ok(mut done)) => reply.send(
+                            done.pop()
+                                .ok_or(ServerError::Invariant("a write without an outcome")),
+                        ),
+                        Some(Err(e)) => reply.send(Err(e)),
+                        // Dropped: the caller hears that the write was lost.
+                        None => {}
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                if let Some(reply) = replies.into_iter().next() {
+                    reply.send(Err(e));
+                }
+            }
+            // Dropped replies: every caller hears that its write was lost.
+            None => {}
+        }
+    }
+
+    /// [`Writer::group`], with a panic (a bug in judging) contained to its group: the
+    /// transaction rolls back with it and the writer goes on. `None` after a panic.
+    async fn guarded(&self, requests: &[Request]) -> Option<Result<Vec<Done>, ServerError>> {
+        match AssertUnwindSafe(self.group(requests)).catch_unwind().await {
+            Ok(result) => Some(result),
+            Err(_) => {
+                tracing::error!("a write panicked; its group was rolled back");
+                None
+            }
+        }
+    }
+
+    /// Judges and writes `requests` in order in one transaction, commits, then updates
+    /// memory and publishes. Nothing after the commit can fail.
+    async fn group(&self, requests: &[Request]) -> Result<Vec<Done>, ServerError> {
+        let memory = self.memory.read().await;
+        let mut tx = self.pool.begin().await?;
+        let mut group = Group::new(&memory);
+        group.earlier = earlier_outcomes(&mut tx, requests).await?;
+        let mut done = Vec::with_capacity(requests.len());
+        for request in requests {
+            done.push(match request {
+                Request::Mutate {
+                    user,
+                    mutation_id,
+                    mutation,
+                } => Done::Mutate(group.mutate(user, *mutation_id, mutation)?),
+                Request::Intake { request, key } => {
+                    Done::Intake(group.intake(&mut tx, request, key.as_deref()).await?)
+                }
+                Request::CreateStaff {
+                    username,
+                    display_name,
+                    roles,
+                    password_hash,
+                } => Done::Staff(
+                    group
+                        .create_staff(&mut tx, username, display_name, roles, password_hash)
+                        .await?,
+                ),
+            });
+        }
+        group.flush(&mut tx).await?;
+        tx.commit().await?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+
+        let Group {
+            head,
+            records,
+            staff,
+            logged,
+            ..
+        } = group;
+        drop(memory);
+        let mut memory = self.memory.write().await;
+        for (key, record) in records {
+            match record {
+                Some(record) => memory.records.insert(key, record),
+                None => memory.records.remove(&key),
+            };
+        }
+        memory.staff.extend(staff);
+        memory.head = head;
+        // Under the write lock, in seq order: a feed that reads the head and then
+        // subscribes cannot miss or repeat a change. No receivers is fine.
+        for (logged, _) in logged {
+            let _ = self.published.send(Arc::new(logged));
+        }
+        Ok(done)
+    }
+}
+
+/// The stored outcomes of the group's mutations that were seen before (replays), by user
+/// and mutation id: `(request, outcome)` as JSON.
+async fn earlier_outcomes(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    requests: &[Request],
+) -> Result<HashMap<(Id, Uuid), (String, String)>, ServerError> {
+    let keys: Vec<(String, String)> = requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Mutate {
+                user, mutation_id, ..
+            } => Some((user.id.to_string(), mutation_id.to_string())),
+            _ => None,
+        })
+        .collect();
+    let mut earlier = HashMap::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        // A join from the keys, not `(staff_id, mutation_id) IN (VALUES ...)`: SQLite scans
+        // the whole table for a row-value IN list of more than one row.
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT m.staff_id AS staff_id, m.mutation_id AS mutation_id, \
+             m.request AS request, m.outcome AS outcome FROM (",
+        );
+        q.push_values(chunk, |mut row, (staff, id)| {
+            row.push_bind(staff.as_str()).push_bind(id.as_str());
+        });
+        q.push(
+            ") AS k JOIN mutations AS m
+             ON m.staff_id = k.column1 AND m.mutation_id = k.column2",
+        );
+        for row in q.build().fetch_all(&mut **tx).await? {
+            let (staff, id): (String, String) = (row.get("staff_id"), row.get("mutation_id"));
+            if let (Ok(staff), Ok(id)) = (staff.parse(), id.parse()) {
+                earlier.insert((staff, id), (row.get("request"), row.get("outcome")));
+            }
+        }
+    }
+    Ok(earlier)
+}
+
+/// Rows per multi-row statement: SQLite allows 32766 bound parameters, a change row binds 9.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// One group of writes under way: memory as committed, plus what the group has done so far,
+/// which is what each next write is judged against and what [`Group::flush`] writes.
+#[derive(Debug)]
+struct Group<'m> {
+    memory: &'m Memory,
+    head: u64,
+    /// Records the group changed: the last state of each (`None`: deleted).
+    records: HashMap<(RecordKind, Id), Option<Record>>,
+    /// Staff the group added.
+    staff: HashMap<Id, Staff>,
+    /// The group's changes in seq order, each with its commit time.
+    logged: Vec<(Logged, String)>,
+    /// Outcomes stored before the group, by user and mutation id.
+    earlier: HashMap<(Id, Uuid), (String, String)>,
+    /// Outcomes the group decided, in order: `(user, mutation id, request, outcome)`.
+    outcomes: Vec<(Id, Uuid, String, String)>,
+    /// Where each decided outcome is in `outcomes`.
+    decided: HashMap<(Id, Uuid), usize>,
+}
+
+impl<'m> Group<'m> {
+    fn new(memory: &'m Memory) -> Group<'m> {
+        Group {
+            memory,
+            head: memory.head,
+            records: HashMap::new(),
+            staff: HashMap::new(),
+            logged: Vec::new(),
+            earlier: HashMap::new(),
+            outcomes: Vec::new(),
+            decided: HashMap::new(),
+        }
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            memory: self.memory,
+            records: &self.records,
+            staff: &self.staff,
+        }
+    }
+
+    fn mutate(
+        &mut self,
+        user: &Staff,
+        mutation_id: Uuid,
+        mutation: &Mutation,
+    ) -> Result<MutationOutcome, ServerError> {
+        let request = serde_json::to_string(mutation)?;
+        let key = (user.id, mutation_id);
+        let earlier = match self.decided.get(&key) {
+            Some(&i) => Some((&self.outcomes[i].2, &self.outcomes[i].3)),
+            None => self.earlier.get(&key).map(|(r, o)| (r, o)),
+        };
+        if let Some((earlier_request, outcome)) = earlier {
+            if *earlier_request != request {
+                return Ok(MutationOutcome::Rejected {
+                    code: ErrorCode::Conflict,
+                    message: "This change id was already used for a different change.".into(),
+                    current: None,
+                });
+            }
+            return Ok(serde_json::from_str(outcome)?);
+        }
+
+        let now = Utc::now();
+        let (kind, id) = mutation.target();
+        let judged = {
+            let view = self.view();
+            judge(&view, user, mutation, view.record((kind, id)), now)
+        };
+        let outcome = match judged {
+            Err((rejection, current)) => MutationOutcome::Rejected {
+                code: rejection.code,
+                message: rejection.message,
+                current: current.filter(|r| rules::visible_to(user, r)),
+            },
+            // Nothing to change (marking read a message that is read): acknowledged as
+            // applied, with the record as it is and the head it is current at; no new
+            // version, no log entry, nothing published. The outcome is still kept below,
+            // so a replay answers the same.
+            Ok((effect, previous)) if !effect.changes(previous.as_ref()) => {
+                MutationOutcome::Applied {
+                    seq: self.head,
+                    record: previous,
+                }
+            }
+            Ok((effect, previous)) => {
+                let record = match effect {
+                    Effect::Upsert(record) => Some(record),
+                    Effect::Delete { .. } => None,
+                };
+                let target = record
+                    .clone()
+                    .or(previous.clone())
+                    .ok_or(ServerError::Invariant("a mutation without a record"))?;
+                self.records.insert((kind, id), record.clone());
+                let seq = self.append(
+                    &target,
+                    record.clone(),
+                    previous.as_ref(),
+                    Some(user.id),
+                    Some(mutation_id),
+                )?;
+                MutationOutcome::Applied { seq, record }
+            }
+        };
+        self.decided.insert(key, self.outcomes.len());
+        self.outcomes.push((
+            user.id,
+            mutation_id,
+            request,
+            serde_json::to_string(&outcome)?,
+        ));
+        Ok(outcome)
+    }
+
+    async fn intake(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
         request: &IntakeRequest,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<&str>,
     ) -> Result<Intake, ServerError> {
         let body = serde_json::to_string(request)?;
         let now = Utc::now();
         let kept_since = timestamp(now - TimeDelta::hours(IDEMPOTENCY_KEY_HOURS.into()));
-        let _writer = self.writer.lock().await;
         // Looked up before the rules run: a repeat answers as the first request did, even
-        // if the rules would now judge it differently (its date has left the window).
-        if let Some(key) = &idempotency_key {
+        // if the rules would now judge it differently (its date has left the window). Read
+        // in the group's transaction, so a repeat in the same group is seen too.
+        if let Some(key) = idempotency_key {
             let earlier: Option<(String, String)> = sqlx::query_as(
                 "SELECT request, booking FROM intake_requests
                  WHERE idempotency_key = ? AND received_at >= ?",
             )
             .bind(key)
             .bind(&kept_since)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut **tx)
             .await?;
             if let Some((earlier_request, booking)) = earlier {
                 if earlier_request != body {
@@ -544,22 +831,12 @@ impl Store {
             Err(rejection) => return Ok(Intake::Refused(rejection)),
         };
         let record = Record::Booking(booking.clone());
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO records (kind, id, body) VALUES (?, ?, ?)")
-            .bind(RecordKind::Booking.as_str())
-            .bind(booking.id.to_string())
-            .bind(serde_json::to_string(&record)?)
-            .execute(&mut *tx)
-            .await?;
-        let logged = self
-            .append(&mut tx, &record, Some(record.clone()), None, None, None)
-            .await?;
-        if let Some(key) = &idempotency_key {
+        if let Some(key) = idempotency_key {
             // Bounded: keys older than a day go (this one's expired copy too), and beyond
             // the last INTAKE_KEYS_KEPT the oldest.
             sqlx::query("DELETE FROM intake_requests WHERE received_at < ?")
                 .bind(&kept_since)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             sqlx::query(
                 "INSERT INTO intake_requests (idempotency_key, request, booking, received_at)
@@ -569,87 +846,332 @@ impl Store {
             .bind(&body)
             .bind(serde_json::to_string(&booking)?)
             .bind(timestamp(now))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             sqlx::query(
                 "DELETE FROM intake_requests
                  WHERE n <= (SELECT MAX(n) FROM intake_requests) - ?",
             )
             .bind(INTAKE_KEYS_KEPT)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
-        self.publish(logged, |m| {
-            m.records
-                .insert((RecordKind::Booking, booking.id), record.clone());
-        })
-        .await;
+        self.records
+            .insert((RecordKind::Booking, booking.id), Some(record.clone()));
+        self.append(&record, Some(record.clone()), None, None, None)?;
         Ok(Intake::Created(booking))
     }
 
-    /// Appends the change-log row for `target` inside `tx`, taking the next seq.
-    async fn append(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    async fn create_staff(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        username: &str,
+        display_name: &str,
+        roles: &[Role],
+        password_hash: &str,
+    ) -> Result<Result<Staff, ServerError>, ServerError> {
+        let taken = self
+            .memory
+            .staff
+            .values()
+            .chain(self.staff.values())
+            .any(|s| s.username == username);
+        if taken {
+            return Ok(Err(ServerError::UsernameTaken(username.to_owned())));
+        }
+        let staff = Staff {
+            id: Uuid::new_v4(),
+            username: username.to_owned(),
+            display_name: display_name.to_owned(),
+            roles: roles.to_vec(),
+            version: 1,
+        };
+        sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, ?, ?)")
+            .bind(staff.id.to_string())
+            .bind(username)
+            .bind(password_hash)
+            .bind(serde_json::to_string(&staff)?)
+            .execute(&mut **tx)
+            .await?;
+        let record = Record::Staff(staff.clone());
+        self.staff.insert(staff.id, staff.clone());
+        self.append(&record, Some(record.clone()), None, None, None)?;
+        Ok(Ok(staff))
+    }
+
+    /// Takes the next seq for a change of `target`; its log row is written by
+    /// [`Group::flush`].
+    fn append(
+        &mut self,
         target: &Record,
         record: Option<Record>,
         previous: Option<&Record>,
         actor: Option<Id>,
         mutation_id: Option<Uuid>,
-    ) -> Result<Logged, ServerError> {
-        let seq = self.memory.read().await.head + 1;
-        let prev_parties = previous.map(Record::parties).unwrap_or_default();
-        let committed_at: DateTime<Utc> = Utc::now();
-        sqlx::query(
-            "INSERT INTO changes (seq, kind, id, body, prev_parties, prev_existed, actor, mutation_id, committed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(i64::try_from(seq).map_err(|_| ServerError::Invariant("seq overflow"))?)
-        .bind(target.kind().as_str())
-        .bind(target.id().to_string())
-        .bind(record.as_ref().map(serde_json::to_string).transpose()?)
-        .bind(serde_json::to_string(&prev_parties)?)
-        .bind(previous.is_some())
-        .bind(actor.map(|a| a.to_string()))
-        .bind(mutation_id.map(|m| m.to_string()))
-        .bind(committed_at.to_rfc3339())
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("UPDATE head SET seq = ?")
-            .bind(i64::try_from(seq).map_err(|_| ServerError::Invariant("seq overflow"))?)
-            .execute(&mut **tx)
-            .await?;
-        Ok(Logged {
+    ) -> Result<u64, ServerError> {
+        let seq = self.head + 1;
+        i64::try_from(seq).map_err(|_| ServerError::Invariant("seq overflow"))?;
+        self.head = seq;
+        let logged = Logged {
             seq,
             kind: target.kind(),
             id: target.id(),
             record,
-            prev_parties,
+            prev_parties: previous.map(Record::parties).unwrap_or_default(),
             prev_existed: previous.is_some(),
             actor,
             mutation_id,
             upsert_json: OnceLock::new(),
-        })
+        };
+        self.logged.push((logged, Utc::now().to_rfc3339()));
+        Ok(seq)
     }
 
-    /// After a commit: update memory and the head together, then tell the feeds.
-    async fn publish(&self, logged: Logged, update: impl FnOnce(&mut Memory)) {
-        let mut memory = self.memory.write().await;
-        update(&mut memory);
-        memory.head = logged.seq;
-        // No receivers is fine: nobody is connected.
-        let _ = self.published.send(Arc::new(logged));
+    /// Writes what the group did: records, log rows, outcomes and the head, a few
+    /// multi-row statements whatever the group's size.
+    async fn flush(&self, tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), ServerError> {
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for ((kind, id), record) in &self.records {
+            match record {
+                Some(record) => upserts.push((
+                    kind.as_str(),
+                    id.to_string(),
+                    serde_json::to_string(record)?,
+                )),
+                None => deletes.push((kind.as_str(), id.to_string())),
+            }
+        }
+        for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("INSERT OR REPLACE INTO records (kind, id, body) ");
+            q.push_values(chunk, |mut row, (kind, id, body)| {
+                row.push_bind(*kind)
+                    .push_bind(id.as_str())
+                    .push_bind(body.as_str());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
+            // By rowid from a join, for the index (see `earlier_outcomes`).
+            let mut q: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("DELETE FROM records WHERE rowid IN (SELECT r.rowid FROM (");
+            q.push_values(chunk, |mut row, (kind, id)| {
+                row.push_bind(*kind).push_bind(id.as_str());
+            });
+            q.push(") AS k JOIN records AS r ON r.kind = k.column1 AND r.id = k.column2)");
+            q.build().execute(&mut **tx).await?;
+        }
+        let mut rows = Vec::with_capacity(self.logged.len());
+        for (logged, committed_at) in &self.logged {
+            rows.push((
+                i64::try_from(logged.seq).map_err(|_| ServerError::Invariant("seq overflow"))?,
+                logged.kind.as_str(),
+                logged.id.to_string(),
+                logged
+                    .record
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
+                serde_json::to_string(&logged.prev_parties)?,
+                logged.prev_existed,
+                logged.actor.map(|a| a.to_string()),
+                logged.mutation_id.map(|m| m.to_string()),
+                committed_at.as_str(),
+            ));
+        }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "INSERT INTO changes (seq, kind, id, body, prev_parties, prev_existed, actor, \
+                 mutation_id, committed_at) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.0)
+                    .push_bind(r.1)
+                    .push_bind(r.2.as_str())
+                    .push_bind(r.3.as_deref())
+                    .push_bind(r.4.as_str())
+                    .push_bind(r.5)
+                    .push_bind(r.6.as_deref())
+                    .push_bind(r.7.as_deref())
+                    .push_bind(r.8);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in self.outcomes.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "INSERT INTO mutations (staff_id, mutation_id, request, outcome) ",
+            );
+            q.push_values(chunk, |mut row, (user, id, request, outcome)| {
+                row.push_bind(user.to_string())
+                    .push_bind(id.to_string())
+                    .push_bind(request.as_str())
+                    .push_bind(outcome.as_str());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        if self.head != self.memory.head {
+            sqlx::query("UPDATE head SET seq = ?")
+                .bind(i64::try_from(self.head).map_err(|_| ServerError::Invariant("seq overflow"))?)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 }
 
-/// Decides a mutation against memory: the pure rules, then the checks that need other
-/// records (assignees are real staff with the right role; no double booking; inside
-/// availability; no availability taken from under a booking the therapist took on). Returns the effect and the previous record, or the rejection and the
-/// current record.
+/// Memory as a group sees it: what is committed, overlaid with what the group did so far.
+#[derive(Debug)]
+struct View<'a> {
+    memory: &'a Memory,
+    records: &'a HashMap<(RecordKind, Id), Option<Record>>,
+    staff: &'a HashMap<Id, Staff>,
+}
+
+impl View<'_> {
+    fn record(&self, key: (RecordKind, Id)) -> Option<&Record> {
+        match self.records.get(&key) {
+            Some(changed) => changed.as_ref(),
+            None => self.memory.records.get(&key),
+        }
+    }
+
+    fn staff(&self, id: &Id) -> Option<&Staff> {
+        self.staff.get(id).or_else(|| self.memory.staff.get(id))
+    }
+
+    /// Every record (not staff), each in its latest state.
+    fn records(&self) -> impl Iterator<Item = &Record> {
+        let changed = self.records;
+        self.memory
+            .records
+            .iter()
+            .filter(move |(key, _)| changed.is_empty() || !changed.contains_key(*key))
+            .map(|(_, r)| r)
+            .chain(changed.values().flatten())
+    }
+}
+
+/// Copies the database at `db` (which a server may be serving) into a new file `to`,
+/// consistent at one commit, and marks the copy as a restore point: its head moves on by
+/// [`RESTORE_SKIP`], so that clients of the original whose cursors are past the copy's
+/// head are told to resync by a server on the copy, even after it has made changes of its
+/// own. Refuses to overwrite an existing file. Returns the copy's head as it was in the
+/// original (every change up to it is in the copy).
+pub(crate) async fn backup(db: &Path, to: &Path) -> Result<u64, ServerError> {
+    if to.exists() {
+        return Err(ServerError::Backup(format!(
+            "{} already exists; a backup never overwrites a file",
+            to.display()
+        )));
+    }
+    if !db.is_file() {
+        return Err(ServerError::Backup(format!(
+            "there is no database at {}",
+            db.display()
+        )));
+    }
+    let name = to
+        .file_name()
+        .ok_or_else(|| ServerError::Backup(format!("{} is not a file name", to.display())))?;
+    let dir = match to.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    // Made under a name of our own, marked, synced, and only then given its name: a backup
+    // that stops half-way leaves no file that looks like a backup.
+    let partial = dir.join(format!(".{}.partial", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&partial);
+    let made = copy_and_mark(db, &partial).await;
+    let named = made.and_then(|head| {
+        std::fs::File::open(&partial)?.sync_all()?;
+        // A hard link never replaces an existing file (unlike a rename): a file made at
+        // `to` meanwhile is left alone and the backup fails.
+        std::fs::hard_link(&partial, to).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ServerError::Backup(format!(
+                    "{} already exists; a backup never overwrites a file",
+                    to.display()
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(head)
+    });
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut leftover = partial.clone().into_os_string();
+        leftover.push(suffix);
+        let _ = std::fs::remove_file(leftover);
+    }
+    named
+}
+
+async fn copy_and_mark(db: &Path, copy: &Path) -> Result<u64, ServerError> {
+    // A connection of its own, next to the server's: VACUUM INTO reads one consistent
+    // snapshot (a read transaction; WAL lets the server go on writing meanwhile).
+    let mut source = SqliteConnectOptions::new()
+        .filename(db)
+        .busy_timeout(std::time::Duration::from_secs(30))
+        .connect()
+        .await?;
+    let is_clinic: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'skipped'")
+            .fetch_optional(&mut source)
+            .await?;
+    if is_clinic.is_none() {
+        return Err(ServerError::Backup(format!(
+            "{} is not a clinic database of this version (start the server on it once first)",
+            db.display()
+        )));
+    }
+    let path = copy
+        .to_str()
+        .ok_or_else(|| ServerError::Backup(format!("{} is not valid UTF-8", copy.display())))?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(path)
+        .execute(&mut source)
+        .await?;
+    source.close().await?;
+
+    // A rollback journal, not WAL, for this one write: nothing is left beside the file
+    // (the server turns WAL on again when it opens it).
+    let mut copied = SqliteConnectOptions::new()
+        .filename(copy)
+        .journal_mode(SqliteJournalMode::Delete)
+        .synchronous(SqliteSynchronous::Full)
+        .connect()
+        .await?;
+    let mut tx = copied.begin().await?;
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM head")
+        .fetch_one(&mut *tx)
+        .await?;
+    let resume = head
+        .checked_add(i64::try_from(RESTORE_SKIP).unwrap_or(i64::MAX))
+        .ok_or(ServerError::Invariant("seq overflow"))?;
+    sqlx::query("INSERT INTO skipped (after, resume) VALUES (?, ?)")
+        .bind(head)
+        .bind(resume)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE head SET seq = ?")
+        .bind(resume)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    copied.close().await?;
+    Ok(u64::try_from(head).unwrap_or(0))
+}
+
+/// Decides a mutation against memory as the group sees it: the pure rules, then the checks
+/// that need other records (assignees are real staff with the right role; no double
+/// booking; inside availability; no availability taken from under a booking the therapist
+/// took on). Returns the effect and the previous record, or the rejection and the current
+/// record.
 #[allow(clippy::type_complexity)]
 fn judge(
-    memory: &Memory,
+    memory: &View<'_>,
     user: &Staff,
     mutation: &Mutation,
     current: Option<&Record>,
@@ -659,13 +1181,12 @@ fn judge(
     if let (Effect::Upsert(Record::Booking(b)), true) =
         (&effect, rules::needs_schedule_check(mutation))
     {
-        let therapist = b.therapist_id.and_then(|id| memory.staff.get(&id));
-        let driver = b.driver_id.and_then(|id| memory.staff.get(&id));
+        let therapist = b.therapist_id.and_then(|id| memory.staff(&id));
+        let driver = b.driver_id.and_then(|id| memory.staff(&id));
         rules::check_assignees(b, therapist, driver).map_err(|r| (r, current.cloned()))?;
         if let Some(t) = therapist {
             let others: Vec<_> = memory
-                .records
-                .values()
+                .records()
                 .filter_map(|r| match r {
                     Record::Booking(o) if o.therapist_id == Some(t.id) && o.date == b.date => {
                         Some(o.clone())
@@ -674,8 +1195,7 @@ fn judge(
                 })
                 .collect();
             let slots: Vec<_> = memory
-                .records
-                .values()
+                .records()
                 .filter_map(|r| match r {
                     Record::Slot(s) if s.staff_id == t.id && s.date == b.date => Some(s.clone()),
                     _ => None,
@@ -696,7 +1216,7 @@ fn judge(
             _ => false,
         };
         let (mut bookings, mut slots) = (Vec::new(), Vec::new());
-        for record in memory.records.values().filter(on_the_day) {
+        for record in memory.records().filter(on_the_day) {
             match record {
                 Record::Booking(b) => bookings.push(b.clone()),
                 Record::Slot(s) => slots.push(s.clone()),
@@ -704,15 +1224,14 @@ fn judge(
             }
         }
         let name = memory
-            .staff
-            .get(&before.staff_id)
+            .staff(&before.staff_id)
             .map_or("The therapist", |t| t.display_name.as_str());
         rules::check_slot_change(before, after, name, &bookings, &slots)
             .map_err(|r| (r, current.cloned()))?;
     }
     if let (Effect::Upsert(Record::Message(m)), Mutation::SendMessage { .. }) = (&effect, mutation)
     {
-        if !memory.staff.contains_key(&m.recipient_id) {
+        if memory.staff(&m.recipient_id).is_none() {
             return Err((
                 Rejection::new(
                     ErrorCode::InvalidValue,
@@ -724,8 +1243,7 @@ fn judge(
     }
     if let (Effect::Upsert(Record::Slot(s)), Mutation::CreateSlot { .. }) = (&effect, mutation) {
         if !memory
-            .staff
-            .get(&s.staff_id)
+            .staff(&s.staff_id)
             .is_some_and(|st| st.has(Role::Therapist))
         {
             return Err((
@@ -761,4 +1279,323 @@ fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
         mutation_id: mutation_id.and_then(|m| m.parse().ok()),
         upsert_json: OnceLock::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Local, NaiveTime};
+    use clinic_protocol::BookingAction;
+
+    use super::*;
+
+    async fn open(dir: &Path) -> Store {
+        Store::open(&Config::new(dir.join("clinic.db")))
+            .await
+            .expect("open the store")
+    }
+
+    fn booking(id: Uuid, notes: &str) -> Mutation {
+        Mutation::CreateBooking {
+            booking: NewBooking {
+                id,
+                client_name: "Group Client".into(),
+                client_phone: "555".into(),
+                address: "Somewhere 1".into(),
+                service: "Massage".into(),
+                date: Local::now().date_naive() + TimeDelta::days(1),
+                start: NaiveTime::from_hms_opt(9, 0, 0).expect("a time"),
+                end: NaiveTime::from_hms_opt(10, 0, 0).expect("a time"),
+                therapist_id: None,
+                driver_id: None,
+                notes: notes.into(),
+            },
+        }
+    }
+
+    fn cancel_a(id: Uuid) -> Mutation {
+        Mutation::BookingAction {
+            id,
+            version: 1,
+            action: BookingAction::Cancel,
+        }
+    }
+
+    /// Queues a mutation without waiting: mutations queued one after the other in a test
+    /// on the current-thread runtime are all waiting when the writer next runs, so they
+    /// form one group, in this order.
+    fn queue(
+        store: &Store,
+        user: &Staff,
+        mutation_id: Uuid,
+        mutation: Mutation,
+    ) -> oneshot::Receiver<Result<MutationOutcome, ServerError>> {
+        let (reply, answer) = oneshot::channel();
+        store
+            .jobs
+            .try_send(Job {
+                request: Request::Mutate {
+                    user: user.clone(),
+                    mutation_id,
+                    mutation,
+                },
+                reply: Reply::Mutate(reply),
+            })
+            .expect("room in the queue");
+        answer
+    }
+
+    async fn answer(
+        answer: oneshot::Receiver<Result<MutationOutcome, ServerError>>,
+    ) -> Result<MutationOutcome, ServerError> {
+        answer.await.expect("an answer")
+    }
+
+    fn seq(outcome: &MutationOutcome) -> u64 {
+        match outcome {
+            MutationOutcome::Applied { seq, .. } => *seq,
+            other => panic!("expected applied, got {other:?}"),
+        }
+    }
+
+    fn code(outcome: &MutationOutcome) -> ErrorCode {
+        match outcome {
+            MutationOutcome::Rejected { code, .. } => *code,
+            other => panic!("expected rejected, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_judges_each_write_after_the_earlier_ones_and_commits_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path()).await;
+        let olivia = store
+            .create_staff("olivia", "Olivia", &[Role::Operator], "hash")
+            .await
+            .expect("an operator");
+        let head = store.head().await;
+        let commits = store.commits.load(Ordering::Relaxed);
+        let mut live = store.subscribe();
+
+        let a = Uuid::new_v4();
+        let cancel = cancel_a(a);
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let answers = vec![
+            // Made, then cancelled by the next write, which only works if it sees it.
+            queue(&store, &olivia, ids[0], booking(a, "a")),
+            queue(&store, &olivia, ids[1], cancel.clone()),
+            // The same cancel again: version 1 is gone by now. Refused, in the middle.
+            queue(&store, &olivia, ids[2], cancel),
+            queue(&store, &olivia, ids[3], booking(Uuid::new_v4(), "b")),
+            // A replay of the first (its outcome), and the second's id reused for
+            // another change (a conflict): both decided inside the same group.
+            queue(&store, &olivia, ids[0], booking(a, "a")),
+            queue(&store, &olivia, ids[1], booking(Uuid::new_v4(), "c")),
+        ];
+        let mut outcomes = Vec::new();
+        for a in answers {
+            outcomes.push(answer(a).await.expect("no failure"));
+        }
+        assert_eq!(seq(&outcomes[0]), head + 1);
+        assert_eq!(seq(&outcomes[1]), head + 2);
+        assert_ne!(code(&outcomes[2]), ErrorCode::Internal);
+        assert_eq!(seq(&outcomes[3]), head + 3);
+        assert_eq!(
+            outcomes[4], outcomes[0],
+            "a replay answers as the first time"
+        );
+        assert_eq!(code(&outcomes[5]), ErrorCode::Conflict);
+        assert_eq!(
+            store.commits.load(Ordering::Relaxed),
+            commits + 1,
+            "one commit for the group"
+        );
+
+        // Memory, the log and the feed's ring agree: three changes, gap-free, in order,
+        // and each was on disk by the time a feed could see it.
+        assert_eq!(store.head().await, head + 3);
+        let seqs: Vec<u64> = store
+            .log_after(head, 100)
+            .await
+            .expect("the log")
+            .iter()
+            .map(|l| l.seq)
+            .collect();
+        assert_eq!(seqs, vec![head + 1, head + 2, head + 3]);
+        let mut disk = SqliteConnectOptions::new()
+            .filename(dir.path().join("clinic.db"))
+            .connect()
+            .await
+            .expect("a connection of its own");
+        for expected in head + 1..=head + 3 {
+            let logged = live.try_recv().expect("published");
+            assert_eq!(logged.seq, expected);
+            let on_disk: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE seq = ?")
+                .bind(i64::try_from(logged.seq).expect("small"))
+                .fetch_one(&mut disk)
+                .await
+                .expect("a count");
+            assert_eq!(on_disk, 1, "published after the commit");
+        }
+        assert!(live.try_recv().is_err(), "nothing else published");
+
+        // What a reopened store reads from disk is what memory held.
+        let (_, before) = store.snapshot(&olivia).await;
+        drop(store);
+        let store = open(dir.path()).await;
+        let (at, after) = store.snapshot(&olivia).await;
+        assert_eq!(at, head + 3);
+        let key = |r: &Record| (r.kind(), r.id());
+        let mut before: Vec<(RecordKind, Id)> = before.iter().map(key).collect();
+        let mut after: Vec<(RecordKind, Id)> = after.iter().map(key).collect();
+        before.sort_unstable_by_key(|k| (k.0.as_str(), k.1));
+        after.sort_unstable_by_key(|k| (k.0.as_str(), k.1));
+        assert_eq!(before, after);
+        let replays = [
+            queue(&store, &olivia, ids[0], booking(a, "a")),
+            queue(&store, &olivia, ids[1], cancel_a(a)),
+            queue(&store, &olivia, ids[2], cancel_a(a)),
+        ];
+        for (replay, first) in replays.into_iter().zip(&outcomes) {
+            assert_eq!(
+                &answer(replay).await.expect("a replay"),
+                first,
+                "outcomes were committed with the group, refusals too"
+            );
+        }
+        assert_eq!(store.head().await, head + 3, "replays change nothing");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_fails_alone_and_the_others_of_its_group_land() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path()).await;
+        let olivia = store
+            .create_staff("olivia", "Olivia", &[Role::Operator], "hash")
+            .await
+            .expect("an operator");
+        // A database failure for one booking of the group, whatever the writer does.
+        sqlx::query(
+            "CREATE TRIGGER injected BEFORE INSERT ON records WHEN NEW.body LIKE '%FAIL%'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .execute(store.pool())
+        .await
+        .expect("a trigger");
+        let head = store.head().await;
+        let answers = vec![
+            queue(
+                &store,
+                &olivia,
+                Uuid::new_v4(),
+                booking(Uuid::new_v4(), "x"),
+            ),
+            queue(
+                &store,
+                &olivia,
+                Uuid::new_v4(),
+                booking(Uuid::new_v4(), "FAIL"),
+            ),
+            queue(
+                &store,
+                &olivia,
+                Uuid::new_v4(),
+                booking(Uuid::new_v4(), "z"),
+            ),
+        ];
+        let mut results = Vec::new();
+        for a in answers {
+            results.push(answer(a).await);
+        }
+        assert_eq!(seq(results[0].as_ref().expect("x lands")), head + 1);
+        assert!(
+            matches!(results[1], Err(ServerError::Database(_))),
+            "{:?}",
+            results[1]
+        );
+        assert_eq!(seq(results[2].as_ref().expect("z lands")), head + 2);
+        let seqs: Vec<u64> = store
+            .log_after(head, 100)
+            .await
+            .expect("the log")
+            .iter()
+            .map(|l| l.seq)
+            .collect();
+        assert_eq!(seqs, vec![head + 1, head + 2], "gap-free");
+        assert_eq!(store.head().await, head + 2);
+    }
+
+    #[tokio::test]
+    async fn records_deleted_in_a_group_are_gone_from_disk() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path()).await;
+        let reyes = store
+            .create_staff("reyes", "Dr. Reyes", &[Role::Therapist], "hash")
+            .await
+            .expect("a therapist");
+        let slot = |id: Uuid, hour: u32| Mutation::CreateSlot {
+            slot: clinic_protocol::NewSlot {
+                id,
+                staff_id: reyes.id,
+                date: Local::now().date_naive() + TimeDelta::days(2),
+                start: NaiveTime::from_hms_opt(hour, 0, 0).expect("a time"),
+                end: NaiveTime::from_hms_opt(hour + 1, 0, 0).expect("a time"),
+                note: String::new(),
+            },
+        };
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let hour = 9 + 2 * u32::try_from(i).expect("small");
+            seq(&store
+                .mutate(&reyes, Uuid::new_v4(), &slot(*id, hour))
+                .await
+                .expect("a slot"));
+        }
+        // Two deletes in one group: one statement for both.
+        let delete = |id: Uuid| Mutation::DeleteSlot { id, version: 1 };
+        let answers = [
+            queue(&store, &reyes, Uuid::new_v4(), delete(ids[0])),
+            queue(&store, &reyes, Uuid::new_v4(), delete(ids[2])),
+        ];
+        for a in answers {
+            seq(&answer(a).await.expect("deleted"));
+        }
+        drop(store);
+        let store = open(dir.path()).await;
+        let (_, records) = store.snapshot(&reyes).await;
+        let slots: Vec<Id> = records
+            .iter()
+            .filter(|r| r.kind() == RecordKind::Slot)
+            .map(Record::id)
+            .collect();
+        assert_eq!(slots, vec![ids[1]]);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_inside_a_skipped_range_resumes_nowhere() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut store = open(dir.path()).await;
+        assert_eq!(store.resume_point(7), Some(7));
+        store.skips = vec![
+            Skip {
+                after: 10,
+                resume: 100,
+            },
+            Skip {
+                after: 100,
+                resume: 1000,
+            },
+        ]
+        .into();
+        assert_eq!(store.resume_point(9), Some(9));
+        assert_eq!(
+            store.resume_point(10),
+            Some(1000),
+            "restored twice, no write between"
+        );
+        assert_eq!(store.resume_point(11), None);
+        assert_eq!(store.resume_point(100), Some(1000));
+        assert_eq!(store.resume_point(999), None);
+        assert_eq!(store.resume_point(1000), Some(1000));
+        assert_eq!(store.resume_point(1001), Some(1001));
+    }
 }

@@ -7,6 +7,19 @@
 //! Rows are written with multi-row statements: sqlx pays a round trip to its worker thread
 //! per statement (about 70 us here), so a batch costs a handful of statements whatever its
 //! size.
+//!
+//! Durability is chosen per write. The cache runs WAL with `synchronous=NORMAL`: a commit
+//! survives a crash of the app, but a power cut can lose the last ones. That is fine for
+//! everything the server can give back (records, the cursor: they are refilled from the
+//! feed), and for an outbox entry leaving (the change is sent again under the same
+//! mutation id and the server answers with its first outcome). It is not fine for a change
+//! the user was shown as queued: only this cache holds it. So every write that queues a
+//! change goes through a connection of its own with `synchronous=FULL`, whose commit syncs
+//! the log to disk before `submit` returns, the rest of the cache staying NORMAL. (The
+//! setting is per connection, and cannot change inside a transaction, hence a connection
+//! rather than a pragma around the write.) One log serves both connections and a power cut
+//! loses only its unsynced tail, so the cache comes back as it was at some commit: never a
+//! queued change without the cursor and records that went with it.
 
 use std::path::Path;
 
@@ -27,6 +40,9 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
     pool: SqlitePool,
+    /// One connection with `synchronous=FULL`, for the writes that queue a change (see the
+    /// module docs).
+    durable: SqlitePool,
 }
 
 /// A change of the user's waiting in the outbox.
@@ -85,13 +101,17 @@ impl Cache {
         // dashboards read while a batch is being applied.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| SyncError::Storage(e.to_string()))?;
-        Ok(Cache { pool })
+        let durable = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Full))
+            .await?;
+        Ok(Cache { pool, durable })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -182,9 +202,19 @@ impl Cache {
         Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
     }
 
+    /// Where `w` is committed: a write that queues a change must survive a power cut (the
+    /// `synchronous=FULL` connection); any other may not (the pool, `NORMAL`).
+    fn pool_for(&self, w: &Write<'_>) -> &SqlitePool {
+        if w.enqueue.is_some() {
+            &self.durable
+        } else {
+            &self.pool
+        }
+    }
+
     /// Applies `w` atomically.
     pub(crate) async fn write(&self, w: &Write<'_>) -> Result<(), SyncError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool_for(w).begin().await?;
         if w.replace_all {
             sqlx::query("DELETE FROM records").execute(&mut *tx).await?;
             sqlx::query("DELETE FROM overlay").execute(&mut *tx).await?;
@@ -352,4 +382,68 @@ async fn delete_keys(
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .expect("the setting")
+    }
+
+    /// SQLite's numbers for `PRAGMA synchronous`.
+    const NORMAL: i64 = 1;
+    const FULL: i64 = 2;
+
+    #[tokio::test]
+    async fn a_queued_change_is_committed_with_a_sync_to_disk_the_rest_normally() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let cache = Cache::open(&dir.path().join("cache.db"))
+            .await
+            .expect("a cache");
+        let queued = Queued {
+            mutation_id: Uuid::new_v4(),
+            mutation: Mutation::MarkRead { id: Uuid::new_v4() },
+            queued_at: Utc::now(),
+            tag: Some("operator-1".into()),
+        };
+        let submit = Write {
+            enqueue: Some(&queued),
+            cache_seq: Some(1),
+            ..Write::default()
+        };
+        let batch = Write {
+            cursor: Some(7),
+            dequeue: vec![queued.mutation_id],
+            ..Write::default()
+        };
+        assert_eq!(synchronous(cache.pool_for(&submit)).await, FULL);
+        assert_eq!(synchronous(cache.pool_for(&batch)).await, NORMAL);
+        // Every connection of the pool queries use and batches are written with.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut conn = cache.pool().acquire().await.expect("a connection");
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("the setting");
+            assert_eq!(level, NORMAL);
+            held.push(conn);
+        }
+        drop(held);
+
+        // The submit's transaction runs on that connection, and is read back by the rest.
+        cache.write(&submit).await.expect("queued");
+        let loaded = cache.load().await.expect("loaded");
+        assert_eq!(loaded.outbox, vec![queued.clone()]);
+        assert_eq!(loaded.cache_seq, 1);
+        cache.write(&batch).await.expect("applied");
+        let loaded = cache.load().await.expect("loaded");
+        assert!(loaded.outbox.is_empty());
+        assert_eq!(loaded.cursor, Some(7));
+    }
 }

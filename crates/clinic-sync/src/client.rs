@@ -5,6 +5,7 @@
 //! and message, or for a mutation the machine's [`Sent`], so no other module looks at an
 //! HTTP status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clinic_protocol::wire::paths;
@@ -19,21 +20,38 @@ use crate::machine::Sent;
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
-    /// `http://host:port`, without a trailing slash.
+    /// `http://host:port` or `https://host:port`, without a trailing slash.
     server_url: String,
+    /// The TLS settings the HTTP calls use, for the feed's WebSocket too (`tls.rs`).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Client {
     /// `timeout` bounds every request, so that one caught in a cut connection fails
-    /// instead of holding up the outbox.
-    pub(crate) fn new(server_url: &str, timeout: Duration) -> Client {
-        Client {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+    /// instead of holding up the outbox. `tls` is used for `https://` (and the feed's
+    /// `wss://`); an `https://` client refuses anything but https, redirects included.
+    pub(crate) fn new(
+        server_url: &str,
+        timeout: Duration,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Client, SyncError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+            .https_only(server_url.starts_with("https://"))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SyncError::Tls(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
             server_url: server_url.to_owned(),
-        }
+            tls,
+        })
+    }
+
+    /// The TLS settings, for the feed's WebSocket.
+    pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
     }
 
     fn url(&self, path: &str) -> String {

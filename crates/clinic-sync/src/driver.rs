@@ -17,11 +17,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::Connector;
 
 use crate::cache::Queued;
 use crate::client::Client;
 use crate::error::SyncError;
 use crate::machine::{Event, Instruction, Sent, SyncMachine};
+use crate::tls::tls_failure;
 use crate::writes::Writer;
 
 type Socket =
@@ -49,14 +51,20 @@ impl Link {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(MAX_SERVER_FRAME_BYTES))
             .max_frame_size(Some(MAX_SERVER_FRAME_BYTES));
-        let connecting = tokio_tungstenite::connect_async_with_config(
+        // The HTTP calls' TLS settings: `wss://` trusts exactly what `https://` does. (The
+        // connector is only used for `wss://`; `ws://` stays plain, as its address says.)
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
             self.client.feed_url(),
             Some(ws_config),
             true,
+            Some(Connector::Rustls(self.client.tls())),
         );
         match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+            Ok(Err(e)) => Err(match tls_failure(&e) {
+                Some(tls) => format!("cannot connect ({}): {tls}", tls.code()),
+                None => format!("cannot connect: {e}"),
+            }),
             Err(_) => Err("connecting timed out".into()),
         }
     }

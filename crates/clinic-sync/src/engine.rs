@@ -26,8 +26,13 @@ use crate::writes::Writer;
 /// Where to sync with and where to keep the cache.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// `http://host:port` of the clinic server (the feed uses the same host with `ws://`).
+    /// `https://host:port` of the clinic server (the feed uses the same host with `wss://`);
+    /// `http://` (and `ws://`) is clear text, fine on loopback only: see
+    /// [`insecure_address_warning`](crate::insecure_address_warning).
     pub server_url: String,
+    /// A clinic CA certificate file (PEM) to trust besides the system's roots, for a server
+    /// whose certificate the clinic signs itself.
+    pub ca_file: Option<PathBuf>,
     /// The platform data dir (tests: a tempdir). The cache lives in
     /// `<data_dir>/<server>/<user id>.db`: one database per server and user.
     pub data_dir: PathBuf,
@@ -41,6 +46,7 @@ impl EngineConfig {
     pub fn new(server_url: &str, data_dir: &Path) -> EngineConfig {
         EngineConfig {
             server_url: server_url.trim_end_matches('/').to_owned(),
+            ca_file: None,
             data_dir: data_dir.to_path_buf(),
             timing: Timing::default(),
             request_timeout: Duration::from_secs(15),
@@ -57,8 +63,11 @@ impl EngineConfig {
         self.data_dir.join(safe)
     }
 
-    fn client(&self) -> Client {
-        Client::new(&self.server_url, self.request_timeout)
+    /// The HTTP client, with the TLS settings the feed uses too. Fails only on a CA file
+    /// that cannot be used.
+    fn client(&self) -> Result<Client, SyncError> {
+        let tls = crate::tls::client_config(self.ca_file.as_deref())?;
+        Client::new(&self.server_url, self.request_timeout, tls)
     }
 }
 
@@ -95,7 +104,7 @@ impl Engine {
         username: &str,
         password: &str,
     ) -> Result<Engine, SyncError> {
-        let client = config.client();
+        let client = config.client()?;
         let login = client.login(username, password).await?;
         let dir = config.server_dir();
         let cache = Cache::open(&dir.join(format!("{}.db", login.user.id))).await?;
@@ -130,7 +139,7 @@ impl Engine {
         }
         let user: Staff =
             serde_json::from_str(&cache.meta("user").await?.ok_or(SyncError::NoSession)?)?;
-        let client = config.client();
+        let client = config.client()?;
         Engine::start(config, client, user, token, cache, false).await
     }
 

@@ -6,6 +6,19 @@ use clinic_protocol::ErrorCode;
 pub enum SyncError {
     #[error("Cannot reach the clinic server: {0}")]
     Unreachable(String),
+    /// The server's TLS certificate does not check out (unknown authority, expired, made
+    /// for another address...). Never retried in clear text.
+    #[error(
+        "The clinic server's certificate is not trusted: {0}. If your clinic has its own \
+         certificate authority, start the app with --ca-file pointing at its PEM file."
+    )]
+    Certificate(String),
+    /// Another TLS failure: the handshake broke off, or the server does not speak TLS.
+    #[error("Cannot set up an encrypted connection to the clinic server: {0}")]
+    Tls(String),
+    /// The clinic CA file given (`--ca-file`) cannot be read or holds no certificate.
+    #[error("The clinic CA file cannot be used: {0}")]
+    CaFile(String),
     #[error("{message}")]
     Refused { code: ErrorCode, message: String },
     #[error("The session has expired; sign in again.")]
@@ -23,6 +36,9 @@ impl SyncError {
     pub fn code(&self) -> &'static str {
         match self {
             SyncError::Unreachable(_) => "unreachable",
+            SyncError::Certificate(_) => "untrusted_certificate",
+            SyncError::Tls(_) => "tls_failed",
+            SyncError::CaFile(_) => "ca_file",
             SyncError::Refused { code, .. } => code.as_str(),
             SyncError::SessionExpired => "session_expired",
             SyncError::NoSession => "no_session",
@@ -46,6 +62,6 @@ impl From<serde_json::Error> for SyncError {
 
 impl From<reqwest::Error> for SyncError {
     fn from(e: reqwest::Error) -> SyncError {
-        SyncError::Unreachable(e.to_string())
+        crate::tls::tls_failure(&e).unwrap_or_else(|| SyncError::Unreachable(e.to_string()))
     }
 }

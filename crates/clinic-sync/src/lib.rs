@@ -3,6 +3,9 @@
 //!
 //! # Modules
 //! Along the data's path, from the server to the subscriber:
+//! - `tls`: encryption: the one rustls config (system roots plus an optional clinic CA
+//!   file) for `https://` and `wss://`, TLS failures as errors, and
+//!   [`insecure_address_warning`] for an `http://` address off this computer.
 //! - `client`: the HTTP calls: sign in, snapshot, send one mutation, revoke the token.
 //! - [`machine`]: the sync protocol as a state machine without IO: events in, instructions out.
 //! - `driver`: the IO loop around the machine: ONE feed WebSocket, one mutation in flight.
@@ -98,6 +101,7 @@ mod overlay;
 #[cfg(feature = "probe")]
 pub mod probe;
 pub mod queries;
+mod tls;
 mod writes;
 
 pub use engine::{Engine, EngineConfig};
@@ -107,3 +111,4 @@ pub use events::{
 };
 pub use machine::{SyncState, Timing};
 pub use queries::{BookingOrder, BookingQuery, Cached, Conversation, Counts, Queries};
+pub use tls::insecure_address_warning;

@@ -149,6 +149,8 @@ impl Writer {
             state.outbox.iter().chain([&queued]),
         );
         let seq = state.seq + 1;
+        // Committed with a sync to disk (the cache's FULL connection, see cache.rs): once
+        // this returns and the change shows as queued, it survives a power cut.
         self.cache
             .write(&Write {
                 overlay: vec![(key, shown.clone())],

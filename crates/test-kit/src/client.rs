@@ -1,4 +1,5 @@
-//! A staff member using the server over plain HTTP: the "other client" of the end-to-end
+//! A staff member using the server's HTTP API (HTTPS too, given a client that trusts the
+//! server's certificate: [`Staffer::login_with`]): the "other client" of the end-to-end
 //! tests, every user of the server's tests, the judge of what a user may see in the sync
 //! engine's tests. Any failure panics with the server's answer, so a test reads as a
 //! sequence of steps and a broken step says why.
@@ -26,7 +27,12 @@ impl Staffer {
     /// Signs `username` in to the server at `server` (`http://host:port`) with the demo
     /// password.
     pub async fn login(server: &str, username: &str) -> Staffer {
-        let http = reqwest::Client::new();
+        Staffer::login_with(reqwest::Client::new(), server, username).await
+    }
+
+    /// [`Staffer::login`] through `http`: for an `https://` server, a client that trusts
+    /// its certificate.
+    pub async fn login_with(http: reqwest::Client, server: &str, username: &str) -> Staffer {
         let request = LoginRequest {
             username: username.into(),
             password: PASSWORD.into(),

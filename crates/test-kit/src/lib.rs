@@ -7,24 +7,28 @@
 //! - `server`: [`TestServer`], the demo clinic on 127.0.0.1 (any free port) over a
 //!   temporary directory, with an intake key; stopped and restarted on the same port and
 //!   database file.
-//! - `client`: [`Staffer`], a staff member signed in over plain HTTP (snapshot, mutate,
+//! - `client`: [`Staffer`], a staff member signed in over HTTP or HTTPS (snapshot, mutate,
 //!   act on a booking, logout), and what tests look up in a snapshot ([`staff_id`],
 //!   [`bookings`]).
 //! - `proxy`: [`Proxy`], a loopback TCP proxy that can be cut and restored: a network
 //!   partition for one client while the server and the others carry on.
 //! - `poll`: [`poll_until`], [`eventually`] and [`poll_within`]: wait for a state by
 //!   checking it again and again until a deadline, never by sleeping a guessed time.
+//! - `tls`: [`TestCa`], a certificate authority made at test time, and the server
+//!   certificates it signs ([`TestServer::start_tls`] serves one).
 
 mod client;
 mod poll;
 pub mod process;
 mod proxy;
 mod server;
+mod tls;
 
 pub use client::{bookings, staff_id, Staffer};
 pub use poll::{eventually, poll_until, poll_within, DEADLINE};
 pub use proxy::Proxy;
 pub use server::TestServer;
+pub use tls::TestCa;
 
 /// The password of every demo login (see [`clinic_server::demo`]).
 pub const PASSWORD: &str = "demo";

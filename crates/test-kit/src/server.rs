@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,16 +12,22 @@ use clinic_server::{AppState, Config, Embedded};
 use tempfile::TempDir;
 
 use crate::client::{answer, Staffer};
+use crate::tls::TestCa;
 use crate::INTAKE_KEY;
 
 /// An [`Embedded`] server on 127.0.0.1 (any free port) over a database in a temporary
 /// directory, seeded with the demo clinic (every password [`crate::PASSWORD`]) and taking
 /// web bookings with [`INTAKE_KEY`]. It stops and restarts on the same port and file.
+/// [`TestServer::start_tls`] serves it over TLS, with a certificate from a CA of its own.
 #[derive(Debug)]
 pub struct TestServer {
     // Declared before the directory, so the server stops before its files go.
     server: Embedded,
     _dir: TempDir,
+    /// The CA file (PEM) that vouches for the server's certificate, when served over TLS.
+    ca_file: Option<PathBuf>,
+    /// What the kit's own requests go through: trusts `ca_file`.
+    http: reqwest::Client,
     /// One sign-in per user for [`TestServer::snapshot`].
     staff: Mutex<HashMap<String, Staffer>>,
 }
@@ -33,6 +39,22 @@ impl TestServer {
 
     /// Starts with some settings changed: a small feed queue, short-lived tokens...
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_inner(tune, false).await
+    }
+
+    /// Starts serving `https://` (and `wss://`) on 127.0.0.1 with a certificate for
+    /// `127.0.0.1` and `localhost` from a CA made for this server alone: clients trust it
+    /// only with [`TestServer::ca_file`].
+    pub async fn start_tls() -> TestServer {
+        TestServer::start_tls_with(|_| {}).await
+    }
+
+    /// [`TestServer::start_tls`] with some settings changed.
+    pub async fn start_tls_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_inner(tune, true).await
+    }
+
+    async fn start_inner(tune: impl FnOnce(&mut Config), tls: bool) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut config = Config::new(dir.path().join("clinic.db"));
         config.intake_key = Some(INTAKE_KEY.to_owned());
@@ -45,19 +67,35 @@ impl TestServer {
             .await
             .expect("seed the demo clinic");
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let server = Embedded::spawn(any_port, state)
-            .await
-            .expect("serve on loopback");
+        let mut http = reqwest::Client::builder();
+        let (server, ca_file) = if tls {
+            let ca = TestCa::new("Test clinic CA");
+            let ca_file = dir.path().join("clinic-ca.pem");
+            ca.write_pem(&ca_file);
+            http = http.add_root_certificate(ca.reqwest_root());
+            let server = Embedded::spawn_tls(any_port, state, ca.loopback_server()).await;
+            (server, Some(ca_file))
+        } else {
+            (Embedded::spawn(any_port, state).await, None)
+        };
         TestServer {
-            server,
+            server: server.expect("serve on loopback"),
             _dir: dir,
+            ca_file,
+            http: http.build().expect("the kit's HTTP client"),
             staff: Mutex::default(),
         }
     }
 
-    /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port` (`https://` when started with [`TestServer::start_tls`]).
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The CA certificate file (PEM) that vouches for this server's certificate, when it
+    /// serves TLS: what a client is given as its clinic CA file.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -89,7 +127,7 @@ impl TestServer {
 
     /// Signs `username` in (a new session each time).
     pub async fn login(&self, username: &str) -> Staffer {
-        Staffer::login(&self.url(), username).await
+        Staffer::login_with(self.http.clone(), &self.url(), username).await
     }
 
     /// What the server says `username` may see now. Signs in only the first time for each
@@ -115,7 +153,8 @@ impl TestServer {
 
     /// Books through the clinic's web form endpoint, with the right key.
     pub async fn intake(&self, request: &IntakeRequest) -> Booking {
-        let res = reqwest::Client::new()
+        let res = self
+            .http
             .post(format!("{}{}", self.url(), paths::INTAKE))
             .header(paths::INTAKE_KEY_HEADER, INTAKE_KEY)
             .json(request)
