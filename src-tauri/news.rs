@@ -251,6 +251,8 @@ mod tests {
             display_name: name.into(),
             roles: roles.to_vec(),
             version: 1,
+            disabled: false,
+            must_change_password: false,
         }
     }
 

@@ -59,25 +59,62 @@ pub enum ErrorCode {
     BadIntakeKey,
     #[error("internal error")]
     Internal,
+    /// Sign-in to a server that has no staff account yet: the first administrator is made
+    /// at the server's console (`clinic-server staff add ... --roles admin`).
+    #[error("no staff accounts yet")]
+    NoStaff,
+    /// The account was disabled by an administrator: sign-in is refused, and its sessions
+    /// (feeds included) end with this code rather than `unauthorized`.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The session's password is a one-time password: only `POST /v1/password` (and
+    /// logout) is answered until it is changed; the feed is refused with this code.
+    #[error("password change required")]
+    PasswordChangeRequired,
+    /// A new password shorter than [`crate::wire::MIN_PASSWORD_CHARS`].
+    #[error("password too short")]
+    PasswordTooShort,
+    /// The current password given to change it is wrong.
+    #[error("wrong password")]
+    WrongPassword,
+    /// Another account already has this username.
+    #[error("username taken")]
+    UsernameTaken,
+    /// The change would leave the clinic without an enabled administrator.
+    #[error("last admin")]
+    LastAdmin,
 }
 
 impl ErrorCode {
     /// The HTTP status a server answers with for this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::Malformed | ErrorCode::InvalidValue | ErrorCode::UnsupportedVersion => 400,
+            ErrorCode::Malformed
+            | ErrorCode::InvalidValue
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::PasswordTooShort => 400,
             ErrorCode::Unauthorized | ErrorCode::BadIntakeKey => 401,
-            ErrorCode::Forbidden => 403,
+            // Not 401: the session is valid (or the password was right), and a client must
+            // not take these for a session that ended by itself.
+            ErrorCode::Forbidden
+            | ErrorCode::AccountDisabled
+            | ErrorCode::PasswordChangeRequired
+            | ErrorCode::WrongPassword => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::StaleVersion
             | ErrorCode::InvalidTransition
             | ErrorCode::DoubleBooked
             | ErrorCode::OutsideAvailability
-            | ErrorCode::Conflict => 409,
+            | ErrorCode::Conflict
+            | ErrorCode::UsernameTaken
+            | ErrorCode::LastAdmin => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
+            // The server works but is not set up: nobody can sign in until someone at its
+            // console makes the first account.
+            ErrorCode::NoStaff => 503,
         }
     }
 
@@ -99,6 +136,54 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::BadIntakeKey => "bad_intake_key",
             ErrorCode::Internal => "internal",
+            ErrorCode::NoStaff => "no_staff",
+            ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::PasswordChangeRequired => "password_change_required",
+            ErrorCode::PasswordTooShort => "password_too_short",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::LastAdmin => "last_admin",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_name_is_the_stable_name() {
+        let codes = [
+            ErrorCode::Malformed,
+            ErrorCode::InvalidValue,
+            ErrorCode::TooLarge,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::StaleVersion,
+            ErrorCode::InvalidTransition,
+            ErrorCode::DoubleBooked,
+            ErrorCode::OutsideAvailability,
+            ErrorCode::Conflict,
+            ErrorCode::RateLimited,
+            ErrorCode::BadIntakeKey,
+            ErrorCode::Internal,
+            ErrorCode::NoStaff,
+            ErrorCode::AccountDisabled,
+            ErrorCode::PasswordChangeRequired,
+            ErrorCode::PasswordTooShort,
+            ErrorCode::WrongPassword,
+            ErrorCode::UsernameTaken,
+            ErrorCode::LastAdmin,
+        ];
+        for code in codes {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+            assert!((400..600).contains(&code.http_status()), "{code:?}");
         }
     }
 }

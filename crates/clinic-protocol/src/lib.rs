@@ -81,6 +81,27 @@
 //!   (30 by default; an IPv4 address or an IPv6 /64); more are refused with 429
 //!   `rate_limited` until the oldest is a minute old.
 //!
+//! # Accounts
+//! Staff accounts are staff records in the change log like any other: every user's feed
+//! carries every change to one (the staff directory, `disabled` and `must_change_password`
+//! included, is visible to all; see [`rules::sees_all`]). Administrators manage them over
+//! HTTP (the server's `http` module documents the endpoints: `GET`/`POST /v1/staff`,
+//! `PATCH /v1/staff/{id}`, `POST /v1/staff/{id}/password`), everyone changes their own
+//! password with `POST /v1/password` ([`wire::PasswordChange`]). What a client must handle:
+//! - **A one-time password.** A sign-in with one answers `"must_change_password":true`; that
+//!   session gets `password_change_required` (403) from everything but `POST /v1/password`
+//!   and logout, and the feed refuses its hello with that code, until the password is changed.
+//! - **A disabled account.** Sign-in answers `account_disabled` (403), and the account's
+//!   feeds end with `{"type":"error","code":"account_disabled",...}` within a second of the
+//!   change: unlike `unauthorized`, signing in again will not help. Its outbox is not lost;
+//!   it just cannot be sent.
+//! - **A changed account.** A change to the user's own account (roles, name, enabled again)
+//!   ends their feed with `{"type":"resync","reason":"account_changed",...}`: the client
+//!   fetches a snapshot, now filtered by the account as it is, so records they may no longer
+//!   see go and newly visible ones arrive.
+//! - **No accounts yet.** A server with no staff answers every sign-in with `no_staff`
+//!   (503); the first administrator is made at its console with `clinic-server staff add`.
+//!
 //! # Rules a clinic expects
 //! Beyond roles, versions and the life cycle ([`rules`]):
 //! - **Dates.** A booking or an availability slot is dated from yesterday up to two years
@@ -123,6 +144,7 @@ pub use records::{
     Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Role, Slot, Staff,
 };
 pub use wire::{
-    ApiError, Change, ChangeOp, ClientFrame, IntakeRequest, LoginRequest, LoginResponse,
-    MutationOutcome, MutationRequest, ResyncReason, ServerFrame, Snapshot, PROTOCOL_VERSION,
+    ApiError, Change, ChangeOp, ClientFrame, IntakeRequest, IssuedPassword, LoginRequest,
+    LoginResponse, MutationOutcome, MutationRequest, NewStaff, PasswordChange, ResyncReason,
+    ServerFrame, Snapshot, StaffList, StaffPatch, PROTOCOL_VERSION,
 };

@@ -78,6 +78,12 @@ impl RecordKind {
     }
 }
 
+/// A staff account, as every signed-in user sees it (the staff directory is public inside
+/// the clinic, state included: see [`crate::rules::sees_all`]).
+///
+/// `disabled` and `must_change_password` came later: they default to false when missing
+/// (records stored before them), and are left out of the JSON while false, so that an
+/// older client, which refuses unknown fields, still reads every ordinary account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Staff {
@@ -86,6 +92,19 @@ pub struct Staff {
     pub display_name: String,
     pub roles: Vec<Role>,
     pub version: i64,
+    /// An administrator disabled the account: it cannot sign in, its sessions were ended,
+    /// and nobody should be given new work under it. Its name stays, for the history.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+    /// The account's password is a one-time password an administrator (or
+    /// `clinic-server staff add`) gave out: its sessions may only change it
+    /// (`POST /v1/password`) until it is changed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub must_change_password: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Staff {
@@ -356,5 +375,28 @@ impl Record {
             Record::Slot(s) => vec![s.staff_id],
             Record::Message(m) => vec![m.sender_id, m.recipient_id],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accounts_state_is_optional_on_the_wire_both_ways() {
+        // Stored before accounts could be disabled: still read, as enabled.
+        let old = r#"{"id":"00000000-0000-0000-0000-000000000007","username":"kim","display_name":"Dr. Jun Kim","roles":["therapist"],"version":1}"#;
+        let staff: Staff = serde_json::from_str(old).unwrap();
+        assert!(!staff.disabled && !staff.must_change_password);
+        // Written as before while the state is the ordinary one, so that an older client,
+        // which refuses unknown fields, reads it.
+        assert_eq!(serde_json::to_string(&staff).unwrap(), old);
+        let disabled = Staff {
+            disabled: true,
+            ..staff
+        };
+        let json = serde_json::to_string(&disabled).unwrap();
+        assert!(json.ends_with(r#""version":1,"disabled":true}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Staff>(&json).unwrap(), disabled);
     }
 }

@@ -28,7 +28,10 @@ use crate::mutation::{BookingAction, Mutation, NewBooking, NewMessage, NewSlot};
 use crate::records::{
     Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Role, Slot, Staff,
 };
-use crate::wire::{MAX_MESSAGE_TEXT, MAX_NOTE_TEXT, MAX_SHORT_TEXT};
+use crate::wire::{
+    MAX_MESSAGE_TEXT, MAX_NOTE_TEXT, MAX_PASSWORD_CHARS, MAX_SHORT_TEXT, MAX_USERNAME_CHARS,
+    MIN_PASSWORD_CHARS,
+};
 
 /// A refusal with a stable code and a sentence for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,7 +120,10 @@ pub fn check_date(what: &str, date: NaiveDate, now: DateTime<Utc>) -> Result<(),
 /// Whether the user's roles let them see every record of this kind.
 pub fn sees_all(user: &Staff, kind: RecordKind) -> bool {
     match kind {
-        // The staff directory is public inside the clinic: everyone needs names.
+        // The staff directory is public inside the clinic: everyone needs names, and the
+        // accounts' state with them (a disabled colleague is given no work; nobody can use
+        // the fact that someone has yet to change a one-time password without the
+        // password). So every staff change reaches every feed, every administrator's too.
         RecordKind::Staff => true,
         RecordKind::Booking | RecordKind::Slot => {
             user.has(Role::Operator) || user.has(Role::Scheduler) || user.has(Role::Admin)
@@ -416,7 +422,103 @@ pub fn check_assignees(
             "The assigned driver is not a driver of this clinic.",
         ));
     }
+    // A disabled account cannot sign in to see the work, so it is given none.
+    if let Some(gone) = therapist.into_iter().chain(driver).find(|s| s.disabled) {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "{}'s account is disabled; assign someone else.",
+                gone.display_name
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Whether `user` may manage staff accounts (list, create, change, disable, reset
+/// passwords): administrators only.
+pub fn may_manage_staff(user: &Staff) -> bool {
+    user.has(Role::Admin)
+}
+
+/// A username: 1 to [`MAX_USERNAME_CHARS`] lowercase ASCII letters, digits, `.`, `-` or
+/// `_`, starting with a letter or a digit. Lowercase only, so that "Maria" and "maria"
+/// cannot be two accounts, and ASCII, so that no two usernames look alike.
+pub fn check_username(username: &str) -> Result<(), Rejection> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    let starts_well = username
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if starts_well && username.len() <= MAX_USERNAME_CHARS && username.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "A username is 1 to {MAX_USERNAME_CHARS} lowercase letters, digits, '.', '-' \
+                 or '_', starting with a letter or a digit; {username:?} is not."
+            ),
+        ))
+    }
+}
+
+/// A staff member's name as others read it: not blank, at most [`MAX_SHORT_TEXT`]
+/// characters, no control characters. Returns it trimmed.
+pub fn check_display_name(name: &str) -> Result<String, Rejection> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_SHORT_TEXT
+        || name.chars().any(char::is_control)
+    {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!("A name is 1 to {MAX_SHORT_TEXT} characters, without line breaks or tabs."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// An account's roles: at least one. Returns them in one order ([`Role`]'s), each once,
+/// so that two role sets compare equal when they hold the same roles.
+pub fn check_roles(roles: &[Role]) -> Result<Vec<Role>, Rejection> {
+    let mut roles = roles.to_vec();
+    roles.sort_unstable();
+    roles.dedup();
+    if roles.is_empty() {
+        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!("An account needs at least one role: {}.", all.join(", ")),
+        ));
+    }
+    Ok(roles)
+}
+
+/// A new password: at least [`MIN_PASSWORD_CHARS`] characters (`password_too_short`), at
+/// most [`MAX_PASSWORD_CHARS`].
+pub fn check_new_password(password: &str) -> Result<(), Rejection> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(Rejection::new(
+            ErrorCode::PasswordTooShort,
+            format!("A password has at least {MIN_PASSWORD_CHARS} characters."),
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!("A password has at most {MAX_PASSWORD_CHARS} characters."),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `staff` as a whole still has an enabled administrator: a change to accounts
+/// that would leave none is refused (`last_admin`), or nobody could manage accounts from
+/// the app again.
+pub fn has_enabled_admin<'a>(staff: impl IntoIterator<Item = &'a Staff>) -> bool {
+    staff.into_iter().any(|s| s.has(Role::Admin) && !s.disabled)
 }
 
 /// How [`check_date`] names what it refuses.
@@ -805,7 +907,84 @@ mod tests {
             display_name: "U".into(),
             roles: roles.to_vec(),
             version: 1,
+            disabled: false,
+            must_change_password: false,
         }
+    }
+
+    #[test]
+    fn accounts_are_checked_before_they_are_made() {
+        for good in ["maria", "dr.kim", "lee_2", "0day-shift"] {
+            assert!(check_username(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Maria",
+            "jos\u{e9}",
+            "a b",
+            ".dot",
+            "-x",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(
+                check_username(bad).unwrap_err().code,
+                ErrorCode::InvalidValue,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(check_display_name("  Dr. Kim ").unwrap(), "Dr. Kim");
+        for bad in ["", "   ", "a\nb", &"x".repeat(MAX_SHORT_TEXT + 1)] {
+            assert!(check_display_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            check_roles(&[Role::Admin, Role::Operator, Role::Admin]).unwrap(),
+            vec![Role::Operator, Role::Admin]
+        );
+        assert_eq!(check_roles(&[]).unwrap_err().code, ErrorCode::InvalidValue);
+        assert_eq!(
+            check_new_password("123456789").unwrap_err().code,
+            ErrorCode::PasswordTooShort
+        );
+        // Characters, not bytes: ten accented letters are a long enough password.
+        assert!(check_new_password(&"\u{e9}".repeat(10)).is_ok());
+        assert_eq!(
+            check_new_password(&"x".repeat(MAX_PASSWORD_CHARS + 1))
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidValue
+        );
+    }
+
+    #[test]
+    fn only_admins_manage_staff_and_the_last_enabled_admin_is_kept() {
+        let admin = staff(&[Role::Admin]);
+        let op = staff(&[Role::Operator]);
+        assert!(may_manage_staff(&admin) && !may_manage_staff(&op));
+        assert!(has_enabled_admin([&admin, &op]));
+        let gone = Staff {
+            disabled: true,
+            ..admin
+        };
+        assert!(!has_enabled_admin([&gone, &op]));
+    }
+
+    #[test]
+    fn nobody_disabled_is_given_work() {
+        let th = staff(&[Role::Therapist]);
+        let dr = Staff {
+            disabled: true,
+            display_name: "Dan".into(),
+            ..staff(&[Role::Driver])
+        };
+        let b = booking(&th, &dr, BookingStatus::Requested);
+        let refused = check_assignees(&b, Some(&th), Some(&dr)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidValue);
+        assert!(refused.message.contains("Dan's account is disabled"));
+        let dr = Staff {
+            disabled: false,
+            ..dr
+        };
+        assert!(check_assignees(&b, Some(&th), Some(&dr)).is_ok());
     }
 
     fn t(h: u32, m: u32) -> NaiveTime {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::ErrorCode;
 use crate::mutation::Mutation;
-use crate::records::{Id, Record, RecordKind, Staff};
+use crate::records::{Id, Record, RecordKind, Role, Staff};
 
 /// The protocol version spoken by this crate. A hello with another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
@@ -38,6 +38,26 @@ pub mod paths {
     pub const MUTATIONS: &str = "/v1/mutations";
     pub const INTAKE: &str = "/v1/intake";
     pub const FEED: &str = "/v1/feed";
+    /// `POST`: the signed-in user changes their own password ([`PasswordChange`](super::PasswordChange)).
+    pub const PASSWORD: &str = "/v1/password";
+    /// `GET`: every staff account; `POST`: a new one (administrators only).
+    pub const STAFF: &str = "/v1/staff";
+    /// `PATCH`: change one account ([`StaffPatch`](super::StaffPatch)); the route's
+    /// pattern, see [`staff_member`] for a path.
+    pub const STAFF_MEMBER: &str = "/v1/staff/{id}";
+    /// `POST`: reset one account's password to a new one-time password; the route's
+    /// pattern, see [`staff_password`] for a path.
+    pub const STAFF_PASSWORD: &str = "/v1/staff/{id}/password";
+
+    /// The path of one staff account ([`STAFF_MEMBER`]).
+    pub fn staff_member(id: crate::Id) -> String {
+        format!("{STAFF}/{id}")
+    }
+
+    /// The path that resets one account's password ([`STAFF_PASSWORD`]).
+    pub fn staff_password(id: crate::Id) -> String {
+        format!("{STAFF}/{id}/password")
+    }
     /// Header carrying the web booking form's shared key.
     pub const INTAKE_KEY_HEADER: &str = "x-intake-key";
     /// Optional header of `POST /v1/intake`: the form's own id for this submission (a UUID
@@ -69,6 +89,76 @@ pub struct LoginResponse {
     pub token: String,
     pub expires_at: DateTime<Utc>,
     pub user: Staff,
+    /// The password used is a one-time password: this session may only change it
+    /// ([`paths::PASSWORD`]) or sign out until then; everything else, the feed included,
+    /// answers `password_change_required`. Left out while false (older clients refuse
+    /// unknown fields).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub must_change_password: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The fewest characters a new password has (`password_too_short` otherwise).
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// The most characters a new password has (`invalid_value` otherwise): enough for any
+/// passphrase, and a bound on what a password check hashes.
+pub const MAX_PASSWORD_CHARS: usize = 200;
+/// The most characters of a username.
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// `POST /v1/password`: the signed-in user's current password and the new one. On success
+/// (204) every other session of the user ends; this one goes on, and is no longer limited
+/// to changing the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+}
+
+/// `POST /v1/staff`: a new account. Its password is a one-time password the server makes
+/// and answers once ([`IssuedPassword`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewStaff {
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+}
+
+/// `PATCH /v1/staff/{id}`: what to change (absent fields stay), based on `version`, the
+/// account's version as the administrator saw it (`conflict` if it has changed since).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    pub version: i64,
+}
+
+/// An account with the one-time password just made for it (`POST /v1/staff`,
+/// `POST /v1/staff/{id}/password`). The server keeps only its hash: this is the one time
+/// it can be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuedPassword {
+    pub staff: Staff,
+    pub one_time_password: String,
+}
+
+/// `GET /v1/staff`: every account, disabled ones too, as of change `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffList {
+    pub seq: u64,
+    pub staff: Vec<Staff>,
 }
 
 /// Every record the user may see, consistent as of change `seq`.
@@ -154,6 +244,10 @@ pub enum ResyncReason {
     CursorAhead,
     /// The client did not read its feed fast enough; its bounded queue overflowed.
     TooSlow,
+    /// The user's own account changed (roles, name, or it was enabled again): what they
+    /// may see is judged again, so a snapshot filtered by the account as it is now replaces
+    /// the copy.
+    AccountChanged,
 }
 
 /// What the server sends on the feed socket.

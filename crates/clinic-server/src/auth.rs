@@ -13,7 +13,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::{DateTime, Utc};
-use clinic_protocol::Staff;
+use clinic_protocol::{ErrorCode, Staff};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, SqlitePool};
 use tokio::sync::{watch, Semaphore};
@@ -44,6 +44,26 @@ pub(crate) fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("no one's password").unwrap_or_default())
 }
 
+/// The letters of a one-time password: lowercase letters and digits without the ones
+/// read or typed for each other (i/l/1, o/0).
+const READABLE: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// A one-time password an administrator reads out or writes down: 4 groups of 4 from
+/// [`READABLE`] (`7kqm-x2pf-...`), about 79 bits from the OS's random source, more than
+/// enough for a password that only lives until its first use.
+pub(crate) fn one_time_password() -> String {
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rngs::OsRng;
+    (0..4)
+        .map(|_| {
+            (0..4)
+                .map(|_| char::from(*READABLE.choose(&mut rng).unwrap_or(&b'x')))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// A new random token: 32 bytes, hex.
 pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
@@ -53,7 +73,7 @@ pub(crate) fn new_token() -> String {
 
 /// What the database keeps of a token: its SHA-256, never the token as sent. A token is 32
 /// random bytes, so a fast hash is enough: nobody can guess one from its hash.
-fn token_hash(token: &str) -> Vec<u8> {
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -79,28 +99,84 @@ pub(crate) struct LiveToken {
     pub(crate) expires_at: DateTime<Utc>,
 }
 
-/// The owner and expiry of a live token; `None` for an unknown, expired or revoked one.
-pub(crate) async fn check_token(
-    pool: &SqlitePool,
-    token: &str,
-) -> Result<Option<LiveToken>, ServerError> {
+/// What a bearer token stands for now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Token {
+    Live(LiveToken),
+    /// Revoked or expired, and whose it was (until pruned: see [`prune_tokens`]).
+    Ended(uuid::Uuid),
+    /// Never issued, or pruned.
+    Unknown,
+}
+
+/// Looks `token` up by its hash: one primary-key read, whoever sends it.
+pub(crate) async fn token(pool: &SqlitePool, token: &str) -> Result<Token, ServerError> {
     let row: Option<(String, String, bool)> =
         sqlx::query_as("SELECT staff_id, expires_at, revoked FROM tokens WHERE token_hash = ?")
             .bind(token_hash(token))
             .fetch_optional(pool)
             .await?;
-    Ok(row.and_then(|(staff_id, expires_at, revoked)| {
-        let expires_at = DateTime::parse_from_rfc3339(&expires_at)
-            .ok()?
-            .with_timezone(&Utc);
-        if revoked || expires_at <= Utc::now() {
-            return None;
-        }
-        Some(LiveToken {
-            staff_id: staff_id.parse().ok()?,
-            expires_at,
-        })
+    let Some((staff_id, expires_at, revoked)) = row else {
+        return Ok(Token::Unknown);
+    };
+    let (Ok(staff_id), Ok(expires_at)) = (
+        staff_id.parse(),
+        DateTime::parse_from_rfc3339(&expires_at).map(|t| t.with_timezone(&Utc)),
+    ) else {
+        return Ok(Token::Unknown);
+    };
+    if revoked || expires_at <= Utc::now() {
+        return Ok(Token::Ended(staff_id));
+    }
+    Ok(Token::Live(LiveToken {
+        staff_id,
+        expires_at,
     }))
+}
+
+/// The owner and expiry of a live token; `None` for an unknown, expired or revoked one.
+#[cfg(test)]
+pub(crate) async fn check_token(
+    pool: &SqlitePool,
+    token: &str,
+) -> Result<Option<LiveToken>, ServerError> {
+    Ok(match self::token(pool, token).await? {
+        Token::Live(live) => Some(live),
+        Token::Ended(_) | Token::Unknown => None,
+    })
+}
+
+/// Why a request's token signs nobody in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// No token, or one unknown, expired or revoked: sign in again.
+    NoSession,
+    /// The token is (or was) of a disabled account: signing in again will not help.
+    Disabled,
+}
+
+/// The user `token` signs in now, with the token's expiry: live, of an account that
+/// exists and is enabled. A disabled account is refused even with a live token (one issued
+/// by a sign-in whose password check overlapped the disabling), and a revoked token of a
+/// disabled account says so, so that its client can tell the two apart. Whether the
+/// account must change its password first is for the caller to judge.
+pub(crate) async fn authenticate(
+    store: &crate::store::Store,
+    token: &str,
+) -> Result<Result<(Staff, LiveToken), Denied>, ServerError> {
+    let (staff_id, live) = match self::token(store.pool(), token).await? {
+        Token::Live(live) => (live.staff_id, Some(live)),
+        Token::Ended(staff_id) => (staff_id, None),
+        Token::Unknown => return Ok(Err(Denied::NoSession)),
+    };
+    let Some(user) = store.staff(staff_id).await else {
+        return Ok(Err(Denied::NoSession));
+    };
+    Ok(match live {
+        _ if user.disabled => Err(Denied::Disabled),
+        Some(live) => Ok((user, live)),
+        None => Err(Denied::NoSession),
+    })
 }
 
 pub(crate) async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerError> {
@@ -166,58 +242,119 @@ pub(crate) async fn hash_stored_tokens(pool: &SqlitePool) -> Result<(), ServerEr
     Ok(())
 }
 
-/// How long a logout waits for the feeds opened with its token to stop (see
-/// [`Sessions::revoked`]). Only a feed stuck writing to a client that does not read can take
-/// that long, and what it is writing was begun before the logout.
+/// How long a logout (or anything else that ends sessions) waits for the feeds of its
+/// tokens to stop (see [`Sessions::end`]). Only a feed stuck writing to a client that does
+/// not read can take that long, and what it is writing was begun before the session ended.
 const REVOKE_WAIT: Duration = Duration::from_secs(2);
 
-/// The tokens that have a feed open, each with a flag raised when the token is revoked, so
-/// that a feed ends with its session rather than at its hello only.
+/// Why a session ended, which its feeds tell their client in their last frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Its logout.
+    SignedOut,
+    /// The user changed their password from another session.
+    PasswordChanged,
+    /// An administrator reset the user's password.
+    PasswordReset,
+    /// An administrator disabled the account.
+    Disabled,
+}
+
+impl Ending {
+    /// The code the feed's last frame carries: `account_disabled` for a disabled account,
+    /// so that its client does not ask for a sign-in that would be refused anyway;
+    /// `unauthorized` (sign in again) otherwise.
+    pub(crate) fn code(self) -> ErrorCode {
+        match self {
+            Ending::Disabled => ErrorCode::AccountDisabled,
+            Ending::SignedOut | Ending::PasswordChanged | Ending::PasswordReset => {
+                ErrorCode::Unauthorized
+            }
+        }
+    }
+
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Ending::SignedOut => "You signed out; sign in again.",
+            Ending::PasswordChanged => {
+                "Your password was changed from another session; sign in with the new one."
+            }
+            Ending::PasswordReset => {
+                "An administrator reset your password; sign in with the one-time password \
+                 they give you."
+            }
+            Ending::Disabled => "An administrator disabled your account.",
+        }
+    }
+}
+
+/// A session's flag: `None` while it holds, then why it ended.
+type Flag = Arc<watch::Sender<Option<Ending>>>;
+
+/// The tokens that have a feed open, by their hash, each with a flag raised when the
+/// session ends, so that a feed ends with its session rather than at its hello only.
 ///
 /// A feed registers its token ([`Sessions::watch`]) BEFORE it checks the token in the
-/// database, and a logout raises the flag ([`Sessions::revoked`]) AFTER the revocation is
-/// committed: whichever comes first, the feed learns of the revocation. Only tokens with an
-/// open feed have an entry, and a logout touches only its own token's feeds: no feed polls
-/// the database, and no other feed wakes.
+/// database, and whatever ends a session (a logout, a password change, an administrator)
+/// raises the flag ([`Sessions::end`]) AFTER the revocation is committed: whichever comes
+/// first, the feed learns of it. Kept by hash because the database knows tokens only by
+/// their hash: ending every session of a user is a matter of the hashes its revocation
+/// returns. Only tokens with an open feed have an entry, and ending sessions touches only
+/// their own feeds: no feed polls the database, and no other feed wakes.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    open: Mutex<HashMap<String, Arc<watch::Sender<bool>>>>,
+    open: Mutex<HashMap<Vec<u8>, Flag>>,
 }
 
 impl Sessions {
-    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<watch::Sender<bool>>>> {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Flag>> {
         // Every critical section leaves the map consistent, so a panic in one is harmless.
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Watches `token` for revocation for as long as the returned value lives.
+    /// Watches `token` for the end of its session for as long as the returned value lives.
     pub(crate) fn watch(self: &Arc<Self>, token: &str) -> Revocation {
+        let hash = token_hash(token);
         let receiver = self
             .open()
-            .entry(token.to_owned())
-            .or_insert_with(|| Arc::new(watch::channel(false).0))
+            .entry(hash.clone())
+            .or_insert_with(|| Arc::new(watch::channel(None).0))
             .subscribe();
         Revocation {
             sessions: Arc::clone(self),
-            token: token.to_owned(),
+            hash,
             receiver: Some(receiver),
         }
     }
 
-    /// Tells every feed of `token` that it was revoked, and waits (at most [`REVOKE_WAIT`])
-    /// until each has let go of its [`Revocation`], which a feed does before it sends its
-    /// last frame. So once the logout is answered, no feed with that token sends anything
-    /// but that error frame. Call after the revocation is committed.
+    /// Tells every feed of `token` that it signed out (see [`Sessions::end`]).
     pub(crate) async fn revoked(&self, token: &str) {
-        let Some(flag) = self.open().get(token).cloned() else {
-            return;
+        self.end(&[token_hash(token)], Ending::SignedOut).await;
+    }
+
+    /// Tells every feed of the tokens with these hashes that its session ended, and why,
+    /// and waits (at most [`REVOKE_WAIT`] in all) until each has let go of its
+    /// [`Revocation`], which a feed does before it sends its last frame. So once the
+    /// change that ended them is answered, no feed of those sessions sends anything but
+    /// that last frame. Call after the revocation is committed.
+    pub(crate) async fn end(&self, hashes: &[Vec<u8>], why: Ending) {
+        let flags: Vec<Flag> = {
+            let open = self.open();
+            hashes.iter().filter_map(|h| open.get(h).cloned()).collect()
         };
-        flag.send_replace(true);
-        if tokio::time::timeout(REVOKE_WAIT, flag.closed())
-            .await
-            .is_err()
-        {
-            tracing::warn!("a feed took over {REVOKE_WAIT:?} to end after its logout");
+        let deadline = tokio::time::Instant::now() + REVOKE_WAIT;
+        for flag in &flags {
+            // The first reason stands: a feed told it signed out is not told otherwise.
+            flag.send_if_modified(|ended| ended.is_none() && ended.replace(why).is_none());
+        }
+        for flag in flags {
+            if tokio::time::timeout_at(deadline, flag.closed())
+                .await
+                .is_err()
+            {
+                tracing::warn!("a feed took over {REVOKE_WAIT:?} to end with its session");
+                return;
+            }
         }
     }
 }
@@ -226,26 +363,28 @@ impl Sessions {
 #[derive(Debug)]
 pub(crate) struct Revocation {
     sessions: Arc<Sessions>,
-    token: String,
+    hash: Vec<u8>,
     /// Always `Some` until dropped.
-    receiver: Option<watch::Receiver<bool>>,
+    receiver: Option<watch::Receiver<Option<Ending>>>,
 }
 
 impl Revocation {
-    /// Whether the token has been revoked since this watch began (cheap: no database).
-    pub(crate) fn is_revoked(&self) -> bool {
-        self.receiver.as_ref().is_some_and(|r| *r.borrow())
+    /// Why the session ended, if it has since this watch began (cheap: no database).
+    pub(crate) fn ended(&self) -> Option<Ending> {
+        self.receiver.as_ref().and_then(|r| *r.borrow())
     }
 
-    /// Resolves once the token is revoked; never if it is not.
-    pub(crate) async fn wait(&mut self) {
+    /// Resolves once the session ends, with why; never if it does not.
+    pub(crate) async fn wait(&mut self) -> Ending {
         if let Some(receiver) = self.receiver.as_mut() {
-            if receiver.wait_for(|revoked| *revoked).await.is_ok() {
-                return;
+            if let Ok(ended) = receiver.wait_for(Option::is_some).await {
+                if let Some(why) = *ended {
+                    return why;
+                }
             }
         }
         // The sender lives in the map while any receiver does, so this is not reached.
-        std::future::pending::<()>().await;
+        std::future::pending().await
     }
 }
 
@@ -256,10 +395,10 @@ impl Drop for Revocation {
         // reach zero and removes the entry.
         drop(self.receiver.take());
         if open
-            .get(&self.token)
+            .get(&self.hash)
             .is_some_and(|flag| flag.receiver_count() == 0)
         {
-            open.remove(&self.token);
+            open.remove(&self.hash);
         }
     }
 }
@@ -628,6 +767,8 @@ mod tests {
             display_name: "Olivia".into(),
             roles: vec![clinic_protocol::Role::Operator],
             version: 1,
+            disabled: false,
+            must_change_password: false,
         };
         sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, 'x', ?)")
             .bind(staff.id.to_string())
@@ -679,6 +820,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_time_passwords_are_long_readable_and_new_each_time() {
+        let made: Vec<String> = (0..50).map(|_| one_time_password()).collect();
+        for p in &made {
+            assert_eq!(p.len(), 19, "{p}");
+            assert!(p.chars().count() >= clinic_protocol::wire::MIN_PASSWORD_CHARS);
+            assert!(
+                p.split('-')
+                    .all(|g| g.len() == 4 && g.bytes().all(|b| READABLE.contains(&b))),
+                "{p}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = made.iter().collect();
+        assert_eq!(distinct.len(), made.len());
     }
 
     fn logins(tune: impl FnOnce(&mut Config)) -> Logins {

@@ -38,6 +38,9 @@ pub struct Config {
     /// writes queued at the moment it starts a commit, up to this many. 1 commits every
     /// write alone, as the server did before group commit: for measurement only.
     pub write_group: usize,
+    /// The bearer token `GET /metrics` requires; `None` serves the metrics to anyone who
+    /// can reach the server (they hold counts only: no names, no tokens, no records).
+    pub metrics_token: Option<String>,
 }
 
 /// How SQLite makes a commit durable (its `synchronous` setting, in WAL mode).
@@ -69,6 +72,7 @@ impl Config {
             login_check_wait: Duration::from_secs(2),
             durability: Durability::Full,
             write_group: 256,
+            metrics_token: None,
         }
     }
 }

@@ -29,6 +29,13 @@ pub enum ServerError {
     /// A backup that cannot be taken (its file exists, the database is not there...).
     #[error("backup: {0}")]
     Backup(String),
+    /// The database is another process's to write (see `lock.rs`).
+    #[error("the database is in use: {0}")]
+    Locked(String),
+    /// A request the server understood and refuses, with a stable code (an account that
+    /// cannot be made or changed as asked): answered as that code, never as `internal`.
+    #[error("{}", .0.message)]
+    Refused(clinic_protocol::rules::Rejection),
 }
 
 /// An HTTP error answer: a stable code and a sentence, as [`ApiError`] JSON.
@@ -43,6 +50,16 @@ impl HttpError {
 
 impl From<ServerError> for HttpError {
     fn from(e: ServerError) -> HttpError {
+        match e {
+            ServerError::Refused(r) => return HttpError::new(r.code, r.message),
+            ServerError::UsernameTaken(name) => {
+                return HttpError::new(
+                    ErrorCode::UsernameTaken,
+                    format!("The username {name:?} is taken; choose another."),
+                )
+            }
+            _ => {}
+        }
         tracing::error!("internal error: {e}");
         HttpError::new(
             ErrorCode::Internal,

@@ -6,11 +6,19 @@
 //! connection that falls too far behind (its bounded queue overflows) is told to resync
 //! and closed; nothing is dropped silently.
 //!
-//! A feed lives no longer than its session. The token is checked in the database at hello;
-//! after that the feed keeps the token's expiry and a [`Revocation`] watch, and ends with
-//! an `unauthorized` error frame as soon as either says so: it wakes on a logout of its
-//! token and at the expiry, and it checks both (in memory, no database) before every frame
-//! it sends, so nothing goes out after the session has ended.
+//! A feed lives no longer than its session. The token is checked in the database at hello
+//! (a disabled account is refused with `account_disabled`, a session that must change its
+//! one-time password with `password_change_required`); after that the feed keeps the
+//! token's expiry and a [`Revocation`] watch, and ends with an error frame as soon as
+//! either says so (`unauthorized`, or `account_disabled` when an administrator disabled
+//! the account): it wakes when its session ends (a logout, a password change, an
+//! administrator) and at the expiry, and it checks both (in memory, no database) before
+//! every frame it sends, so nothing goes out after the session has ended.
+//!
+//! A feed also ends when its user's own account changes, right before that change
+//! (`account_changed`): it filters by the account as it was at hello, and must not send
+//! one change more under roles the user no longer has. Its client resyncs from a
+//! snapshot filtered by the account as it is.
 //!
 //! A feed also ends when the server shuts down, at whatever stage it is (waiting for the
 //! hello, catching up, live), with a Close frame. Upgraded connections are no longer
@@ -29,13 +37,16 @@ use chrono::{DateTime, Utc};
 use clinic_protocol::wire::{
     paths, MAX_BATCH_CHANGES, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES,
 };
-use clinic_protocol::{ClientFrame, ErrorCode, ResyncReason, ServerFrame, Staff, PROTOCOL_VERSION};
+use clinic_protocol::{
+    ClientFrame, ErrorCode, Record, RecordKind, ResyncReason, ServerFrame, Staff, PROTOCOL_VERSION,
+};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::auth::Revocation;
+use crate::auth::{Denied, Ending, Revocation};
 use crate::error::HttpError;
+use crate::metrics::Metrics;
 use crate::store::Logged;
 use crate::{auth, AppState};
 
@@ -61,6 +72,11 @@ impl Feeds {
     fn open(&self) -> OpenFeed {
         self.0.send_modify(|open| *open += 1);
         OpenFeed(self.0.clone())
+    }
+
+    /// How many feeds are open now (the `clinic_feeds_open` gauge).
+    pub(crate) fn count(&self) -> usize {
+        *self.0.borrow()
     }
 
     /// Waits until every feed has ended; if `within` passes first, says how many are
@@ -124,6 +140,9 @@ pub(crate) async fn upgrade(
             // `serve` has dropped its session when it returns: a logout waiting for this
             // feed to end is answered while the last frame goes out.
             if let Err(end) = serve(&mut socket, &state).await {
+                if let End::Resync(reason, _) = &end {
+                    state.metrics.resync(*reason);
+                }
                 if let Some(last) = end.frame() {
                     let _ = send_last(&mut socket, &last).await;
                 }
@@ -167,11 +186,10 @@ impl End {
         )
     }
 
-    fn signed_out() -> End {
-        End::Error(
-            ErrorCode::Unauthorized,
-            "You signed out; sign in again.".into(),
-        )
+    /// The session ended: signed out, its password changed or reset, or its account
+    /// disabled (`account_disabled`, which a client tells from `unauthorized`).
+    fn ended(why: Ending) -> End {
+        End::Error(why.code(), why.message().into())
     }
 
     fn expired() -> End {
@@ -208,8 +226,8 @@ impl Session {
 
     /// Whether the session still holds; checked before every frame (no database access).
     fn check(&self) -> Result<(), End> {
-        if self.revocation.is_revoked() {
-            Err(End::signed_out())
+        if let Some(why) = self.revocation.ended() {
+            Err(End::ended(why))
         } else if Instant::now() >= self.expires {
             Err(End::expired())
         } else {
@@ -252,9 +270,37 @@ async fn send_last(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), En
 /// refuse to exceed (2,000 long messages would).
 const FRAME_BUDGET: usize = MAX_SERVER_FRAME_BYTES / 4;
 
+/// Whether a change to `user`'s own account ends their feed, and how. The feed filters by
+/// the account as it was at hello, so once the account has changed (roles above all) it
+/// must not send one more change: it ends right before this one. Live, the change says
+/// what the account is now: disabled (`account_disabled`), given a one-time password by an
+/// administrator (`unauthorized`: their tokens were revoked with it), or otherwise
+/// changed (resync: a snapshot filtered by the account as it is). Caught up from the log,
+/// the change is history (the hello checked the account as it is now), but the client's
+/// copy was filtered by the account as it was before it, so it resyncs whatever the
+/// change was. Making the account (its first version) changes nothing anyone has.
+fn account_changed(user: &Staff, logged: &Logged, live: bool) -> Option<End> {
+    if logged.kind != RecordKind::Staff || logged.id != user.id || !logged.prev_existed {
+        return None;
+    }
+    let resync = End::Resync(
+        ResyncReason::AccountChanged,
+        "Your account was changed; fetch a new snapshot.",
+    );
+    Some(match &logged.record {
+        Some(Record::Staff(now)) if live && now.disabled => End::ended(Ending::Disabled),
+        Some(Record::Staff(now)) if live && now.must_change_password => {
+            End::ended(Ending::PasswordReset)
+        }
+        _ => resync,
+    })
+}
+
 /// Sends the changes in `batch` (ascending seq) that are for `user`, as few `changes`
 /// frames as [`MAX_BATCH_CHANGES`] and [`FRAME_BUDGET`] allow; `upto` is the last seq
-/// examined, which the last frame carries. Returns whether anything was sent.
+/// examined, which the last frame carries. Returns whether anything was sent. A change to
+/// the user's own account ends the feed, with what came before it sent
+/// ([`account_changed`]; `live` says whether the batch came live or from the log).
 ///
 /// The frame text is put together from each change's JSON, so that an upsert going to many
 /// connections is serialized once (see [`Logged::json_for`]).
@@ -263,11 +309,20 @@ async fn send_changes<'a>(
     session: &Session,
     user: &Staff,
     batch: impl IntoIterator<Item = &'a Logged>,
-    upto: u64,
+    (upto, live): (u64, bool),
+    metrics: &Metrics,
 ) -> Result<bool, End> {
     let mut frame = ChangesFrame::default();
     let mut sent = false;
     for logged in batch {
+        if let Some(end) = account_changed(user, logged, live) {
+            if frame.count > 0 {
+                let (last, oldest) = (frame.last, frame.oldest);
+                send_text(socket, session, frame.finish(last)).await?;
+                observe_lag(metrics, oldest);
+            }
+            return Err(end);
+        }
         let Some(json) = logged.json_for(user).map_err(|e| {
             tracing::error!("a change does not serialize: {e}");
             End::log_broken()
@@ -279,17 +334,31 @@ async fn send_changes<'a>(
             && (frame.count == MAX_BATCH_CHANGES || frame.text.len() + json.len() > FRAME_BUDGET)
         {
             // Up to the last change in it: the next frame starts with the one after.
-            let last = frame.last;
+            let (last, oldest) = (frame.last, frame.oldest);
             send_text(socket, session, std::mem::take(&mut frame).finish(last)).await?;
+            observe_lag(metrics, oldest);
             sent = true;
+        }
+        if frame.count == 0 {
+            frame.oldest = logged.committed;
         }
         frame.push(&json, logged.seq);
     }
     if frame.count > 0 {
+        let oldest = frame.oldest;
         send_text(socket, session, frame.finish(upto)).await?;
+        observe_lag(metrics, oldest);
         sent = true;
     }
     Ok(sent)
+}
+
+/// The send lag of a frame whose oldest change was committed at `oldest` (live changes
+/// only: what catch-up reads from the log may be days old, which says nothing of the feed).
+fn observe_lag(metrics: &Metrics, oldest: Option<std::time::Instant>) {
+    if let Some(committed) = oldest {
+        metrics.feed_send_lag_seconds.observe(committed.elapsed());
+    }
 }
 
 /// A `{"type":"changes","changes":[...],"upto":N}` frame, built from JSON pieces.
@@ -298,6 +367,8 @@ struct ChangesFrame {
     text: String,
     count: usize,
     last: u64,
+    /// When its first (oldest) change was committed, if it came live.
+    oldest: Option<std::time::Instant>,
 }
 
 impl ChangesFrame {
@@ -353,29 +424,33 @@ async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64, 
             format!("This server speaks protocol {PROTOCOL_VERSION}, not {protocol}. Update Clinic Desk."),
         ));
     }
-    // Watch for a logout BEFORE looking the token up: one committed after the lookup is
-    // still seen.
+    // Watch for the session's end BEFORE looking the token up: one committed after the
+    // lookup is still seen.
     let revocation = state.sessions.watch(&token);
-    let live = auth::check_token(state.store.pool(), &token)
+    let signed_in = auth::authenticate(&state.store, &token)
         .await
         .map_err(|_| {
             End::Error(
                 ErrorCode::Internal,
                 "The server could not check the token.".into(),
             )
-        })?
-        .ok_or_else(|| {
-            End::Error(
+        })?;
+    let (user, live) = match signed_in {
+        Ok(signed_in) => signed_in,
+        Err(Denied::Disabled) => return Err(End::ended(Ending::Disabled)),
+        Err(Denied::NoSession) => {
+            return Err(End::Error(
                 ErrorCode::Unauthorized,
                 "The session has expired; sign in again.".into(),
-            )
-        })?;
-    let user = state.store.staff(live.staff_id).await.ok_or_else(|| {
-        End::Error(
-            ErrorCode::Unauthorized,
-            "This account no longer exists.".into(),
-        )
-    })?;
+            ))
+        }
+    };
+    if user.must_change_password {
+        return Err(End::Error(
+            ErrorCode::PasswordChangeRequired,
+            "Change your one-time password first (POST /v1/password).".into(),
+        ));
+    }
     Ok((user, cursor, Session::new(revocation, live.expires_at)))
 }
 
@@ -445,7 +520,15 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
             ));
         }
         upto = state.store.resume_point(last.seq).unwrap_or(last.seq);
-        send_changes(socket, &session, &user, &batch, upto).await?;
+        send_changes(
+            socket,
+            &session,
+            &user,
+            &batch,
+            (upto, false),
+            &state.metrics,
+        )
+        .await?;
     }
     send(socket, &session, &ServerFrame::Heartbeat { head: upto }).await?;
 
@@ -456,7 +539,7 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     loop {
         tokio::select! {
             // Should a change or a beat be picked first, its send refuses just the same.
-            () = session.revocation.wait() => return Err(End::signed_out()),
+            why = session.revocation.wait() => return Err(End::ended(why)),
             () = &mut expiry => return Err(End::expired()),
             received = live.recv() => {
                 let first = match received {
@@ -477,7 +560,7 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
                 // Catch-up already sent what it read from the log.
                 let fresh: Vec<&Logged> = batch.iter().map(|l| &**l).filter(|l| l.seq > upto).collect();
                 upto = upto.max(batch.last().map_or(upto, |l| l.seq));
-                if send_changes(socket, &session, &user, fresh, upto).await? {
+                if send_changes(socket, &session, &user, fresh, (upto, true), &state.metrics).await? {
                     beat.reset();
                 }
             }

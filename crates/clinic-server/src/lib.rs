@@ -4,8 +4,9 @@
 //!
 //! # Modules, along the path of a change
 //! - `config`: the settings ([`Config`], [`Durability`]).
-//! - `http`: login, logout, snapshot, mutations, intake, health; every refusal is an
-//!   [`ApiError`](clinic_protocol::ApiError) with a stable code.
+//! - `http`: login, logout, snapshot, mutations, intake, health, readiness, metrics;
+//!   every refusal is an [`ApiError`](clinic_protocol::ApiError) with a stable code; and
+//!   the request log (method, path, status, latency: never a query string or a header).
 //! - `auth`: passwords (argon2), opaque bearer tokens (stored as their SHA-256), the
 //!   sessions open feeds watch for revocation, the login rate limit.
 //! - `store`: SQLite (WAL, `synchronous=FULL`, migrations in `migrations/`) plus an
@@ -18,8 +19,17 @@
 //!   expires, and with a Close frame when the server stops ([`serve`] waits for that).
 //! - `intake`: what guards the web form beyond its key: the rate limit per address and the
 //!   form's idempotency key (the booking is made once per key by `store`).
+//! - `accounts`: staff accounts: made, changed, disabled, passwords reset by administrators
+//!   (`/v1/staff`), and everyone's own password (`/v1/password`); documented in `http`.
+//! - [`admin`]: the console: `clinic-server staff add` reaches a running server on the
+//!   Unix socket `<db>.admin.sock`, or writes a stopped server's database itself.
+//! - `lock`: the database's lock file (`<db>.lock`): one process writes a database.
 //! - `error`: [`ServerError`], and how it becomes an HTTP answer without leaking internals.
-//! - [`logging`]: the binary's log, with bearer tokens redacted.
+//! - `metrics`: the counters (atomics with fixed label sets) and `GET /metrics`, their
+//!   Prometheus text exposition.
+//! - `ready`: `GET /readyz`'s check (writer alive, database write lock granted in time),
+//!   its answer cached for a second so that probes cannot hammer the database.
+//! - [`logging`]: the binary's log, text or JSON lines, with bearer tokens redacted.
 //! - [`demo`]: the demo clinic, for trying things out.
 //! - `tls`: [`TlsConfig`] (a PEM certificate chain and key) and the listener that does
 //!   the TLS handshakes for [`serve_tls`].
@@ -29,9 +39,11 @@
 //!
 //! The public surface is small on purpose: [`AppState`], [`app`], [`serve`],
 //! [`serve_tls`], [`TlsConfig`], [`Config`], [`Durability`], [`ServerError`], [`demo`],
-//! [`Embedded`], [`backup`] and [`logging`]. The desktop app and the tests
+//! [`Embedded`], [`backup`], [`admin`] and [`logging`]. The desktop app and the tests
 //! embed the server through exactly these.
 
+mod accounts;
+pub mod admin;
 mod auth;
 mod config;
 pub mod demo;
@@ -40,7 +52,10 @@ mod error;
 mod feed;
 mod http;
 mod intake;
+mod lock;
 pub mod logging;
+mod metrics;
+mod ready;
 mod store;
 mod tls;
 
@@ -49,7 +64,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
@@ -75,6 +90,10 @@ pub struct AppState {
     pub(crate) feeds: feed::Feeds,
     /// Web bookings taken per address in the last minute.
     pub(crate) intake_limit: Arc<intake::IntakeLimit>,
+    /// What `GET /metrics` reports; the store's writer and the feeds count into it too.
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    /// `GET /readyz`'s last database check.
+    pub(crate) readiness: Arc<ready::Readiness>,
 }
 
 impl AppState {
@@ -84,6 +103,7 @@ impl AppState {
         let (shutdown, _) = watch::channel(false);
         let logins = Arc::new(auth::Logins::new(&config));
         let intake_limit = Arc::new(intake::IntakeLimit::new(config.intake_per_minute));
+        let metrics = Arc::clone(store.metrics());
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -92,6 +112,8 @@ impl AppState {
             shutdown: Arc::new(shutdown),
             feeds: feed::Feeds::default(),
             intake_limit,
+            metrics,
+            readiness: Arc::default(),
         })
     }
 
@@ -132,19 +154,30 @@ pub async fn backup(db: &std::path::Path, to: &std::path::Path) -> Result<u64, S
 
 /// The routes, apart from serving them (tests drive this directly too).
 pub fn app(state: AppState) -> Router {
+    let trace = http::trace_layer(Arc::clone(&state.metrics));
     Router::new()
         .route(paths::HEALTHZ, get(http::healthz))
+        .route(http::LIVEZ, get(http::livez))
+        .route(http::READYZ, get(http::readyz))
+        .route(http::METRICS, get(http::metrics))
         .route(paths::LOGIN, post(http::login))
         .route(paths::LOGOUT, post(http::logout))
         .route(paths::SNAPSHOT, get(http::snapshot))
         .route(paths::MUTATIONS, post(http::mutations))
         .route(paths::INTAKE, post(http::intake))
         .route(paths::FEED, get(feed::upgrade))
+        .route(paths::PASSWORD, post(accounts::change_password))
+        .route(paths::STAFF, get(accounts::list).post(accounts::create))
+        .route(paths::STAFF_MEMBER, patch(accounts::patch))
+        .route(paths::STAFF_PASSWORD, post(accounts::reset_password))
         // Refusals axum would answer by itself, as ApiError JSON too. This one applies to
         // the routes above it, so it stays after the last `.route`.
         .method_not_allowed_fallback(http::method_not_allowed)
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        // Outermost, so that every answer is logged and counted, refusals of the layers
+        // above included.
+        .layer(trace)
         .with_state(state)
 }
 
@@ -185,6 +218,12 @@ pub(crate) async fn serve_with(
     tls: Option<TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if state.store.staff_count().await == 0 {
+        tracing::warn!("{}", accounts::NO_STAFF_HINT);
+    }
+    // `clinic-server staff add` reaches a running server here (see `admin`).
+    #[cfg(unix)]
+    let console = admin::Listening::open(&state);
     let stopping = state.shutdown.clone();
     let (stopped_all, feeds) = (state.shutdown.clone(), state.feeds.clone());
     // The log keeps the last `log_keep` changes for resuming clients; older cursors resync.
@@ -244,6 +283,10 @@ pub(crate) async fn serve_with(
         tracing::warn!(
             "{open} feeds still open after {FEEDS_CLOSE_WITHIN:?}; stopping without them"
         );
+    }
+    #[cfg(unix)]
+    if let Some(console) = console {
+        console.close().await;
     }
     served
 }

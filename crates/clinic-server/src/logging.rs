@@ -12,11 +12,21 @@
 //!   string), in `Debug` output (`token: "..."`) and in `key=value` fields (`token=...`),
 //!
 //! each become `[redacted]`. UUIDs (hex in groups of at most 12) and the rest stay.
+//!
+//! The log is text lines or, with `--log-format json` ([`LogFormat::Json`]), one JSON
+//! object per line for log collectors. Redaction works on the written line either way: a
+//! secret inside a JSON string is replaced by `[redacted]`, which needs no escaping, and
+//! never cut from its line's quotes or escapes (a `\u001b` escape stays whole), so each line
+//! is still valid JSON.
 
 use std::borrow::Cow;
 use std::io;
+use std::str::FromStr;
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::Subscriber;
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Json, JsonFields};
+use tracing_subscriber::fmt::{MakeWriter, SubscriberBuilder};
+use tracing_subscriber::EnvFilter;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -24,16 +34,90 @@ pub const REDACTED: &str = "[redacted]";
 /// A hex run this long or longer is taken for a secret (a token, a hex dump of a frame).
 const HEX_SECRET: usize = 32;
 
-/// Logs to stderr, at the level `RUST_LOG` says (`info` by default), every line passed
-/// through [`redact`]. Call once, first thing.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines, as a terminal shows them.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields at the top level, the request's `span` (method, path) when there is one.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("no log format {other:?}: text or json")),
+        }
+    }
+}
+
+/// Logs text lines to stderr (see [`init_with`]).
 pub fn init() {
+    init_with(LogFormat::Text);
+}
+
+/// Logs to stderr in `format`, at the level `RUST_LOG` says (`info` by default), every line
+/// passed through [`redact`]. Call once, first thing.
+pub fn init_with(format: LogFormat) {
+    // Logs on stderr: stdout carries only what `--demo` prints on purpose.
+    let base = base(default_filter(), io::stderr);
+    // The builders' own `init`: it also passes on what libraries log through the `log`
+    // crate (the WebSocket library does), up to the filter's level.
+    match format {
+        LogFormat::Text => base.init(),
+        LogFormat::Json => json(base).init(),
+    }
+}
+
+/// The log [`init_with`] sets up, writing to `writer` and filtered by `filter`, without
+/// installing it (for a test, or a program with its own subscriber plans).
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let base = base(filter, writer);
+    match format {
+        LogFormat::Text => Box::new(base.finish()),
+        LogFormat::Json => Box::new(json(base).finish()),
+    }
+}
+
+/// `RUST_LOG`, or `info`.
+fn default_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+}
+
+fn base<W>(
+    filter: EnvFilter,
+    writer: W,
+) -> SubscriberBuilder<DefaultFields, Format, EnvFilter, Redacting<W>>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        // Logs on stderr: stdout carries only what `--demo` prints on purpose.
-        .with_writer(Redacting(io::stderr))
-        .init();
+        .with_env_filter(filter)
+        .with_writer(Redacting(writer))
+}
+
+fn json<W>(
+    base: SubscriberBuilder<DefaultFields, Format, EnvFilter, W>,
+) -> SubscriberBuilder<JsonFields, Format<Json>, EnvFilter, W> {
+    // Flat and short: the event's fields at the top level, the innermost span (a request's
+    // method and path) but not the whole list, which repeats it.
+    base.json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
 }
 
 /// `text` with every secret it seems to hold replaced by [`REDACTED`] (see the module docs).
@@ -64,8 +148,15 @@ fn secret_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
     let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
     if bytes[i].is_ascii_hexdigit() && (i == 0 || !bytes[i - 1].is_ascii_hexdigit()) {
         let end = run(bytes, i, u8::is_ascii_hexdigit);
-        if end - i >= HEX_SECRET {
-            return Some((i, end));
+        // The four digits of a JSON escape (`\u001b`) belong to it: cutting them away would
+        // leave `\u[redacted]`, and the line would no longer be JSON.
+        let start = if json_escape_before(bytes, i) {
+            (i + 4).min(end)
+        } else {
+            i
+        };
+        if end - start >= HEX_SECRET {
+            return Some((start, end));
         }
     }
     if starts_word && starts_with_ignore_case(&bytes[i..], b"bearer ") {
@@ -93,6 +184,20 @@ fn secret_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
         return (end > j).then_some((j, end));
     }
     None
+}
+
+/// Whether `bytes[..i]` ends with the `\u` of a JSON escape: a `u` after an odd number of
+/// backslashes (an even number is escaped backslashes, then a plain `u`).
+fn json_escape_before(bytes: &[u8], i: usize) -> bool {
+    if i < 2 || bytes[i - 1] != b'u' {
+        return false;
+    }
+    let backslashes = bytes[..i - 1]
+        .iter()
+        .rev()
+        .take_while(|b| **b == b'\\')
+        .count();
+    backslashes % 2 == 1
 }
 
 /// The end of the run of bytes from `from` that satisfy `is`.
@@ -245,5 +350,62 @@ mod tests {
         assert!(written.contains("Received message"), "{written}");
         assert!(!written.contains(TOKEN), "{written}");
         assert_eq!(written.matches(REDACTED).count(), 2, "{written}");
+    }
+
+    #[test]
+    fn json_lines_stay_json_and_keep_no_token() {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = subscriber(LogFormat::Json, EnvFilter::new("trace"), move || {
+            sink.clone()
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", method = "GET", path = "/v1/feed");
+            let _entered = span.enter();
+            // A hello inside a string: quotes escaped as \" in the JSON line.
+            tracing::trace!(target: "tungstenite::protocol", "Received message {}", hello());
+            tracing::debug!(token = TOKEN, "a field");
+            tracing::info!("headers: authorization: Bearer {TOKEN}");
+            // A control character (escaped as \u0001) right before the token.
+            tracing::warn!("odd bytes \u{1}{TOKEN}");
+        });
+        let written = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(!written.contains(TOKEN), "{written}");
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 4, "{written}");
+        for line in lines {
+            let event: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(line.contains(REDACTED), "{line}");
+            assert_eq!(event["span"]["path"], "/v1/feed", "{line}");
+            assert!(
+                event["timestamp"].is_string() && event["level"].is_string(),
+                "{line}"
+            );
+        }
+        assert!(written.contains(r#""token":"[redacted]""#), "{written}");
+        assert!(written.contains(r#"\u0001[redacted]"#), "{written}");
+    }
+
+    #[test]
+    fn a_json_escape_is_never_cut() {
+        let line = format!(r#"{{"message":"x\u0001{TOKEN}","y":"\\u{TOKEN}"}}"#);
+        let redacted = redact(&line);
+        assert_eq!(
+            redacted,
+            r#"{"message":"x\u0001[redacted]","y":"\\u[redacted]"}"#
+        );
+        serde_json::from_str::<serde_json::Value>(&redacted).unwrap();
     }
 }

@@ -5,10 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use clinic_server::{demo, AppState, Config, Durability, TlsConfig};
+use clinic_protocol::Role;
+use clinic_server::{admin, demo, AppState, Config, Durability, ServerError, TlsConfig};
 
 /// `clinic-server [flags]` serves (the flags of [`Args`]), as it always has;
-/// `clinic-server backup --db DB FILE` copies a database, running server or not.
+/// `clinic-server backup --db DB FILE` copies a database, running server or not;
+/// `clinic-server staff add --username U --name N --roles R[,R...]` adds a staff account,
+/// running server or not.
 #[derive(Debug, Parser)]
 #[command(
     name = "clinic-server",
@@ -20,6 +23,16 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: Args,
+    /// How log lines are written on stderr: `text`, or `json` (one object per line, for a
+    /// log collector). Tokens are redacted in both.
+    #[arg(
+        long,
+        global = true,
+        env = "CLINIC_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    log_format: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -38,6 +51,46 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Staff accounts, at the server's console (the first administrator above all).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StaffCommand {
+    /// Add a staff account, whether the server runs or not.
+    ///
+    /// Without --password-stdin it makes a one-time password and prints it: the person
+    /// signs in with it and must change it then. A running server (same --db) makes the
+    /// account itself, reached on the socket next to its database (`<db>.admin.sock`; run
+    /// the command as the server's user); a stopped server's database is written directly.
+    Add {
+        /// The sign-in name: lowercase letters, digits, '.', '-' or '_'.
+        #[arg(long)]
+        username: String,
+        /// The name colleagues see, e.g. "Maria Santos".
+        #[arg(long = "name", value_name = "FULL NAME")]
+        name: String,
+        /// One or more of admin, operator, scheduler, therapist, driver, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// The server's database. Default: the platform data directory's, as the server's.
+        #[arg(long, env = "CLINIC_DB")]
+        db: Option<PathBuf>,
+        /// Read the password from the first line of stdin instead of making a one-time
+        /// one (at least 10 characters; it need not be changed at sign-in).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_role(name: &str) -> Result<Role, String> {
+    Role::parse(name.trim()).ok_or_else(|| {
+        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("no role {name:?}; roles are {}", all.join(", "))
+    })
 }
 
 /// The serving flags.
@@ -101,17 +154,94 @@ struct Args {
     /// 1 commits each alone.
     #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
     write_group: Option<u32>,
+    /// Require this bearer token for GET /metrics (`Authorization: Bearer TOKEN`). Without
+    /// it, whoever reaches the server may read the metrics (counts only, no names or
+    /// tokens): fine on loopback, worth setting on any other address.
+    #[arg(long, env = "CLINIC_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // On stderr (stdout carries only what `--demo` prints on purpose), tokens redacted.
-    clinic_server::logging::init();
+    // Parsed first, for the log's format; clap reports its own errors itself.
     let cli = Cli::parse();
+    // On stderr (stdout carries only what `--demo` prints on purpose), tokens redacted.
+    clinic_server::logging::init_with(cli.log_format.parse().unwrap_or_default());
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Backup { db, file }) => backup(db, &file).await,
+        Some(Command::Staff {
+            command:
+                StaffCommand::Add {
+                    username,
+                    name,
+                    roles,
+                    db,
+                    password_stdin,
+                },
+        }) => {
+            let password = if password_stdin {
+                Some(read_password()?)
+            } else {
+                None
+            };
+            let add = admin::StaffAdd {
+                username,
+                display_name: name,
+                roles,
+                password,
+            };
+            staff_add(db, add).await
+        }
     }
+}
+
+/// The first line of stdin, without its line ending.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    Ok(password.to_owned())
+}
+
+#[allow(clippy::print_stdout)]
+async fn staff_add(db: Option<PathBuf>, add: admin::StaffAdd) -> anyhow::Result<()> {
+    let db = match db {
+        Some(db) => db,
+        None => default_db()?,
+    };
+    let added = match admin::add_staff(&db, add).await {
+        Ok(added) => added,
+        // A refusal is the person's to fix: its sentence and its code, nothing more.
+        Err(ServerError::Refused(r)) => anyhow::bail!("{} ({})", r.message, r.code.as_str()),
+        Err(e) => return Err(e).with_context(|| format!("adding to {}", db.display())),
+    };
+    let staff = &added.staff;
+    let roles: Vec<&str> = staff.roles.iter().map(|r| r.as_str()).collect();
+    let how = if added.through_server {
+        "by the running server"
+    } else {
+        "in the database"
+    };
+    println!(
+        "Added {} ({}; {}) {how}: {}.",
+        staff.username,
+        staff.display_name,
+        roles.join(", "),
+        db.display()
+    );
+    if let Some(password) = &added.one_time_password {
+        println!("One-time password: {password}");
+        println!(
+            "It is shown only this once; {} must change it at their first sign-in.",
+            staff.username
+        );
+    }
+    Ok(())
 }
 
 /// The database's default place: the platform data directory.
@@ -170,9 +300,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config.write_group = group as usize;
     }
     config.intake_per_minute = args.intake_per_minute;
+    config.metrics_token = args.metrics_token;
     config.intake_key = args
         .intake_key
         .or_else(|| args.demo.then(|| demo::DEMO_INTAKE_KEY.to_owned()));
+    let open_metrics = config.metrics_token.is_none();
     let state = AppState::open(config)
         .await
         .with_context(|| format!("opening {}", db.display()))?;
@@ -196,6 +328,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "serving plain http:// on {}: passwords, tokens and patient details cross the \
              network in clear text; give --tls-cert and --tls-key, or listen on 127.0.0.1 \
              behind a reverse proxy that does TLS",
+            args.listen
+        );
+    }
+    if open_metrics && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "GET /metrics on {} answers anyone who can reach it; give --metrics-token to \
+             require a token",
             args.listen
         );
     }

@@ -5,7 +5,8 @@
 //!
 //! # The one write path: a writer task with group commit
 //!
-//! Every write (a mutation, a web booking, a new staff member) is queued to ONE writer task.
+//! Every write (a mutation, a web booking, a new or changed staff account, a new password)
+//! is queued to ONE writer task.
 //! The writer takes every write queued at that moment (up to `Config::write_group`) as a
 //! group, and in ONE SQLite transaction: judges each in queue order against memory plus the
 //! group's earlier writes (so the second of two clashing bookings in a group is refused, as
@@ -56,6 +57,8 @@ use uuid::Uuid;
 
 use crate::config::{Config, Durability};
 use crate::error::ServerError;
+use crate::lock::DbLock;
+use crate::metrics::Metrics;
 
 /// How many web bookings' idempotency keys are kept at most (each for
 /// [`IDEMPOTENCY_KEY_HOURS`] hours).
@@ -93,6 +96,8 @@ pub(crate) struct Logged {
     /// The upsert as a `Change` in JSON, made once and shared by every feed connection
     /// that may see it (it reads the same for all of them).
     upsert_json: OnceLock<String>,
+    /// When its commit returned, for the feeds' send lag (`None` when read from the log).
+    pub(crate) committed: Option<std::time::Instant>,
 }
 
 impl Logged {
@@ -171,6 +176,10 @@ pub(crate) struct Store {
     /// Transactions the writer has committed (for tests: how writes were grouped).
     #[cfg_attr(not(test), allow(dead_code))]
     commits: Arc<AtomicU64>,
+    /// The server's counters; the writer times its commits into them.
+    metrics: Arc<Metrics>,
+    /// This process's claim on the database: nobody else writes it while a store is open.
+    _lock: Arc<DbLock>,
 }
 
 /// How many writes may wait for the writer; more callers wait to queue theirs.
@@ -178,6 +187,8 @@ const QUEUED_WRITES: usize = 4096;
 
 impl Store {
     pub(crate) async fn open(config: &Config) -> Result<Store, ServerError> {
+        // Before anything is read: what is read into memory must stay the truth.
+        let lock = DbLock::take(&config.db_path)?;
         let options = SqliteConnectOptions::new()
             .filename(&config.db_path)
             .create_if_missing(true)
@@ -231,12 +242,14 @@ impl Store {
         let memory = Arc::new(RwLock::new(memory));
         let (jobs, queue) = mpsc::channel(QUEUED_WRITES);
         let commits = Arc::new(AtomicU64::new(0));
+        let metrics = Arc::new(Metrics::default());
         let writer = Writer {
             pool: pool.clone(),
             memory: Arc::clone(&memory),
             published: published.clone(),
             group_max: config.write_group.max(1),
             commits: Arc::clone(&commits),
+            metrics: Arc::clone(&metrics),
         };
         // Ends when the last `Store` clone (and with it the queue's sender) is dropped.
         tokio::spawn(writer.run(queue));
@@ -247,11 +260,22 @@ impl Store {
             published,
             skips: skips.into(),
             commits,
+            metrics,
+            _lock: lock,
         })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the writer task still takes writes (its queue has a receiver).
+    pub(crate) fn writer_alive(&self) -> bool {
+        !self.jobs.is_closed()
     }
 
     pub(crate) async fn head(&self) -> u64 {
@@ -301,6 +325,24 @@ impl Store {
 
     pub(crate) async fn staff_count(&self) -> usize {
         self.memory.read().await.staff.len()
+    }
+
+    /// Every account, disabled ones too, by username, and the seq they are current at.
+    pub(crate) async fn staff_list(&self) -> (u64, Vec<Staff>) {
+        let memory = self.memory.read().await;
+        let mut staff: Vec<Staff> = memory.staff.values().cloned().collect();
+        staff.sort_unstable_by(|a, b| a.username.cmp(&b.username));
+        (memory.head, staff)
+    }
+
+    /// The password hash of account `id`, to check a password against.
+    pub(crate) async fn password_hash(&self, id: Id) -> Result<Option<String>, ServerError> {
+        Ok(
+            sqlx::query_scalar("SELECT password_hash FROM staff WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Every record `user` may see, and the seq they are consistent at.
@@ -378,14 +420,43 @@ impl Store {
         roles: &[Role],
         password_hash: &str,
     ) -> Result<Staff, ServerError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Request::CreateStaff {
+        self.add_staff(NewAccount {
             username: username.to_owned(),
             display_name: display_name.to_owned(),
             roles: roles.to_vec(),
             password_hash: password_hash.to_owned(),
-        };
-        self.write(request, Reply::Staff(reply), answer).await
+            must_change_password: false,
+            actor: None,
+        })
+        .await
+    }
+
+    /// Makes an account (a taken username is [`ServerError::UsernameTaken`]); its record
+    /// goes into the log like any change.
+    pub(crate) async fn add_staff(&self, account: NewAccount) -> Result<Staff, ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.write(Request::CreateStaff(account), Reply::Staff(reply), answer)
+            .await
+    }
+
+    /// Changes account `edit.id` as an administrator asked; disabling it revokes every
+    /// token of its in the same transaction. The new record goes into the log.
+    pub(crate) async fn edit_staff(&self, edit: StaffEdit) -> Result<AccountChange, ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.write(Request::EditStaff(edit), Reply::Account(reply), answer)
+            .await
+    }
+
+    /// Gives account `set.id` a new password and revokes its tokens (all, or all but the
+    /// one `set.keep` is the hash of), in one transaction. A change of
+    /// `must_change_password` is a new version of its record, in the log.
+    pub(crate) async fn set_password(
+        &self,
+        set: PasswordSet,
+    ) -> Result<AccountChange, ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.write(Request::SetPassword(set), Reply::Account(reply), answer)
+            .await
     }
 
     /// Applies a mutation from `user` (idempotent by `mutation_id`).
@@ -439,12 +510,56 @@ enum Request {
         request: IntakeRequest,
         key: Option<String>,
     },
-    CreateStaff {
-        username: String,
-        display_name: String,
-        roles: Vec<Role>,
-        password_hash: String,
-    },
+    CreateStaff(NewAccount),
+    EditStaff(StaffEdit),
+    SetPassword(PasswordSet),
+}
+
+/// A new account, its password already hashed.
+#[derive(Debug)]
+pub(crate) struct NewAccount {
+    pub(crate) username: String,
+    pub(crate) display_name: String,
+    pub(crate) roles: Vec<Role>,
+    pub(crate) password_hash: String,
+    pub(crate) must_change_password: bool,
+    /// The administrator who made it; `None` at the console (or for the demo clinic).
+    pub(crate) actor: Option<Id>,
+}
+
+/// An administrator's change to an account: the fields given change, if `version` is
+/// still the account's.
+#[derive(Debug)]
+pub(crate) struct StaffEdit {
+    pub(crate) id: Id,
+    pub(crate) version: i64,
+    /// Checked already (`rules::check_display_name`).
+    pub(crate) display_name: Option<String>,
+    /// Checked already (`rules::check_roles`).
+    pub(crate) roles: Option<Vec<Role>>,
+    pub(crate) disabled: Option<bool>,
+    pub(crate) actor: Id,
+}
+
+/// A new password for account `id`, already hashed.
+#[derive(Debug)]
+pub(crate) struct PasswordSet {
+    pub(crate) id: Id,
+    pub(crate) password_hash: String,
+    /// A one-time password (an administrator's reset) or the user's own.
+    pub(crate) must_change_password: bool,
+    /// The hash of the token to keep (the session that changed its own password); every
+    /// other token of the account is revoked.
+    pub(crate) keep: Option<Vec<u8>>,
+    pub(crate) actor: Id,
+}
+
+/// An account as a change left it, and the hashes of the tokens the change revoked (whose
+/// feeds must now end: see `auth::Sessions::end`).
+#[derive(Debug)]
+pub(crate) struct AccountChange {
+    pub(crate) staff: Staff,
+    pub(crate) revoked: Vec<Vec<u8>>,
 }
 
 /// What became of a write that did not fail.
@@ -454,6 +569,9 @@ enum Done {
     Intake(Intake),
     /// A taken username is a refusal, not a failure of the group.
     Staff(Result<Staff, ServerError>),
+    /// A refused account change (no such account, another version, the last admin) is a
+    /// refusal too.
+    Account(Result<AccountChange, Rejection>),
 }
 
 #[derive(Debug)]
@@ -461,6 +579,7 @@ enum Reply {
     Mutate(oneshot::Sender<Result<MutationOutcome, ServerError>>),
     Intake(oneshot::Sender<Result<Intake, ServerError>>),
     Staff(oneshot::Sender<Result<Staff, ServerError>>),
+    Account(oneshot::Sender<Result<AccountChange, ServerError>>),
 }
 
 impl Reply {
@@ -489,6 +608,13 @@ impl Reply {
                     Err(e) => Err(e),
                 });
             }
+            Reply::Account(tx) => {
+                let _ = tx.send(match result {
+                    Ok(Done::Account(changed)) => changed.map_err(ServerError::Refused),
+                    Ok(_) => Err(mismatch),
+                    Err(e) => Err(e),
+                });
+            }
         }
     }
 }
@@ -501,6 +627,7 @@ struct Writer {
     published: broadcast::Sender<Arc<Logged>>,
     group_max: usize,
     commits: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -566,6 +693,7 @@ impl Writer {
     /// memory and publishes. Nothing after the commit can fail.
     async fn group(&self, requests: &[Request]) -> Result<Vec<Done>, ServerError> {
         let memory = self.memory.read().await;
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let mut group = Group::new(&memory);
         group.earlier = earlier_outcomes(&mut tx, requests).await?;
@@ -580,20 +708,17 @@ impl Writer {
                 Request::Intake { request, key } => {
                     Done::Intake(group.intake(&mut tx, request, key.as_deref()).await?)
                 }
-                Request::CreateStaff {
-                    username,
-                    display_name,
-                    roles,
-                    password_hash,
-                } => Done::Staff(
-                    group
-                        .create_staff(&mut tx, username, display_name, roles, password_hash)
-                        .await?,
-                ),
+                Request::CreateStaff(account) => {
+                    Done::Staff(group.create_staff(&mut tx, account).await?)
+                }
+                Request::EditStaff(edit) => Done::Account(group.edit_staff(&mut tx, edit).await?),
+                Request::SetPassword(set) => Done::Account(group.set_password(&mut tx, set).await?),
             });
         }
         group.flush(&mut tx).await?;
         tx.commit().await?;
+        let committed = std::time::Instant::now();
+        self.metrics.commit_seconds.observe(committed - started);
         self.commits.fetch_add(1, Ordering::Relaxed);
 
         let Group {
@@ -615,7 +740,8 @@ impl Writer {
         memory.head = head;
         // Under the write lock, in seq order: a feed that reads the head and then
         // subscribes cannot miss or repeat a change. No receivers is fine.
-        for (logged, _) in logged {
+        for (mut logged, _) in logged {
+            logged.committed = Some(committed);
             let _ = self.published.send(Arc::new(logged));
         }
         Ok(done)
@@ -673,7 +799,7 @@ struct Group<'m> {
     head: u64,
     /// Records the group changed: the last state of each (`None`: deleted).
     records: HashMap<(RecordKind, Id), Option<Record>>,
-    /// Staff the group added.
+    /// Staff the group added or changed: the last state of each.
     staff: HashMap<Id, Staff>,
     /// The group's changes in seq order, each with its commit time.
     logged: Vec<(Logged, String)>,
@@ -865,11 +991,9 @@ impl<'m> Group<'m> {
     async fn create_staff(
         &mut self,
         tx: &mut sqlx::Transaction<'_, Sqlite>,
-        username: &str,
-        display_name: &str,
-        roles: &[Role],
-        password_hash: &str,
+        account: &NewAccount,
     ) -> Result<Result<Staff, ServerError>, ServerError> {
+        let username = account.username.as_str();
         let taken = self
             .memory
             .staff
@@ -882,21 +1006,152 @@ impl<'m> Group<'m> {
         let staff = Staff {
             id: Uuid::new_v4(),
             username: username.to_owned(),
-            display_name: display_name.to_owned(),
-            roles: roles.to_vec(),
+            display_name: account.display_name.clone(),
+            roles: account.roles.clone(),
             version: 1,
+            disabled: false,
+            must_change_password: account.must_change_password,
         };
         sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, ?, ?)")
             .bind(staff.id.to_string())
             .bind(username)
-            .bind(password_hash)
+            .bind(&account.password_hash)
             .bind(serde_json::to_string(&staff)?)
             .execute(&mut **tx)
             .await?;
         let record = Record::Staff(staff.clone());
         self.staff.insert(staff.id, staff.clone());
-        self.append(&record, Some(record.clone()), None, None, None)?;
+        self.append(&record, Some(record.clone()), None, account.actor, None)?;
         Ok(Ok(staff))
+    }
+
+    /// Account `id` as the group sees it, or `not_found`.
+    fn account(&self, id: Id) -> Result<Staff, Rejection> {
+        self.view()
+            .staff(&id)
+            .cloned()
+            .ok_or_else(|| Rejection::new(ErrorCode::NotFound, "There is no such staff account."))
+    }
+
+    async fn edit_staff(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        edit: &StaffEdit,
+    ) -> Result<Result<AccountChange, Rejection>, ServerError> {
+        let before = match self.account(edit.id) {
+            Ok(before) => before,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if before.version != edit.version {
+            return Ok(Err(Rejection::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{}'s account was changed by someone else (version {} now, not {}); \
+                     reload it and try again.",
+                    before.display_name, before.version, edit.version
+                ),
+            )));
+        }
+        let mut after = before.clone();
+        if let Some(name) = &edit.display_name {
+            after.display_name.clone_from(name);
+        }
+        if let Some(roles) = &edit.roles {
+            after.roles.clone_from(roles);
+        }
+        if let Some(disabled) = edit.disabled {
+            after.disabled = disabled;
+        }
+        if after == before {
+            // Nothing to change: no new version, nothing logged (as for a mutation).
+            return Ok(Ok(AccountChange {
+                staff: before,
+                revoked: Vec::new(),
+            }));
+        }
+        let others = self
+            .memory
+            .staff
+            .values()
+            .filter(|s| s.id != after.id && !self.staff.contains_key(&s.id))
+            .chain(self.staff.values().filter(|s| s.id != after.id));
+        let losing_an_admin =
+            rules::has_enabled_admin([&before]) && !rules::has_enabled_admin([&after]);
+        if losing_an_admin && !rules::has_enabled_admin(others) {
+            return Ok(Err(Rejection::new(
+                ErrorCode::LastAdmin,
+                format!(
+                    "{} is the clinic's last enabled administrator; make someone else an \
+                     administrator first.",
+                    before.display_name
+                ),
+            )));
+        }
+        after.version += 1;
+        sqlx::query("UPDATE staff SET body = ? WHERE id = ?")
+            .bind(serde_json::to_string(&after)?)
+            .bind(after.id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        let revoked = if after.disabled && !before.disabled {
+            revoke_tokens(tx, after.id, None).await?
+        } else {
+            Vec::new()
+        };
+        self.record_account(&before, &after, Some(edit.actor))?;
+        Ok(Ok(AccountChange {
+            staff: after,
+            revoked,
+        }))
+    }
+
+    async fn set_password(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        set: &PasswordSet,
+    ) -> Result<Result<AccountChange, Rejection>, ServerError> {
+        let before = match self.account(set.id) {
+            Ok(before) => before,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let mut after = before.clone();
+        after.must_change_password = set.must_change_password;
+        if after != before {
+            after.version += 1;
+        }
+        sqlx::query("UPDATE staff SET password_hash = ?, body = ? WHERE id = ?")
+            .bind(&set.password_hash)
+            .bind(serde_json::to_string(&after)?)
+            .bind(after.id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        let revoked = revoke_tokens(tx, after.id, set.keep.as_deref()).await?;
+        if after != before {
+            self.record_account(&before, &after, Some(set.actor))?;
+        }
+        Ok(Ok(AccountChange {
+            staff: after,
+            revoked,
+        }))
+    }
+
+    /// Logs a changed account and keeps it for the group's later writes and for memory.
+    fn record_account(
+        &mut self,
+        before: &Staff,
+        after: &Staff,
+        actor: Option<Id>,
+    ) -> Result<(), ServerError> {
+        let record = Record::Staff(after.clone());
+        self.staff.insert(after.id, after.clone());
+        self.append(
+            &record,
+            Some(record.clone()),
+            Some(&Record::Staff(before.clone())),
+            actor,
+            None,
+        )?;
+        Ok(())
     }
 
     /// Takes the next seq for a change of `target`; its log row is written by
@@ -922,6 +1177,7 @@ impl<'m> Group<'m> {
             actor,
             mutation_id,
             upsert_json: OnceLock::new(),
+            committed: None,
         };
         self.logged.push((logged, Utc::now().to_rfc3339()));
         Ok(seq)
@@ -1018,6 +1274,25 @@ impl<'m> Group<'m> {
         }
         Ok(())
     }
+}
+
+/// Revokes every live token of account `staff_id` but the one whose hash is `keep`, and
+/// returns the hashes of those it revoked.
+async fn revoke_tokens(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    staff_id: Id,
+    keep: Option<&[u8]>,
+) -> Result<Vec<Vec<u8>>, ServerError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE tokens SET revoked = 1
+         WHERE staff_id = ? AND revoked = 0 AND (? IS NULL OR token_hash <> ?)
+         RETURNING token_hash",
+    )
+    .bind(staff_id.to_string())
+    .bind(keep)
+    .bind(keep)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 /// Memory as a group sees it: what is committed, overlaid with what the group did so far.
@@ -1278,6 +1553,7 @@ fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
         actor: actor.and_then(|a| a.parse().ok()),
         mutation_id: mutation_id.and_then(|m| m.parse().ok()),
         upsert_json: OnceLock::new(),
+        committed: None,
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
-    ApiError, LoginRequest, LoginResponse, MutationOutcome, MutationRequest, Snapshot,
+    ApiError, ErrorCode, LoginRequest, LoginResponse, MutationOutcome, MutationRequest, Snapshot,
 };
 
 use crate::error::SyncError;
@@ -122,6 +122,15 @@ impl Client {
             Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Sent::Expired,
             Ok(r) if r.status().is_client_error() && r.status() != 429 => {
                 match api_error(r).await {
+                    // Refusals of the session, not of the change: it stays queued.
+                    SyncError::Refused {
+                        code: ErrorCode::AccountDisabled,
+                        ..
+                    } => Sent::Disabled,
+                    SyncError::Refused {
+                        code: ErrorCode::PasswordChangeRequired,
+                        message,
+                    } => Sent::Failed(message),
                     // The server understood and refused the request itself: drop it, or it
                     // would block every later change.
                     SyncError::Refused { code, message } => {

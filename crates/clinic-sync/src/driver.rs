@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clinic_protocol::wire::MAX_SERVER_FRAME_BYTES;
-use clinic_protocol::{ClientFrame, MutationRequest, PROTOCOL_VERSION};
+use clinic_protocol::{ClientFrame, ErrorCode, MutationRequest, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -170,6 +170,10 @@ pub(crate) async fn drive(link: Link, mut machine: SyncMachine, mut stop: watch:
                     };
                     events.push_back(match fetched {
                         Ok(seq) => Event::SnapshotFetched { seq },
+                        Err(SyncError::Refused {
+                            code: ErrorCode::AccountDisabled,
+                            ..
+                        }) => Event::AccountDisabled,
                         Err(e) => Event::SnapshotFailed {
                             expired: matches!(e, SyncError::SessionExpired),
                             error: format!("cannot fetch a snapshot: {e}"),

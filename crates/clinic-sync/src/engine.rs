@@ -278,6 +278,7 @@ impl Engine {
             lag: 0,
             error: None,
             session_expired: false,
+            account_disabled: false,
             synced: false,
         });
     }

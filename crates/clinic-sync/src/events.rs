@@ -134,6 +134,10 @@ pub struct Status {
     /// The server refused the session: the engine stays offline (the cache still
     /// answers) until the app signs in again with [`Engine::login`](crate::Engine::login).
     pub session_expired: bool,
+    /// An administrator disabled the account (`account_disabled`): the engine stays
+    /// offline, the cache still answers, the outbox is kept on disk (nothing is deleted);
+    /// signing in again is refused until an administrator enables the account.
+    pub account_disabled: bool,
 }
 
 /// The receiving end of [`Engine::subscribe`](crate::Engine::subscribe). Unbounded, so
@@ -197,6 +201,7 @@ impl StatusBoard {
             last_sync: None,
             last_error: None,
             session_expired: false,
+            account_disabled: false,
         });
         let board = StatusBoard {
             status,
@@ -205,6 +210,7 @@ impl StatusBoard {
                 lag: 0,
                 error: None,
                 session_expired: false,
+                account_disabled: false,
                 synced: false,
             }),
         };
@@ -231,6 +237,7 @@ impl StatusBoard {
             s.lag = report.lag;
             s.last_error.clone_from(&report.error);
             s.session_expired = report.session_expired;
+            s.account_disabled = report.account_disabled;
             if report.synced {
                 s.last_sync = Some(Utc::now());
             }

@@ -17,6 +17,13 @@
 //! `Close`, back off (`WakeAt`) -> [`Event::Tick`] -> `Connect` again from the cursor.
 //! A resync frame, a hostile frame or a batch the cache could not apply leads to
 //! `FetchSnapshot` -> [`Event::SnapshotFetched`] -> `Connect` from the snapshot's seq.
+//! (A resync for `account_changed` is one of these: the user's roles changed, and the new
+//! snapshot, filtered by them, replaces the cache and the user.)
+//!
+//! Two ends wait for the app: the session expired or was revoked (`unauthorized`: sign in
+//! again), or an administrator disabled the account (`account_disabled`: signing in again
+//! will not help). Either way the machine stops connecting and sending, and says so in its
+//! report; nothing is dropped, the outbox stays as it is on disk.
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +66,9 @@ pub enum Event {
     SnapshotFetched { seq: u64 },
     /// Fetching a snapshot failed; `expired` when the server refused the token.
     SnapshotFailed { error: String, expired: bool },
+    /// The server refused a request because an administrator disabled the account
+    /// (`account_disabled`: a snapshot; a mutation reports [`Sent::Disabled`]).
+    AccountDisabled,
     /// The first entry of the outbox now (`None`: empty), after any change to it.
     OutboxHead(Option<Uuid>),
     /// The answer to a [`Instruction::Send`].
@@ -74,6 +84,8 @@ pub enum Sent {
     Outcome(MutationOutcome),
     /// The server refused the token.
     Expired,
+    /// The account is disabled (`account_disabled`): the mutation stays queued.
+    Disabled,
     /// No answer (network, timeout, server error): try again later.
     Failed(String),
     /// The mutation had already left the outbox (the feed confirmed it first).
@@ -136,6 +148,9 @@ pub struct Report {
     pub error: Option<String>,
     /// The server refused the session: the app must sign in again.
     pub session_expired: bool,
+    /// An administrator disabled the account: nothing more is sent or received (signing
+    /// in again is refused too); the outbox is kept.
+    pub account_disabled: bool,
     /// A frame was applied just now (the driver stamps the last sync time).
     pub synced: bool,
 }
@@ -166,6 +181,9 @@ enum Phase {
     Snapshotting,
     /// The server refused the session; nothing more until the app signs in again.
     Expired,
+    /// The account is disabled; nothing more until an administrator enables it and the
+    /// app signs in again.
+    Disabled,
 }
 
 /// The sync state machine. See the module docs.
@@ -266,6 +284,7 @@ impl SyncMachine {
                     self.fail(now, error, Next::Snapshot, &mut out);
                 }
             }
+            Event::AccountDisabled => self.disable(&mut out),
             Event::OutboxHead(head) => self.outbox_head = head,
             Event::MutationDone {
                 mutation_id,
@@ -287,6 +306,8 @@ impl SyncMachine {
                     }
                     Sent::Gone => self.outbox_head = None,
                     Sent::Expired => self.expire(&mut out),
+                    // Not settled: the change stays first in the outbox.
+                    Sent::Disabled => self.disable(&mut out),
                     Sent::Failed(error) => {
                         self.send_attempt = self.send_attempt.saturating_add(1);
                         let delay = self.backoff_delay(self.send_attempt);
@@ -379,6 +400,8 @@ impl SyncMachine {
             (ServerFrame::Error { code, message }, _) => {
                 if code == ErrorCode::Unauthorized {
                     self.expire(out);
+                } else if code == ErrorCode::AccountDisabled {
+                    self.disable(out);
                 } else {
                     self.fail(
                         now,
@@ -462,7 +485,7 @@ impl SyncMachine {
     }
 
     fn fail(&mut self, now: Instant, error: String, next: Next, out: &mut Vec<Instruction>) {
-        if self.phase == Phase::Expired {
+        if matches!(self.phase, Phase::Expired | Phase::Disabled) {
             return;
         }
         if self.connected_or_connecting() {
@@ -478,11 +501,24 @@ impl SyncMachine {
     }
 
     fn expire(&mut self, out: &mut Vec<Instruction>) {
+        // Disabled says more: signing in again would be refused.
+        if self.phase == Phase::Disabled {
+            return;
+        }
         if self.connected_or_connecting() {
             out.push(Instruction::Close);
         }
         self.error = Some("The session has expired; sign in again.".into());
         self.phase = Phase::Expired;
+    }
+
+    fn disable(&mut self, out: &mut Vec<Instruction>) {
+        if self.connected_or_connecting() {
+            out.push(Instruction::Close);
+        }
+        self.error =
+            Some("An administrator disabled this account; changes not yet sent are kept.".into());
+        self.phase = Phase::Disabled;
     }
 
     fn connect(&mut self, now: Instant, out: &mut Vec<Instruction>) {
@@ -532,7 +568,7 @@ impl SyncMachine {
                 Some(since + self.timing.dead_after)
             }
             Phase::Open { last_frame, .. } => Some(last_frame + self.timing.dead_after),
-            Phase::Snapshotting | Phase::Expired => None,
+            Phase::Snapshotting | Phase::Expired | Phase::Disabled => None,
         };
         let send = self.send_after.filter(|_| self.outbox_head.is_some());
         match (phase, send) {
@@ -549,13 +585,16 @@ impl SyncMachine {
             Phase::Open { .. } | Phase::AwaitWelcome { .. } | Phase::Snapshotting => {
                 SyncState::Syncing
             }
-            Phase::Backoff { .. } | Phase::Connecting { .. } | Phase::Expired => SyncState::Offline,
+            Phase::Backoff { .. } | Phase::Connecting { .. } | Phase::Expired | Phase::Disabled => {
+                SyncState::Offline
+            }
         };
         Report {
             state,
             lag: self.lag(),
             error: self.error.clone(),
             session_expired: self.phase == Phase::Expired,
+            account_disabled: self.phase == Phase::Disabled,
             synced: self.synced && open,
         }
     }

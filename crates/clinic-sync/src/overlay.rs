@@ -46,6 +46,8 @@ mod tests {
             display_name: "T".into(),
             roles: vec![Role::Therapist],
             version: 1,
+            disabled: false,
+            must_change_password: false,
         }
     }
 

@@ -689,6 +689,7 @@ fn structured_frame(control: bool) -> BoxedStrategy<Frame> {
                 ResyncReason::CursorTooOld,
                 ResyncReason::CursorAhead,
                 ResyncReason::TooSlow,
+                ResyncReason::AccountChanged,
             ][..],
         );
         arms.push((

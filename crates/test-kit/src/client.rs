@@ -33,9 +33,19 @@ impl Staffer {
     /// [`Staffer::login`] through `http`: for an `https://` server, a client that trusts
     /// its certificate.
     pub async fn login_with(http: reqwest::Client, server: &str, username: &str) -> Staffer {
+        Staffer::login_password(http, server, username, PASSWORD).await
+    }
+
+    /// Signs `username` in with `password` (an account made by a test, not the demo's).
+    pub async fn login_password(
+        http: reqwest::Client,
+        server: &str,
+        username: &str,
+        password: &str,
+    ) -> Staffer {
         let request = LoginRequest {
             username: username.into(),
-            password: PASSWORD.into(),
+            password: password.into(),
         };
         let res = http
             .post(format!("{server}{}", paths::LOGIN))
@@ -53,6 +63,11 @@ impl Staffer {
     /// The server this staff member is signed in to, `http://host:port`.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The HTTP client the session's requests go through, for requests of a test's own.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Everything this user may see, and the seq it is consistent at.

@@ -41,6 +41,9 @@ pub fn built_binary(relative: &str, build_with: &str) -> PathBuf {
 /// [`crate::PASSWORD`]) from a database in a temporary directory, on a fixed loopback
 /// port. [`ServerProcess::kill`] is a SIGKILL; [`ServerProcess::restart`] starts the binary
 /// again on the same database and port. The process is killed when this is dropped.
+/// [`ServerProcess::start_empty`] starts it without `--demo` (a clinic's first start),
+/// [`ServerProcess::terminate`] stops it gracefully, and [`ServerProcess::bin`] runs its
+/// other commands on the same database.
 #[derive(Debug)]
 pub struct ServerProcess {
     bin: PathBuf,
@@ -49,12 +52,24 @@ pub struct ServerProcess {
     /// Every start's stderr, appended (`server.log`), and the database (`clinic.db`).
     dir: TempDir,
     starts: u32,
+    /// Started with `--demo` (seeded if empty); without, a clinic's first start.
+    demo: bool,
 }
 
 impl ServerProcess {
     /// Starts `target/<profile>/clinic-server` on a free loopback port and waits until it
     /// answers.
     pub async fn start() -> ServerProcess {
+        ServerProcess::start_with_demo(true).await
+    }
+
+    /// [`ServerProcess::start`] without `--demo`: an empty database, no staff, as a clinic's
+    /// server starts the first time (every restart is without `--demo` too).
+    pub async fn start_empty() -> ServerProcess {
+        ServerProcess::start_with_demo(false).await
+    }
+
+    async fn start_with_demo(demo: bool) -> ServerProcess {
         let bin = built_binary("clinic-server", "cargo build -p clinic-server");
         let dir = tempfile::tempdir().expect("a temporary directory");
         // A port that was free a moment ago: the server binds it itself, and binds it
@@ -68,6 +83,7 @@ impl ServerProcess {
             child: None,
             dir,
             starts: 0,
+            demo,
         };
         server.restart().await;
         server
@@ -84,6 +100,12 @@ impl ServerProcess {
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("clinic.db")
+    }
+
+    /// The binary, to run its other commands (`staff add`, `backup`) on
+    /// [`ServerProcess::db_path`].
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     /// Whether the process is running (started and not killed since).
@@ -104,6 +126,24 @@ impl ServerProcess {
         }
     }
 
+    /// SIGTERM, and waits for the process to exit: a graceful stop (feeds get their close
+    /// frame, the server removes what it leaves next to its database).
+    pub async fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let sent = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()
+                    .await
+                    .expect("run kill -TERM");
+                assert!(sent.success(), "kill -TERM {pid}: {sent}");
+            }
+            let exited = child.wait().await.expect("wait for the server to exit");
+            assert!(exited.success(), "the server stopped with {exited}");
+        }
+    }
+
     /// Starts the binary again (killing it first if it runs) on the same database and
     /// port, and waits until it answers `/healthz`.
     pub async fn restart(&mut self) {
@@ -119,7 +159,7 @@ impl ServerProcess {
             .arg("--listen")
             .arg(self.addr.to_string())
             // Seeds only an empty database: a restart keeps what was committed.
-            .arg("--demo")
+            .args(self.demo.then_some("--demo"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -315,3 +315,107 @@ fn the_outbox_goes_one_at_a_time_in_order_and_retries_after_failures() {
     m.handle(Event::OutboxHead(None), retry);
     assert_eq!(m.report().state, SyncState::Online);
 }
+
+#[test]
+fn a_disabled_account_stops_everything_and_keeps_the_outbox() {
+    let t0 = Instant::now();
+    let queued = Uuid::new_v4();
+    let mut m = open(10, 10, t0);
+    let out = m.handle(Event::OutboxHead(Some(queued)), t0);
+    assert!(has(&out, |i| *i
+        == Instruction::Send {
+            mutation_id: queued
+        }));
+    // The feed ends with account_disabled while the change is in flight.
+    let out = m.handle(
+        frame(&ServerFrame::Error {
+            code: ErrorCode::AccountDisabled,
+            message: "An administrator disabled your account.".into(),
+        }),
+        t0,
+    );
+    assert_eq!(out[0], Instruction::Close);
+    let r = report(&out).unwrap();
+    assert!(
+        r.account_disabled && !r.session_expired,
+        "told apart from a sign-out"
+    );
+    assert_eq!(r.state, SyncState::Offline);
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("disabled")));
+    assert!(
+        !has(&out, |i| matches!(i, Instruction::WakeAt(_))),
+        "no retry"
+    );
+    // The request in flight is refused for the same reason: nothing is settled, so the
+    // change stays in the outbox; nothing is sent, nothing reconnects, whatever happens.
+    let out = m.handle(
+        Event::MutationDone {
+            mutation_id: queued,
+            result: Sent::Disabled,
+        },
+        t0,
+    );
+    assert!(!has(&out, |i| matches!(
+        i,
+        Instruction::Settle { .. } | Instruction::Send { .. } | Instruction::Connect
+    )));
+    let later = t0 + 10 * DEAD;
+    for event in [
+        Event::Tick,
+        Event::OutboxHead(Some(queued)),
+        Event::Disconnected {
+            error: "gone".into(),
+        },
+        Event::SnapshotFailed {
+            error: "401".into(),
+            expired: true,
+        },
+    ] {
+        let out = m.handle(event, later);
+        assert!(
+            !has(&out, |i| matches!(
+                i,
+                Instruction::Settle { .. }
+                    | Instruction::Send { .. }
+                    | Instruction::Connect
+                    | Instruction::FetchSnapshot
+                    | Instruction::WakeAt(_)
+            )),
+            "{out:?}"
+        );
+    }
+    let r = m.report();
+    assert!(r.account_disabled && !r.session_expired);
+
+    // Found out by a snapshot instead (the engine was offline when it happened): the same.
+    let mut m = machine(None);
+    assert_eq!(m.start(t0)[0], Instruction::FetchSnapshot);
+    let out = m.handle(Event::AccountDisabled, t0);
+    assert!(report(&out).unwrap().account_disabled);
+    assert!(!has(&out, |i| matches!(i, Instruction::WakeAt(_))));
+}
+
+#[test]
+fn a_changed_account_refetches_the_snapshot_at_once() {
+    let t0 = Instant::now();
+    let mut m = open(10, 12, t0);
+    let out = m.handle(
+        frame(&ServerFrame::Resync {
+            reason: clinic_protocol::ResyncReason::AccountChanged,
+            message: "Your account was changed; fetch a new snapshot.".into(),
+        }),
+        t0,
+    );
+    // No backoff, no error: the server's own decision, taken right away.
+    assert_eq!(out[..2], [Instruction::Close, Instruction::FetchSnapshot]);
+    let r = m.report();
+    assert_eq!(r.error, None);
+    assert!(!r.session_expired && !r.account_disabled);
+    // The new snapshot (filtered by the new roles) becomes the cursor to resume from.
+    let out = m.handle(Event::SnapshotFetched { seq: 15 }, t0);
+    assert_eq!(out[0], Instruction::Connect);
+    m.handle(Event::Connected, t0);
+    assert_eq!(m.cursor(), Some(15));
+    let out = m.handle(welcome(15), t0);
+    assert_eq!(report(&out).unwrap().state, SyncState::Online);
+}
