@@ -11,7 +11,18 @@ import os
 import struct
 import zlib
 
-SIZES = {"32x32.png": 32, "128x128.png": 128, "128x128@2x.png": 256, "icon.png": 512}
+# The freedesktop hicolor sizes the Linux packages install (tauri.conf.json's bundle.icon),
+# plus 128x128@2x for platforms that want a high-density 128.
+SIZES = {
+    "16x16.png": 16,
+    "32x32.png": 32,
+    "48x48.png": 48,
+    "64x64.png": 64,
+    "128x128.png": 128,
+    "128x128@2x.png": 256,
+    "256x256.png": 256,
+    "icon.png": 512,
+}
 
 
 def rounded_box(px, py, half, radius):

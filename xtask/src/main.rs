@@ -8,6 +8,9 @@
 //! - `screenshot`: run the demo under Xvfb and save the README screenshot.
 //! - `chaos`: the long chaos run (`crates/clinic-sync/tests/chaos.rs` at its long size);
 //!   writes RELIABILITY.md. `test` runs it at CI size.
+//! - `bundle`: the app's .deb and .rpm and the server's .deb (release builds; installs
+//!   tauri-cli and cargo-deb if missing). Not part of `test`, whose unit tests check the
+//!   packaging's configuration instead (`packaging.rs`).
 //!
 //! This crate uses std only: it must build in seconds on a fresh machine and must not change
 //! the feature set of any dependency the app shares (which would compile the GTK/WebKit
@@ -17,6 +20,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bundle;
+mod packaging;
 mod setup;
 
 /// The virtual screen tests and screenshots run on.
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "screenshot" => screenshot(),
         "chaos" => chaos(rest),
+        "bundle" => bundle::bundle(rest),
         "help" | "--help" | "-h" => {
             eprintln!("{}", HELP);
             Ok(())
@@ -55,7 +61,8 @@ const HELP: &str = "usage: cargo xtask <task>
   test                fmt, clippy, node and every test, end-to-end in real windows included
   bench [--quick]     every benchmark against a Socket.IO peer; full runs write BENCHMARKS.md
   screenshot          save docs/screenshot.png of the demo, taken under Xvfb
-  chaos               the long chaos run (debug build, minutes); writes RELIABILITY.md";
+  chaos               the long chaos run (debug build, minutes); writes RELIABILITY.md
+  bundle              the app's .deb and .rpm and the server's .deb (release builds)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -189,9 +196,11 @@ fn bench(rest: &[String]) -> Result<(), String> {
         "clinic-server",
         "-p",
         "clinic-bench",
+        "-p",
+        "clinic-desk",
     ]))?;
     // The window benchmark drives the real app through WebDriver, so it lives with the
-    // end-to-end tests and uses their (debug) build of the app.
+    // end-to-end tests; here it drives the release build of the app (`CLINIC_DESK_APP`).
     let windows = target_dir().join("bench/windows.json");
     std::fs::create_dir_all(target_dir().join("bench")).map_err(|e| e.to_string())?;
     let mut window_bench = cargo();
@@ -206,6 +215,7 @@ fn bench(rest: &[String]) -> Result<(), String> {
             "--nocapture",
         ])
         .env("TAURI_DRIVER", &tauri_driver)
+        .env("CLINIC_DESK_APP", target_dir().join("release/clinic-desk"))
         .env("CLINIC_BENCH_OUT", &windows);
     if !quick {
         window_bench.env("CLINIC_BENCH_FULL", "1");

@@ -36,9 +36,21 @@ const BENCH_PACKAGES: &[Need] = &[
     Need::Binary("taskset", "util-linux"),
 ];
 
+/// What `bundle` needs beside the build packages: dpkg-shlibdeps (cargo-deb's `$auto`
+/// dependencies of the server package) and strip. The deb and rpm bundlers themselves are
+/// pure Rust: no rpmbuild.
+const BUNDLE_PACKAGES: &[Need] = &[
+    Need::Binary("dpkg-shlibdeps", "dpkg-dev"),
+    Need::Binary("strip", "binutils"),
+];
+
 /// tauri-driver bridges WebDriver to the app; major 2 matches Tauri 2 (crates.io also
 /// serves a 3.0 alpha, which must not be picked up).
 const TAURI_DRIVER_VERSION: &str = "^2";
+/// tauri-cli (`cargo tauri build`) bundles the app; major 2, like tauri-driver.
+const TAURI_CLI_VERSION: &str = "^2";
+/// cargo-deb (`cargo deb`) packs the server; the major its metadata was written for.
+const CARGO_DEB_VERSION: &str = "^3";
 
 #[derive(Debug, Clone, Copy)]
 enum Need {
@@ -85,6 +97,10 @@ pub(crate) fn ensure_test_packages() -> Result<(), String> {
 
 fn ensure_bench_packages() -> Result<(), String> {
     ensure(BENCH_PACKAGES)
+}
+
+pub(crate) fn ensure_bundle_packages() -> Result<(), String> {
+    ensure(BUNDLE_PACKAGES)
 }
 
 /// Installs the Socket.IO peer from the npm registry into its folder (ignored by git), as
@@ -153,12 +169,31 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
 
 /// Installs tauri-driver (major 2) into cargo's bin dir if it is missing or another major.
 pub(crate) fn ensure_tauri_driver() -> Result<PathBuf, String> {
+    ensure_cargo_install("tauri-driver", "tauri-driver", TAURI_DRIVER_VERSION)
+}
+
+/// Installs tauri-cli (major 2, the `cargo tauri` subcommand) the same way; compiling it
+/// takes several minutes, once.
+pub(crate) fn ensure_tauri_cli() -> Result<PathBuf, String> {
+    ensure_cargo_install("tauri-cli", "cargo-tauri", TAURI_CLI_VERSION)
+}
+
+/// Installs cargo-deb (the `cargo deb` subcommand) the same way.
+pub(crate) fn ensure_cargo_deb() -> Result<PathBuf, String> {
+    ensure_cargo_install("cargo-deb", "cargo-deb", CARGO_DEB_VERSION)
+}
+
+/// `cargo install --locked KRATE --version ^N` into cargo's bin dir, unless BINARY is there
+/// from major N already. Returns the binary's path.
+fn ensure_cargo_install(krate: &str, binary: &str, version: &str) -> Result<PathBuf, String> {
     let cargo_home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .ok_or("neither CARGO_HOME nor HOME is set")?;
-    let path = cargo_home.join("bin").join("tauri-driver");
+    let path = cargo_home.join("bin").join(binary);
+    let wanted_major = version.trim_start_matches('^');
     // tauri-driver 2 has no --version; cargo's own list of installed crates says which.
+    let prefix = format!("{krate} v");
     let installed_major = crate::cargo()
         .args(["install", "--list"])
         .stderr(Stdio::null())
@@ -167,22 +202,16 @@ pub(crate) fn ensure_tauri_driver() -> Result<PathBuf, String> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|list| {
             list.lines().find_map(|l| {
-                let version = l.strip_prefix("tauri-driver v")?;
+                let version = l.strip_prefix(&prefix)?;
                 version.split('.').next().map(str::to_owned)
             })
         })
         .filter(|_| path.is_file());
-    if installed_major.as_deref() == Some("2") {
+    if installed_major.as_deref() == Some(wanted_major) {
         return Ok(path);
     }
-    eprintln!("xtask: installing tauri-driver {TAURI_DRIVER_VERSION} with cargo install");
-    status(crate::cargo().args([
-        "install",
-        "tauri-driver",
-        "--locked",
-        "--version",
-        TAURI_DRIVER_VERSION,
-    ]))?;
+    eprintln!("xtask: installing {krate} {version} with cargo install");
+    status(crate::cargo().args(["install", krate, "--locked", "--version", version]))?;
     Ok(path)
 }
 
