@@ -33,7 +33,10 @@ impl UiError {
     /// written): logged in full, shown briefly.
     pub fn internal(context: &str, error: impl std::fmt::Display) -> UiError {
         tracing::error!("{context}: {error}");
-        UiError::new("internal", format!("{context}. See the log for details."))
+        UiError::new(
+            "internal",
+            format!("{context}. {}", crate::logs::see_the_log()),
+        )
     }
 }
 

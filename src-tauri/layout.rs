@@ -27,6 +27,9 @@ pub struct Layout {
     open: Mutex<BTreeMap<String, (WindowKind, Placement)>>,
     /// Windows closed lately, with when: see [`Layout::closing`].
     closed: Mutex<Vec<Closed>>,
+    /// Where the restored windows were, by label: a window that opens maximized is
+    /// recorded with this place, to go back to when it is unmaximized.
+    restored: Mutex<BTreeMap<String, Placement>>,
     grace: Duration,
 }
 
@@ -46,6 +49,7 @@ impl Layout {
             file,
             open: Mutex::new(BTreeMap::new()),
             closed: Mutex::new(Vec::new()),
+            restored: Mutex::new(BTreeMap::new()),
             grace,
         }
     }
@@ -56,6 +60,12 @@ impl Layout {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let mut restored = self.restored.lock().unwrap_or_else(PoisonError::into_inner);
+        restored.extend(
+            saved
+                .iter()
+                .filter_map(|s| Some((s.label.clone()?, s.placement))),
+        );
         saved
             .into_iter()
             .filter_map(|s| Some((s.label, s.kind.parse().ok()?, s.placement)))
@@ -63,14 +73,30 @@ impl Layout {
             .collect()
     }
 
+    /// Records where window `label` is. A maximized window keeps the place it had before
+    /// (or was restored to), where it goes back to when unmaximized.
     pub fn update(&self, label: &str, kind: WindowKind, placement: Placement) {
         if kind == WindowKind::Login {
             return;
         }
-        let new = self
-            .lock()
-            .insert(label.to_owned(), (kind, placement))
-            .is_none();
+        let mut open = self.lock();
+        let before = || {
+            open.get(label).map(|(_, before)| *before).or_else(|| {
+                let restored = self.restored.lock();
+                let restored = restored.unwrap_or_else(PoisonError::into_inner);
+                restored.get(label).copied()
+            })
+        };
+        let placement = if placement.maximized {
+            before().map_or(placement, |before| Placement {
+                maximized: true,
+                ..before
+            })
+        } else {
+            placement
+        };
+        let new = open.insert(label.to_owned(), (kind, placement)).is_none();
+        drop(open);
         // A window is saved as soon as it opens, not only at a clean exit: after a crash the
         // same windows come back under the same labels, and a change queued in one of them
         // and refused later is still told there. Moves are saved at exit.
@@ -159,6 +185,7 @@ mod tests {
         y: 0.0,
         width: 600.0,
         height: 400.0,
+        maximized: false,
     };
 
     fn labels(layout: &Layout) -> Vec<String> {
@@ -215,5 +242,65 @@ mod tests {
         layout.clear();
         layout.exiting();
         assert!(labels(&layout).is_empty());
+    }
+
+    #[test]
+    fn a_maximized_window_is_restored_maximized_over_its_earlier_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("layout.json");
+        let layout = Layout::new(file.clone());
+        let full = Placement {
+            x: 0.0,
+            y: 0.0,
+            width: 1440.0,
+            height: 900.0,
+            maximized: true,
+        };
+        let moved = Placement { x: 40.0, ..AT };
+        layout.update("operator-1", WindowKind::Operator, moved);
+        layout.update("operator-1", WindowKind::Operator, full);
+        layout.exiting();
+        let expected = Placement {
+            maximized: true,
+            ..moved
+        };
+        let restored = Layout::new(file.clone()).restore();
+        assert_eq!(restored[0].2, expected);
+
+        // At the next start it opens already maximized: it is recorded where it was.
+        let next = Layout::new(file.clone());
+        assert_eq!(next.restore()[0].2, expected);
+        next.update("operator-1", WindowKind::Operator, full);
+        next.exiting();
+        assert_eq!(Layout::new(file.clone()).restore()[0].2, expected);
+
+        // Unmaximized, it is where it went back to.
+        next.update("operator-1", WindowKind::Operator, AT);
+        next.exiting();
+        assert_eq!(Layout::new(file).restore()[0].2, AT);
+    }
+
+    #[test]
+    fn a_layout_saved_before_maximized_existed_still_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("layout.json");
+        std::fs::write(
+            &file,
+            r#"[{"label":"operator-1","kind":"operator","x":10.0,"y":20.0,"width":600.0,"height":400.0}]"#,
+        )
+        .unwrap();
+        let restored = Layout::new(file).restore();
+        assert_eq!(
+            restored,
+            [(
+                Some("operator-1".to_owned()),
+                WindowKind::Operator,
+                Placement {
+                    x: 10.0,
+                    y: 20.0,
+                    ..AT
+                }
+            )]
+        );
     }
 }

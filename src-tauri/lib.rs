@@ -14,6 +14,7 @@
 //!   menu; [`layout`]: which dashboards were open where, restored at the next start.
 //! - [`news`]: what deserves a notification (pure); [`notify`]: showing it.
 //! - [`config`]: command line, environment and config file; [`demo`]: the embedded demo server.
+//! - [`logs`]: the log, on stderr and in a rotated file in the platform's log folder.
 
 pub mod backend;
 pub mod commands;
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod ipc;
 pub mod layout;
+pub mod logs;
 pub mod menu;
 pub mod news;
 pub mod notify;
@@ -39,16 +41,17 @@ use windows::{Placement, WindowKind};
 
 /// Starts the app and blocks until it quits.
 pub fn run() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tao=warn,wry=warn".into()),
-        )
-        // The feed's hello carries the session token, and a trace log would show it.
-        .with_writer(clinic_server::logging::Redacting(std::io::stderr))
-        .init();
     let args = config::Args::parse();
     let context = tauri::generate_context!();
+    // On stderr and in a rotated file, without secrets (the feed's hello carries the
+    // session token, and a trace log would show it).
+    logs::init(logs::default_dir(
+        &context.config().identifier,
+        args.data_dir.as_deref(),
+    ));
+    if let Some(dir) = logs::dir() {
+        tracing::info!("logs in {}", dir.display());
+    }
     let instance_id = config::instance_id(&context.config().identifier, args.data_dir.as_deref());
 
     let app = tauri::Builder::default()
@@ -156,6 +159,7 @@ fn record_placement(window: &tauri::Window) {
                 y: pos.y,
                 width: size.width,
                 height: size.height,
+                maximized: window.is_maximized().unwrap_or(false),
             },
         );
     }

@@ -32,7 +32,8 @@ use crate::patch;
 use crate::session::status_payload;
 use crate::views;
 
-/// How many different views are kept (a few per dashboard kind is plenty).
+/// How many different views are kept beyond those windows show (a few per dashboard kind
+/// is plenty).
 const VIEWS_KEPT: usize = 32;
 /// How many reads of one view are kept as bases for patches: every window moves to the
 /// newest read at each change, so only one that fell further behind gets the whole view.
@@ -97,7 +98,12 @@ impl Watch {
         updates: Channel<InvokeResponseBody>,
     ) -> Result<Arc<str>, UiError> {
         let mut state = self.state.lock().await;
-        let (rev, seq, json) = self.answer(&mut state, request, base).await?;
+        let (seq, today) = (self.engine.queries().seq().await?, local_today());
+        if !state.current(request, seq, today) {
+            let read = self.read(request.clone(), today).await?;
+            state.keep(request, read);
+        }
+        let (rev, seq, json) = state.reply(request, base);
         state.watchers.insert(
             label.to_owned(),
             Watcher {
@@ -111,38 +117,69 @@ impl Watch {
     }
 
     /// Sends `batch` to every watching window, with what changed in its view if the batch
-    /// concerns it. Windows that closed are forgotten. The batch's `at` and `views_ms` are
-    /// filled in here: when it is sent, and how long reading the views took.
+    /// concerns it. Each view is read once, however many windows show it, and different
+    /// views are read at the same time. Windows that closed are forgotten. The batch's `at`
+    /// and `views_ms` are filled in here: when it is sent, and how long reading took.
     pub async fn push(&self, app: &AppHandle, mut batch: ChangesPayload) {
         let started = std::time::Instant::now();
         let mut state = self.state.lock().await;
         state
             .watchers
             .retain(|label, _| app.get_webview_window(label).is_some());
-        let labels: Vec<String> = state.watchers.keys().cloned().collect();
-        let mut views = Vec::with_capacity(labels.len());
-        for label in labels {
-            let w = &state.watchers[&label];
-            let concerned = !batch.reset
-                && batch.to > w.seq
-                && w.request.kinds().iter().any(|k| batch.kinds.contains(k));
-            let view = if concerned {
-                let (request, base) = (w.request.clone(), w.rev);
-                match self.answer(&mut state, &request, Some(base)).await {
-                    Ok((rev, seq, json)) => {
-                        let w = state.watchers.get_mut(&label).expect("kept above");
-                        (w.rev, w.seq) = (rev, seq);
-                        Some(json)
+        let concerned: Vec<String> = state
+            .watchers
+            .iter()
+            .filter(|(_, w)| {
+                !batch.reset
+                    && batch.to > w.seq
+                    && w.request.kinds().iter().any(|k| batch.kinds.contains(k))
+            })
+            .map(|(label, _)| label.clone())
+            .collect();
+        let mut failed: Vec<ViewRequest> = Vec::new();
+        if !concerned.is_empty() {
+            let today = local_today();
+            match self.engine.queries().seq().await {
+                Ok(seq) => {
+                    let mut stale: Vec<ViewRequest> = Vec::new();
+                    for label in &concerned {
+                        let request = &state.watchers[label].request;
+                        if !state.current(request, seq, today) && !stale.contains(request) {
+                            stale.push(request.clone());
+                        }
                     }
-                    Err(e) => {
-                        // The window hears the batch and loads the view itself.
-                        tracing::warn!("could not read the view of {label}: {e}");
-                        None
+                    let reads = futures_util::future::join_all(
+                        stale.iter().map(|r| self.read(r.clone(), today)),
+                    )
+                    .await;
+                    for (request, read) in stale.into_iter().zip(reads) {
+                        match read {
+                            Ok(read) => state.keep(&request, read),
+                            Err(e) => {
+                                tracing::warn!("could not read a view: {e}");
+                                failed.push(request);
+                            }
+                        }
                     }
                 }
-            } else {
-                None
-            };
+                Err(e) => {
+                    tracing::warn!("could not read the cache's sequence: {e}");
+                    failed.extend(state.watchers.values().map(|w| w.request.clone()));
+                }
+            }
+        }
+        let mut views = Vec::with_capacity(state.watchers.len());
+        let labels: Vec<String> = state.watchers.keys().cloned().collect();
+        for label in labels {
+            let request = state.watchers[&label].request.clone();
+            // A window whose view could not be read hears the batch and loads it itself.
+            let view = (concerned.contains(&label) && !failed.contains(&request)).then(|| {
+                let base = state.watchers[&label].rev;
+                let (rev, seq, json) = state.reply(&request, Some(base));
+                let w = state.watchers.get_mut(&label).expect("listed above");
+                (w.rev, w.seq) = (rev, seq);
+                json
+            });
             views.push((label, view));
         }
         batch.views_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -168,47 +205,59 @@ impl Watch {
         }
     }
 
-    /// The answer to a window holding read `base` of `request`: `(rev, seq, json)` of the
-    /// read it is now at.
-    async fn answer(
-        &self,
-        state: &mut State,
-        request: &ViewRequest,
-        base: Option<u64>,
-    ) -> Result<(u64, u64, Arc<str>), UiError> {
+    /// Reads `request` from the cache as of now, as JSON.
+    async fn read(&self, request: ViewRequest, today: NaiveDate) -> Result<Read, UiError> {
         let queries = self.engine.queries();
-        let today = chrono::Local::now().date_naive();
-        let seq = queries.seq().await?;
-        let current = state
-            .reads
+        let status = status_payload(&self.engine.status().borrow());
+        let data = views::load(&queries, &self.engine.user(), &request, today, status).await?;
+        let value = serde_json::to_value(&data)
+            .map_err(|e| UiError::internal("Could not send the view", e))?;
+        Ok(Read {
+            rev: 0, // numbered when kept
+            seq: data.seq,
+            today,
+            value,
+            whole: None,
+            patches: Vec::new(),
+        })
+    }
+}
+
+/// The clinic's date now.
+fn local_today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+impl State {
+    /// Whether the newest read of `request` is as of cache sequence `seq` on `today`.
+    fn current(&self, request: &ViewRequest, seq: u64, today: NaiveDate) -> bool {
+        self.reads
             .get(request)
             .and_then(|r| r.back())
-            .is_some_and(|r| r.seq == seq && r.today == today);
-        if !current {
-            let status = status_payload(&self.engine.status().borrow());
-            let user = self.engine.user();
-            let data = views::load(&queries, &user, request, today, status).await?;
-            let value = serde_json::to_value(&data)
-                .map_err(|e| UiError::internal("Could not send the view", e))?;
-            if state.reads.len() >= VIEWS_KEPT && !state.reads.contains_key(request) {
-                state.reads.clear();
-            }
-            state.next_rev += 1;
-            let rev = state.next_rev;
-            let kept = state.reads.entry(request.clone()).or_default();
-            if kept.len() >= READS_KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(Read {
-                rev,
-                seq: data.seq,
-                today,
-                value,
-                whole: None,
-                patches: Vec::new(),
-            });
+            .is_some_and(|r| r.seq == seq && r.today == today)
+    }
+
+    /// Keeps `read` as the newest read of `request`, numbered.
+    fn keep(&mut self, request: &ViewRequest, mut read: Read) {
+        if self.reads.len() >= VIEWS_KEPT && !self.reads.contains_key(request) {
+            // Views no window shows go; the others are what patches are made from.
+            let watchers = &self.watchers;
+            self.reads
+                .retain(|r, _| watchers.values().any(|w| &w.request == r));
         }
-        let kept = state.reads.get_mut(request).expect("read above");
+        self.next_rev += 1;
+        read.rev = self.next_rev;
+        let kept = self.reads.entry(request.clone()).or_default();
+        if kept.len() >= READS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(read);
+    }
+
+    /// The answer to a window holding read `base` of `request` (which has a read kept):
+    /// `(rev, seq, json)` of the newest read, whole or as a patch to `base`.
+    fn reply(&mut self, request: &ViewRequest, base: Option<u64>) -> (u64, u64, Arc<str>) {
+        let kept = self.reads.get_mut(request).expect("a read is kept");
         let last = kept.len() - 1;
         let (older, newest) = kept.make_contiguous().split_at_mut(last);
         let newest = &mut newest[0];
@@ -217,7 +266,7 @@ impl Watch {
             // Nothing changed since the window's read.
             Some(b) if b == rev => {
                 let json = json!({ "rev": b, "base": b, "patch": null }).to_string();
-                return Ok((rev, seq, json.into()));
+                return (rev, seq, json.into());
             }
             Some(b) => older.iter().find(|r| r.rev == b),
             None => None,
@@ -231,10 +280,10 @@ impl Watch {
                         .into()
                 })
                 .clone();
-            return Ok((rev, seq, json));
+            return (rev, seq, json);
         };
         if let Some((_, json)) = newest.patches.iter().find(|(b, _)| *b == old.rev) {
-            return Ok((rev, seq, json.clone()));
+            return (rev, seq, json.clone());
         }
         let json: Arc<str> = json!({
             "rev": rev,
@@ -244,6 +293,74 @@ impl Watch {
         .to_string()
         .into();
         newest.patches.push((old.rev, json.clone()));
-        Ok((rev, seq, json))
+        (rev, seq, json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(seq: u64, rows: &[&str]) -> Read {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|id| json!({ "record": { "id": id } }))
+            .collect();
+        Read {
+            rev: 0,
+            seq,
+            today: NaiveDate::from_ymd_opt(2026, 11, 30).expect("a date"),
+            value: json!({ "seq": seq, "bookings": rows }),
+            whole: None,
+            patches: Vec::new(),
+        }
+    }
+
+    fn parse(json: &str) -> serde_json::Value {
+        serde_json::from_str(json).expect("JSON")
+    }
+
+    #[test]
+    fn a_window_holding_a_kept_read_gets_a_patch_made_once() {
+        let view = ViewRequest::Therapist;
+        let mut state = State::default();
+        state.keep(&view, read(3, &["a"]));
+        state.keep(&view, read(4, &["a", "b"]));
+        let (rev, seq, first) = state.reply(&view, Some(1));
+        assert_eq!((rev, seq), (2, 4));
+        let answer = parse(&first);
+        assert_eq!(answer["base"], 1);
+        assert_eq!(
+            answer["patch"]["o"]["bookings"]["l"][0], 0,
+            "the kept row by index"
+        );
+        let (_, _, again) = state.reply(&view, Some(1));
+        assert!(Arc::ptr_eq(&first, &again), "made once for every window");
+        assert_eq!(parse(&state.reply(&view, Some(2)).2)["patch"], json!(null));
+    }
+
+    #[test]
+    fn a_window_holding_no_kept_read_gets_the_whole_view() {
+        let view = ViewRequest::Driver;
+        let mut state = State::default();
+        for seq in 1..=READS_KEPT as u64 + 1 {
+            state.keep(&view, read(seq, &["a"]));
+        }
+        assert!(state.current(&view, READS_KEPT as u64 + 1, read(0, &[]).today));
+        for base in [None, Some(1)] {
+            let answer = parse(&state.reply(&view, base).2);
+            assert!(answer.get("data").is_some(), "{base:?}: {answer}");
+        }
+    }
+
+    #[test]
+    fn views_no_window_shows_are_dropped_beyond_the_limit() {
+        let mut state = State::default();
+        for week in 0..=VIEWS_KEPT as u64 {
+            let day = NaiveDate::from_ymd_opt(2026, 1, 5).expect("a date")
+                + chrono::Duration::weeks(week as i64);
+            state.keep(&ViewRequest::Scheduling { week: Some(day) }, read(1, &[]));
+        }
+        assert!(state.reads.len() <= VIEWS_KEPT, "{}", state.reads.len());
     }
 }

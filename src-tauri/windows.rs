@@ -173,13 +173,117 @@ pub fn kind_of(label: &str) -> Option<WindowKind> {
 /// Numbers windows of one kind; labels are never reused within a run.
 static NEXT_WINDOW: AtomicU32 = AtomicU32::new(1);
 
-/// Where and how big a window was, to open it there again.
+/// Where and how big a window was, to open it there again (logical pixels: the outer
+/// position, the inner size), and whether it was maximized (then the place and size are
+/// where it goes back to when unmaximized).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
     pub x: f64,
     pub y: f64,
     pub width: f64,
     pub height: f64,
+    /// Layouts saved by older versions lack it.
+    #[serde(default)]
+    pub maximized: bool,
+}
+
+/// A rectangle in logical pixels: a monitor's work area (the part panels and docks leave).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rect {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+impl Rect {
+    fn intersection(self, other: Rect) -> Option<Rect> {
+        let (x, y) = (self.x.max(other.x), self.y.max(other.y));
+        let right = (self.x + self.width).min(other.x + other.width);
+        let bottom = (self.y + self.height).min(other.y + other.height);
+        (right > x && bottom > y).then_some(Rect {
+            x,
+            y,
+            width: right - x,
+            height: bottom - y,
+        })
+    }
+
+    /// A monitor's work area in logical pixels (Tauri gives it in physical ones).
+    fn work_area(monitor: &tauri::Monitor) -> Rect {
+        let scale = monitor.scale_factor();
+        let area = monitor.work_area();
+        let position = area.position.to_logical::<f64>(scale);
+        let size = area.size.to_logical::<f64>(scale);
+        Rect {
+            x: position.x,
+            y: position.y,
+            width: size.width,
+            height: size.height,
+        }
+    }
+}
+
+/// The strip at the top of a window taken for its title bar.
+const TITLE_BAR: f64 = 32.0;
+/// A window stays where it was if at least this much of its title bar (or all of it, for a
+/// narrower window) lies on one monitor's work area: enough to grab it and drag it.
+const GRAB: (f64, f64) = (100.0, 16.0);
+
+impl Placement {
+    /// This placement, kept where the user can reach it on the monitors there are now
+    /// (`monitors`: their work areas; `primary`: the primary monitor's, if known):
+    /// - a window whose title bar can be grabbed on some monitor stays where it is, even
+    ///   partly off-screen;
+    /// - one that cannot (its monitor is gone, or its title bar is under a panel or off the
+    ///   edge) moves onto the primary monitor (or the first one), as near to where it was as
+    ///   fits;
+    /// - one bigger than its monitor shrinks to it and moves to fit in it;
+    /// - with no monitor known, nothing changes.
+    pub fn on_screen(self, monitors: &[Rect], primary: Option<Rect>) -> Placement {
+        let Some(&first) = monitors.first() else {
+            return self;
+        };
+        let title = Rect {
+            x: self.x,
+            y: self.y,
+            width: self.width,
+            height: TITLE_BAR.min(self.height),
+        };
+        let (grab_width, grab_height) = (GRAB.0.min(title.width), GRAB.1.min(title.height));
+        let home = monitors
+            .iter()
+            .filter_map(|&m| Some((m, m.intersection(title)?)))
+            .filter(|(_, seen)| seen.width >= grab_width && seen.height >= grab_height)
+            .max_by(|(_, a), (_, b)| (a.width * a.height).total_cmp(&(b.width * b.height)))
+            .map(|(m, _)| m);
+        let area = match home {
+            Some(area) if self.width <= area.width && self.height <= area.height => return self,
+            Some(area) => area,
+            None => primary.unwrap_or(first),
+        };
+        let width = self.width.min(area.width);
+        let height = self.height.min(area.height);
+        Placement {
+            x: self.x.min(area.x + area.width - width).max(area.x),
+            y: self.y.min(area.y + area.height - height).max(area.y),
+            width,
+            height,
+            maximized: self.maximized,
+        }
+    }
+}
+
+/// The work areas of the monitors there are now, and the primary monitor's.
+fn monitors(app: &AppHandle) -> (Vec<Rect>, Option<Rect>) {
+    let all = app
+        .available_monitors()
+        .unwrap_or_default()
+        .iter()
+        .map(Rect::work_area)
+        .collect();
+    let primary = app.primary_monitor().ok().flatten();
+    (all, primary.as_ref().map(Rect::work_area))
 }
 
 /// Opens a new window of `kind` (several of one kind are allowed).
@@ -225,6 +329,11 @@ fn open_labelled(
     }
     let label = label.to_owned();
     let build = move |app: &AppHandle, related: Option<WebView>| {
+        // A place saved on a monitor that is gone is not restored off-screen.
+        let at = at.map(|p| {
+            let (all, primary) = monitors(app);
+            p.on_screen(&all, primary)
+        });
         let (width, height) = at.map_or(kind.size(), |p| (p.width, p.height));
         let mut builder =
             WebviewWindowBuilder::new(app, &label, WebviewUrl::App(kind.page().into()))
@@ -238,7 +347,13 @@ fn open_labelled(
         if let Some(view) = related {
             builder = builder.with_related_view(view);
         }
-        builder.build().map(|_| ())
+        let window = builder.build()?;
+        if at.is_some_and(|p| p.maximized) {
+            if let Err(e) = window.maximize() {
+                tracing::warn!("could not maximize {label}: {e}");
+            }
+        }
+        Ok(())
     };
     share_web_process(app, build)
 }
@@ -343,8 +458,146 @@ pub fn open_default_set(app: &AppHandle, roles: &[Role]) -> tauri::Result<()> {
             y: (i / 2) as f64 * h,
             width: w.max(380.0),
             height: h.max(420.0),
+            maximized: false,
         };
         open(app, kind, Some(placement))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1440x900 primary monitor, and a 1920x1080 one on its right.
+    const PRIMARY: Rect = Rect {
+        x: 0.0,
+        y: 0.0,
+        width: 1440.0,
+        height: 900.0,
+    };
+    const RIGHT: Rect = Rect {
+        x: 1440.0,
+        y: 0.0,
+        width: 1920.0,
+        height: 1080.0,
+    };
+
+    fn at(x: f64, y: f64, width: f64, height: f64) -> Placement {
+        Placement {
+            x,
+            y,
+            width,
+            height,
+            maximized: false,
+        }
+    }
+
+    #[test]
+    fn a_window_on_a_monitor_stays_where_it_was() {
+        for p in [
+            at(100.0, 100.0, 720.0, 640.0),
+            at(0.0, 0.0, 1440.0, 900.0),
+            at(2000.0, 300.0, 960.0, 640.0),
+        ] {
+            assert_eq!(p.on_screen(&[PRIMARY, RIGHT], Some(PRIMARY)), p);
+        }
+    }
+
+    #[test]
+    fn a_window_on_a_monitor_that_is_gone_moves_onto_the_primary() {
+        // It was on the right-hand monitor: it goes to the right edge of the primary.
+        let p = at(2000.0, 100.0, 720.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[PRIMARY], Some(PRIMARY)),
+            at(720.0, 100.0, 720.0, 640.0)
+        );
+        // Far above and to the left: the top left corner.
+        let p = at(-3000.0, -2000.0, 720.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[PRIMARY], Some(PRIMARY)),
+            at(0.0, 0.0, 720.0, 640.0)
+        );
+        // Onto the primary, even when another monitor is listed first.
+        let p = at(-3000.0, 100.0, 720.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[RIGHT, PRIMARY], Some(PRIMARY)),
+            at(0.0, 100.0, 720.0, 640.0)
+        );
+        // No primary known: the first monitor.
+        assert_eq!(p.on_screen(&[RIGHT], None), at(1440.0, 100.0, 720.0, 640.0));
+        // Maximized stays maximized.
+        let p = Placement {
+            maximized: true,
+            ..at(5000.0, 100.0, 720.0, 640.0)
+        };
+        assert!(p.on_screen(&[PRIMARY], Some(PRIMARY)).maximized);
+    }
+
+    #[test]
+    fn a_partly_visible_window_stays_if_its_title_bar_can_be_grabbed() {
+        for p in [
+            // 140 px of its title bar on the right edge, 120 px on the left edge.
+            at(1300.0, 100.0, 720.0, 640.0),
+            at(-600.0, 200.0, 720.0, 640.0),
+            // Hanging below the bottom edge.
+            at(200.0, 800.0, 720.0, 640.0),
+            // Half of a title bar above the top edge is still enough.
+            at(200.0, -10.0, 720.0, 640.0),
+        ] {
+            assert_eq!(p.on_screen(&[PRIMARY], Some(PRIMARY)), p);
+        }
+        // Only 50 px of it on the screen: moved in.
+        let p = at(1390.0, 100.0, 720.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[PRIMARY], Some(PRIMARY)),
+            at(720.0, 100.0, 720.0, 640.0)
+        );
+        // Its title bar under a top panel (the work area starts at 27): moved below it.
+        let under_panel = Rect {
+            y: 27.0,
+            height: 873.0,
+            ..PRIMARY
+        };
+        let p = at(200.0, 0.0, 720.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[under_panel], Some(under_panel)),
+            at(200.0, 27.0, 720.0, 640.0)
+        );
+        // Its title bar above the screen, the rest of it on it: moved down.
+        let p = at(200.0, -100.0, 720.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[PRIMARY], Some(PRIMARY)),
+            at(200.0, 0.0, 720.0, 640.0)
+        );
+    }
+
+    #[test]
+    fn a_window_bigger_than_its_monitor_is_clamped_to_it() {
+        let p = at(0.0, 0.0, 3000.0, 2000.0);
+        assert_eq!(p.on_screen(&[PRIMARY], Some(PRIMARY)), PRIMARY_PLACEMENT);
+        let p = at(200.0, 100.0, 1600.0, 1000.0);
+        assert_eq!(p.on_screen(&[PRIMARY], Some(PRIMARY)), PRIMARY_PLACEMENT);
+        // On the right-hand monitor, it fits that one.
+        let p = at(1500.0, 50.0, 2500.0, 640.0);
+        assert_eq!(
+            p.on_screen(&[PRIMARY, RIGHT], Some(PRIMARY)),
+            at(1440.0, 50.0, 1920.0, 640.0)
+        );
+    }
+
+    const PRIMARY_PLACEMENT: Placement = Placement {
+        x: 0.0,
+        y: 0.0,
+        width: 1440.0,
+        height: 900.0,
+        maximized: false,
+    };
+
+    #[test]
+    fn with_no_monitor_known_nothing_moves() {
+        let p = at(5000.0, -3000.0, 4000.0, 3000.0);
+        assert_eq!(p.on_screen(&[], None), p);
+        assert_eq!(p.on_screen(&[], Some(PRIMARY)), p);
+    }
 }

@@ -28,7 +28,8 @@
 //! changes and of web processes (one, shared by all windows) is asserted, never a time.
 //!
 //! Reading the figures: WebKitGTK coarsens `performance.now()` to whole milliseconds, so
-//! every sample is quantised to 1 ms. The app is the debug build the end-to-end tests use.
+//! every sample is quantised to 1 ms. The app is the debug build the end-to-end tests use,
+//! or the one `CLINIC_DESK_APP` names (`cargo xtask bench`: the release build).
 //! VmRSS counts the libraries the WebKit processes share once per process; PSS, printed
 //! beside it, divides them among the processes.
 
@@ -518,15 +519,20 @@ async fn open_windows(app: &mut App, from: &str, kind: &str, count: usize) -> Ve
 /// web process) and waits until it is gone.
 async fn close_window(app: &mut App, label: &str) {
     let client = app.window(label).await;
-    for css in [".menu-toggle", ".menu-item.close-window"] {
+    let find = |css: &'static str| async move {
         client
             .find(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css} in {label}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css} in {label}: {e}"));
-    }
+    };
+    find(".menu-toggle")
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("open the Window menu of {label}: {e}"));
+    // The window may be gone before WebDriver answers the click, which it then reports as
+    // an error: whether it closed is checked below.
+    let _ = find(".menu-item.close-window").await.click().await;
     wait_labels(app, &format!("{label} to close"), |l| {
         !l.iter().any(|l| l == label)
     })
@@ -567,7 +573,7 @@ async fn settled_memory(app: &mut App, pid: u32, windows: &[String]) -> Memory {
 /// The pid of this test's app: the process running the app binary whose environment or
 /// command line carries this test's own data directory.
 fn app_pid(data_dir: &Path) -> u32 {
-    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_clinic-desk")).expect("app binary");
+    let binary = std::fs::canonicalize(common::app_binary()).expect("app binary");
     let mark = data_dir.display().to_string();
     let found: Vec<u32> = pids()
         .into_iter()

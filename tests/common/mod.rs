@@ -21,6 +21,15 @@ use serde_json::{json, Value};
 /// the first window of a cold WebKit takes seconds; tests still fail if it never appears.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// The app binary the tests drive: this test build's (debug), or the one named by
+/// `CLINIC_DESK_APP` (`cargo xtask bench` measures the release build that way).
+pub fn app_binary() -> PathBuf {
+    std::env::var_os("CLINIC_DESK_APP").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_clinic-desk")),
+        PathBuf::from,
+    )
+}
+
 /// Only one app runs at a time: on two cores, parallel WebKit instances starve each other.
 static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -97,7 +106,7 @@ impl App {
         }
         caps.insert(
             "tauri:options".into(),
-            json!({ "application": env!("CARGO_BIN_EXE_clinic-desk"), "args": args }),
+            json!({ "application": app_binary(), "args": args }),
         );
         let url = format!("http://127.0.0.1:{port}");
         let client = poll("tauri-driver to accept a session", || async {
@@ -348,8 +357,7 @@ fn apps_running_with(entry: &str) -> Vec<u32> {
     procs
         .flatten()
         .filter(|p| {
-            std::fs::read_link(p.path().join("exe"))
-                .is_ok_and(|exe| exe.ends_with(env!("CARGO_BIN_EXE_clinic-desk")))
+            std::fs::read_link(p.path().join("exe")).is_ok_and(|exe| exe.ends_with(app_binary()))
                 && std::fs::read(p.path().join("environ"))
                     .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
         })
