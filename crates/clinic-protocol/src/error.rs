@@ -86,6 +86,63 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in a fixed order: the metrics list them so, and tests walk them.
+    pub const ALL: [ErrorCode; 23] = [
+        ErrorCode::Malformed,
+        ErrorCode::InvalidValue,
+        ErrorCode::TooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::StaleVersion,
+        ErrorCode::InvalidTransition,
+        ErrorCode::DoubleBooked,
+        ErrorCode::OutsideAvailability,
+        ErrorCode::Conflict,
+        ErrorCode::RateLimited,
+        ErrorCode::BadIntakeKey,
+        ErrorCode::Internal,
+        ErrorCode::NoStaff,
+        ErrorCode::AccountDisabled,
+        ErrorCode::PasswordChangeRequired,
+        ErrorCode::PasswordTooShort,
+        ErrorCode::WrongPassword,
+        ErrorCode::UsernameTaken,
+        ErrorCode::LastAdmin,
+    ];
+
+    /// This code's place in [`ErrorCode::ALL`]. An exhaustive match, so a new code does not
+    /// compile until it has a place there.
+    pub const fn index(self) -> usize {
+        match self {
+            ErrorCode::Malformed => 0,
+            ErrorCode::InvalidValue => 1,
+            ErrorCode::TooLarge => 2,
+            ErrorCode::UnsupportedVersion => 3,
+            ErrorCode::Unauthorized => 4,
+            ErrorCode::Forbidden => 5,
+            ErrorCode::NotFound => 6,
+            ErrorCode::MethodNotAllowed => 7,
+            ErrorCode::StaleVersion => 8,
+            ErrorCode::InvalidTransition => 9,
+            ErrorCode::DoubleBooked => 10,
+            ErrorCode::OutsideAvailability => 11,
+            ErrorCode::Conflict => 12,
+            ErrorCode::RateLimited => 13,
+            ErrorCode::BadIntakeKey => 14,
+            ErrorCode::Internal => 15,
+            ErrorCode::NoStaff => 16,
+            ErrorCode::AccountDisabled => 17,
+            ErrorCode::PasswordChangeRequired => 18,
+            ErrorCode::PasswordTooShort => 19,
+            ErrorCode::WrongPassword => 20,
+            ErrorCode::UsernameTaken => 21,
+            ErrorCode::LastAdmin => 22,
+        }
+    }
+
     /// The HTTP status a server answers with for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -152,32 +209,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_code_has_its_place() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{code:?}");
+        }
+    }
+
+    #[test]
     fn the_wire_name_is_the_stable_name() {
-        let codes = [
-            ErrorCode::Malformed,
-            ErrorCode::InvalidValue,
-            ErrorCode::TooLarge,
-            ErrorCode::UnsupportedVersion,
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::StaleVersion,
-            ErrorCode::InvalidTransition,
-            ErrorCode::DoubleBooked,
-            ErrorCode::OutsideAvailability,
-            ErrorCode::Conflict,
-            ErrorCode::RateLimited,
-            ErrorCode::BadIntakeKey,
-            ErrorCode::Internal,
-            ErrorCode::NoStaff,
-            ErrorCode::AccountDisabled,
-            ErrorCode::PasswordChangeRequired,
-            ErrorCode::PasswordTooShort,
-            ErrorCode::WrongPassword,
-            ErrorCode::UsernameTaken,
-            ErrorCode::LastAdmin,
-        ];
+        let codes = ErrorCode::ALL;
         for code in codes {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),

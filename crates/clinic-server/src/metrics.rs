@@ -28,61 +28,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use clinic_protocol::{ErrorCode, MutationOutcome, ResyncReason};
 
-/// Every [`ErrorCode`], in the order the exposition lists them. [`code_index`] is an
-/// exhaustive match, so a new code does not compile until it is listed here too.
-const CODES: [ErrorCode; 23] = [
-    ErrorCode::Malformed,
-    ErrorCode::InvalidValue,
-    ErrorCode::TooLarge,
-    ErrorCode::UnsupportedVersion,
-    ErrorCode::Unauthorized,
-    ErrorCode::Forbidden,
-    ErrorCode::NotFound,
-    ErrorCode::MethodNotAllowed,
-    ErrorCode::StaleVersion,
-    ErrorCode::InvalidTransition,
-    ErrorCode::DoubleBooked,
-    ErrorCode::OutsideAvailability,
-    ErrorCode::Conflict,
-    ErrorCode::RateLimited,
-    ErrorCode::BadIntakeKey,
-    ErrorCode::Internal,
-    ErrorCode::NoStaff,
-    ErrorCode::AccountDisabled,
-    ErrorCode::PasswordChangeRequired,
-    ErrorCode::PasswordTooShort,
-    ErrorCode::WrongPassword,
-    ErrorCode::UsernameTaken,
-    ErrorCode::LastAdmin,
-];
-
-fn code_index(code: ErrorCode) -> usize {
-    match code {
-        ErrorCode::Malformed => 0,
-        ErrorCode::InvalidValue => 1,
-        ErrorCode::TooLarge => 2,
-        ErrorCode::UnsupportedVersion => 3,
-        ErrorCode::Unauthorized => 4,
-        ErrorCode::Forbidden => 5,
-        ErrorCode::NotFound => 6,
-        ErrorCode::MethodNotAllowed => 7,
-        ErrorCode::StaleVersion => 8,
-        ErrorCode::InvalidTransition => 9,
-        ErrorCode::DoubleBooked => 10,
-        ErrorCode::OutsideAvailability => 11,
-        ErrorCode::Conflict => 12,
-        ErrorCode::RateLimited => 13,
-        ErrorCode::BadIntakeKey => 14,
-        ErrorCode::Internal => 15,
-        ErrorCode::NoStaff => 16,
-        ErrorCode::AccountDisabled => 17,
-        ErrorCode::PasswordChangeRequired => 18,
-        ErrorCode::PasswordTooShort => 19,
-        ErrorCode::WrongPassword => 20,
-        ErrorCode::UsernameTaken => 21,
-        ErrorCode::LastAdmin => 22,
-    }
-}
+/// Every [`ErrorCode`], in the order the exposition lists them.
+const CODES: [ErrorCode; 23] = ErrorCode::ALL;
 
 /// Every [`ResyncReason`] with its label (its wire name).
 const RESYNC_REASONS: [(ResyncReason, &str); 4] = [
@@ -234,10 +181,8 @@ impl Metrics {
     pub(crate) fn mutation(&self, answer: Result<&MutationOutcome, ErrorCode>) {
         let counter = match answer {
             Ok(MutationOutcome::Applied { .. }) => &self.mutations_applied,
-            Ok(MutationOutcome::Rejected { code, .. }) => {
-                &self.mutations_rejected[code_index(*code)]
-            }
-            Err(code) => &self.mutations_error[code_index(code)],
+            Ok(MutationOutcome::Rejected { code, .. }) => &self.mutations_rejected[code.index()],
+            Err(code) => &self.mutations_error[code.index()],
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -379,9 +324,6 @@ mod tests {
 
     #[test]
     fn every_code_has_its_own_series() {
-        for (i, code) in CODES.iter().enumerate() {
-            assert_eq!(code_index(*code), i, "{code:?}");
-        }
         for (i, (reason, _)) in RESYNC_REASONS.iter().enumerate() {
             assert_eq!(resync_index(*reason), i, "{reason:?}");
         }

@@ -638,24 +638,7 @@ impl Frame {
     }
 }
 
-const ERROR_CODES: [ErrorCode; 16] = [
-    ErrorCode::Malformed,
-    ErrorCode::InvalidValue,
-    ErrorCode::TooLarge,
-    ErrorCode::UnsupportedVersion,
-    ErrorCode::Unauthorized,
-    ErrorCode::Forbidden,
-    ErrorCode::NotFound,
-    ErrorCode::MethodNotAllowed,
-    ErrorCode::StaleVersion,
-    ErrorCode::InvalidTransition,
-    ErrorCode::DoubleBooked,
-    ErrorCode::OutsideAvailability,
-    ErrorCode::Conflict,
-    ErrorCode::RateLimited,
-    ErrorCode::BadIntakeKey,
-    ErrorCode::Internal,
-];
+const ERROR_CODES: [ErrorCode; 23] = ErrorCode::ALL;
 
 fn structured_frame(control: bool) -> BoxedStrategy<Frame> {
     let protocol = prop_oneof![6 => Just(PROTOCOL_VERSION), 1 => any::<u32>()];
