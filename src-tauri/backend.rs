@@ -56,7 +56,7 @@ impl Backend {
             let url = demo.url.clone();
             *self.demo.write().await = Some(demo);
             return self
-                .login(app, &url, demo::DEMO_USER, &password)
+                .login(app, &url, demo::DEMO_USER, &password, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("signing in to the demo clinic: {e}"));
         }
@@ -79,8 +79,17 @@ impl Backend {
         server: &str,
         username: &str,
         password: &str,
+        new_password: Option<&str>,
     ) -> Result<Vec<Role>, UiError> {
-        let session = Session::login(app, &self.cache_dir(), server, username, password).await?;
+        let session = Session::login(
+            app,
+            &self.cache_dir(),
+            server,
+            username,
+            password,
+            new_password,
+        )
+        .await?;
         if !self.settings.args.demo {
             let remembered = Remembered {
                 server: Some(server.to_owned()),

@@ -36,9 +36,16 @@ pub async fn login(
     server: String,
     username: String,
     password: String,
+    new_password: Option<String>,
 ) -> Result<SessionDto, UiError> {
     let roles = backend
-        .login(&app, server.trim(), username.trim(), &password)
+        .login(
+            &app,
+            server.trim(),
+            username.trim(),
+            &password,
+            new_password.as_deref(),
+        )
         .await?;
     menu::enable_for(&app, &roles);
     Ok(backend.session_dto(window.label()).await)

@@ -54,15 +54,21 @@ fn config(server: &str, data_dir: &std::path::Path) -> EngineConfig {
 }
 
 impl Session {
-    /// Signs in with a password.
+    /// Signs in with a password; with `new_password`, `password` is a one-time password
+    /// that is first replaced by the new one.
     pub async fn login(
         app: &AppHandle,
         data_dir: &std::path::Path,
         server: &str,
         username: &str,
         password: &str,
+        new_password: Option<&str>,
     ) -> Result<Session, UiError> {
-        let engine = Engine::login(config(server, data_dir), username, password).await?;
+        let config = config(server, data_dir);
+        let engine = match new_password {
+            None => Engine::login(config, username, password).await?,
+            Some(new) => Engine::login_with_new_password(config, username, password, new).await?,
+        };
         Ok(Session::start(app, engine, server))
     }
 

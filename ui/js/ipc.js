@@ -1,6 +1,6 @@
 // The one door to the backend: command calls and event subscriptions. Every name mirrors
 // src-tauri/ipc.rs (a Rust test checks that each one is here). What the commands answer:
-//   session { server? } / login -> SessionDto { user, server, serverWarning (about the server
+//   session { server? } / login { server, username, password, newPassword? } -> SessionDto { user, server, serverWarning (about the server
 //                      asked about, if any), lastUsername, window: { label, kind, title },
 //                      dashboards: [{ kind, title, shortcut }], measure, words }
 //   load { view, base, updates } -> { rev, data: ViewData { seq, kinds, status, today, ...rows } }

@@ -1,7 +1,9 @@
 // The login window: server address, username, password. The form is prefilled from what
 // the backend remembers (`session.server`, `session.lastUsername`); the page itself stores
 // nothing, and the password is never stored anywhere. On success the backend closes this
-// window and opens the dashboards.
+// window and opens the dashboards. A one-time password (a new account's, or one an
+// administrator reset) is refused with `password_change_required`: the form then asks for
+// a password of the user's own, which the next sign-in sets.
 
 import { COMMANDS, invoke, windowLabel } from "./ipc.js";
 import { h, field, setText } from "./dom.js";
@@ -17,6 +19,9 @@ async function main() {
   const server = h("input", { name: "server", id: "server", type: "url", required: true, autocomplete: "url", placeholder: "https://clinic.example.org", spellcheck: "false" });
   const username = h("input", { name: "username", id: "username", type: "text", required: true, autocomplete: "username", spellcheck: "false", autocapitalize: "off" });
   const password = h("input", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" });
+  const newPassword = h("input", { name: "new-password", id: "new-password", type: "password", autocomplete: "new-password" });
+  const repeat = h("input", { name: "repeat-password", id: "repeat-password", type: "password", autocomplete: "new-password" });
+  const choose = h("div", { class: "choose-password", hidden: true }, field("New password", newPassword), field("New password again", repeat));
   const error = h("p", { class: "form-error", role: "alert", id: "login-error" });
   // The backend's words when the address is http:// off this computer (clear text).
   const warning = h("p", { class: "form-warning", role: "status", id: "server-warning" });
@@ -29,6 +34,7 @@ async function main() {
     warning,
     field("Username", username),
     field("Password", password),
+    choose,
     error,
     submit,
     h("p", { class: "hint" }, "Your password is never stored on this computer."),
@@ -65,16 +71,36 @@ async function main() {
     busy = true;
     submit.disabled = true;
     setText(submit, "Signing in…");
+    const changing = !choose.hidden;
+    if (changing && newPassword.value !== repeat.value) {
+      setText(error, "The two new passwords differ.");
+      error.dataset.code = "passwords_differ";
+      busy = false;
+      submit.disabled = false;
+      setText(submit, "Set password and sign in");
+      repeat.focus();
+      return;
+    }
     try {
-      await invoke(COMMANDS.LOGIN, { server: server.value.trim(), username: username.value.trim(), password: password.value });
-      password.value = "";
+      const args = { server: server.value.trim(), username: username.value.trim(), password: password.value };
+      if (changing) args.newPassword = newPassword.value;
+      await invoke(COMMANDS.LOGIN, args);
+      for (const input of [password, newPassword, repeat]) input.value = "";
       setText(submit, "Opening dashboards…");
     } catch (err) {
       setText(error, err.message || "Could not sign in.");
       error.dataset.code = err.code || "internal";
       submit.disabled = false;
-      setText(submit, "Sign in");
       busy = false;
+      if (err.code === "password_change_required") {
+        choose.hidden = false;
+        newPassword.required = repeat.required = true;
+      }
+      setText(submit, choose.hidden ? "Sign in" : "Set password and sign in");
+      if (!choose.hidden && err.code !== "unauthorized") {
+        newPassword.focus();
+        return;
+      }
       (err.code === "unauthorized" ? password : server).focus();
       if (err.code === "unauthorized") password.select();
     }

@@ -148,6 +148,29 @@ impl Client {
         }
     }
 
+    /// Changes the password of `token`'s user from `current` to `new`.
+    pub(crate) async fn change_password(
+        &self,
+        token: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), SyncError> {
+        let response = self
+            .http
+            .post(self.url(paths::PASSWORD))
+            .bearer_auth(token)
+            .json(&clinic_protocol::PasswordChange {
+                current: current.into(),
+                new: new.into(),
+            })
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(api_error(response).await);
+        }
+        Ok(())
+    }
+
     /// Revokes `token`. Short: signing out must not hang on a server that is away.
     pub(crate) async fn revoke(&self, token: &str) -> Result<(), SyncError> {
         self.http

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clinic_protocol::{Mutation, Staff};
+use clinic_protocol::{ErrorCode, Mutation, Staff};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -106,6 +106,17 @@ impl Engine {
     ) -> Result<Engine, SyncError> {
         let client = config.client()?;
         let login = client.login(username, password).await?;
+        if login.must_change_password {
+            // Such a session may do nothing but change its password: it is not kept. The
+            // caller asks for a new password and calls `login_with_new_password`.
+            let _ = client.revoke(&login.token).await;
+            return Err(SyncError::Refused {
+                code: ErrorCode::PasswordChangeRequired,
+                message: "This is a one-time password: choose a password of your own to \
+                          sign in."
+                    .into(),
+            });
+        }
         let dir = config.server_dir();
         let cache = Cache::open(&dir.join(format!("{}.db", login.user.id))).await?;
         cache
@@ -114,6 +125,25 @@ impl Engine {
         std::fs::write(dir.join("last-user"), login.user.id.to_string())
             .map_err(|e| SyncError::Storage(e.to_string()))?;
         Engine::start(config, client, login.user, login.token, cache, true).await
+    }
+
+    /// Signs in with a one-time password, replaces it with `new_password`, and signs in
+    /// with that ([`Engine::login`]). The server judges the new password (length, not the
+    /// one-time one again) and says why it refuses one.
+    pub async fn login_with_new_password(
+        config: EngineConfig,
+        username: &str,
+        one_time_password: &str,
+        new_password: &str,
+    ) -> Result<Engine, SyncError> {
+        let client = config.client()?;
+        let login = client.login(username, one_time_password).await?;
+        let changed = client
+            .change_password(&login.token, one_time_password, new_password)
+            .await;
+        let _ = client.revoke(&login.token).await;
+        changed?;
+        Engine::login(config, username, new_password).await
     }
 
     /// Reopens the last session with this server from its cache, without a password and

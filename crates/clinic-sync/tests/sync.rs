@@ -1074,3 +1074,50 @@ async fn a_rejection_after_an_engine_restart_carries_its_tag() {
     olivia.shutdown().await;
     maria.shutdown().await;
 }
+
+/// A new account's one-time password is not a way in: the engine says so with a stable
+/// code, keeps nothing, and signs in once a password of the user's own replaces it (which
+/// the server judges: too short is refused and changes nothing).
+#[tokio::test]
+async fn a_one_time_password_is_replaced_before_the_engine_signs_in() {
+    let server = TestServer::start().await;
+    let admin = server.login("admin").await;
+    let made: serde_json::Value = admin
+        .http()
+        .post(format!("{}{}", server.url(), clinic_protocol::wire::paths::STAFF))
+        .bearer_auth(&admin.login.token)
+        .json(&serde_json::json!({"username": "nova", "display_name": "Nova Reed", "roles": ["operator"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let one_time = made["one_time_password"]
+        .as_str()
+        .expect("a one-time password");
+    let data = tempfile::tempdir().unwrap();
+    let config = || engine_config(&server, data.path());
+
+    let refused = Engine::login(config(), "nova", one_time).await.unwrap_err();
+    assert_eq!(refused.code(), "password_change_required", "{refused}");
+    let short = Engine::login_with_new_password(config(), "nova", one_time, "short")
+        .await
+        .unwrap_err();
+    assert_eq!(short.code(), "password_too_short", "{short}");
+
+    let nova = Engine::login_with_new_password(config(), "nova", one_time, "a long new password")
+        .await
+        .unwrap();
+    assert_eq!(nova.user().username, "nova");
+    eventually("the engine fetches what nova may see", || async {
+        !nova.view_at().await.unwrap().records.is_empty()
+    })
+    .await;
+    let again = Engine::login(config(), "nova", one_time).await.unwrap_err();
+    assert_eq!(
+        again.code(),
+        "unauthorized",
+        "the one-time password is spent: {again}"
+    );
+}
