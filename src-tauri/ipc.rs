@@ -324,6 +324,10 @@ pub struct StatusPayload {
     pub lag: u64,
     pub last_sync_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The server ended the session (expired or revoked): sign in again to sync.
+    pub session_expired: bool,
+    /// An administrator disabled the account: nothing syncs, unsent changes are kept.
+    pub account_disabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

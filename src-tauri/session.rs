@@ -246,6 +246,8 @@ pub(crate) fn status_payload(status: &Status) -> StatusPayload {
         lag: status.lag,
         last_sync_at: status.last_sync,
         last_error: status.last_error.clone(),
+        session_expired: status.session_expired,
+        account_disabled: status.account_disabled,
     }
 }
 

@@ -116,3 +116,59 @@ async fn a_new_account_chooses_its_password_at_first_sign_in() {
     assert_eq!(login(one_time).await.as_u16(), 401);
     app.close().await;
 }
+
+/// Disabling an account reaches its open app at once: every window says so in words, and
+/// nothing is lost on the way (the engine keeps its outbox; its tests check that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_is_told_in_its_windows() {
+    let server = TestServer::start().await;
+    let (mut app, _data) = common::signed_in(&server.url(), "olivia").await;
+    let operator = app.window_like("operator-").await;
+    app.wait_for(
+        &operator,
+        "olivia's dashboard",
+        "return document.body.dataset.ready === 'true'",
+    )
+    .await;
+    let state = "return document.querySelector('.account-state').dataset.state";
+    assert_eq!(app.eval(&operator, state, vec![]).await, json!("ok"));
+
+    let admin = server.login("admin").await;
+    let olivia = admin
+        .snapshot()
+        .await
+        .records
+        .into_iter()
+        .filter_map(clinic_protocol::Record::into_staff)
+        .find(|s| s.username == "olivia")
+        .expect("olivia");
+    let answer = admin
+        .http()
+        .patch(format!(
+            "{}{}",
+            server.url(),
+            paths::staff_member(olivia.id)
+        ))
+        .bearer_auth(&admin.login.token)
+        .json(&json!({"disabled": true, "version": olivia.version}))
+        .send()
+        .await
+        .expect("disable olivia");
+    assert!(answer.status().is_success(), "{}", answer.status());
+
+    let told = app
+        .wait_for(
+            &operator,
+            "the window to say the account was disabled",
+            "const p = document.querySelector('.account-state');
+             return p.dataset.state === 'disabled' && !p.hidden ? p.textContent : null",
+        )
+        .await;
+    assert!(
+        told.as_str()
+            .unwrap_or_default()
+            .contains("disabled by an administrator"),
+        "{told}"
+    );
+    app.close().await;
+}

@@ -147,3 +147,14 @@ export function wordsFrom(words) {
     statuses: Object.keys(statuses),
   });
 }
+
+/** Why this account no longer syncs, in words, or "" while it does (status from sync://status). */
+export function accountText(status) {
+  if (status && status.accountDisabled) {
+    return "Your account was disabled by an administrator. Nothing is sent or received; the changes you made and have not sent are kept on this computer and go out if the account is enabled again.";
+  }
+  if (status && status.sessionExpired) {
+    return "Your session has ended. Sign out and sign in again to keep working with the clinic server; your unsent changes are kept.";
+  }
+  return "";
+}

@@ -9,7 +9,7 @@ import { clock, createProbes } from "./probes.js";
 import { h, setText } from "./dom.js";
 import { windowMenu } from "./menu.js";
 import { noticer, toaster } from "./toasts.js";
-import { dotState, pendingText, syncedText, wordsFrom } from "./format.js";
+import { accountText, dotState, pendingText, syncedText, wordsFrom } from "./format.js";
 
 const RETRY_MS = 1000;
 
@@ -177,11 +177,13 @@ function frame() {
     h("div", { class: "header-right" }, sync, user),
   );
   const loadError = h("p", { class: "load-error", role: "alert", hidden: true }, "");
-  const notices = h("div", { id: "notices", class: "notices", "aria-live": "polite" }, loadError);
+  // Why nothing syncs for this account any more (disabled, or the session ended).
+  const account = h("p", { class: "load-error account-state", role: "alert", hidden: true }, "");
+  const notices = h("div", { id: "notices", class: "notices", "aria-live": "polite" }, account, loadError);
   const toasts = h("div", { id: "toasts", class: "toasts", "aria-live": "assertive" });
   const main = h("main", { class: "app-main", id: "main" });
   const root = h("div", { class: "app is-loading" }, header, notices, main, toasts);
-  return { root, header, title, main, menu, user, dot, pending, last, sync, notices, loadError, toasts };
+  return { root, header, title, main, menu, user, dot, pending, last, sync, notices, loadError, account, toasts };
 }
 
 function fatal(ui, heading, detail) {
@@ -204,4 +206,8 @@ function renderSync(ui, status) {
   if (status.oldestPendingSecs != null && status.pending) parts.push(`oldest waiting ${status.oldestPendingSecs} s`);
   if (status.lastError) parts.push(status.lastError);
   ui.sync.title = parts.join(" · ");
+  const why = accountText(status);
+  if (ui.account.textContent !== why) setText(ui.account, why);
+  ui.account.hidden = why === "";
+  ui.account.dataset.state = status.accountDisabled ? "disabled" : status.sessionExpired ? "expired" : "ok";
 }

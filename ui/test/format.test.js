@@ -85,3 +85,11 @@ test("initials", () => {
   assert.equal(initials(""), "?");
   assert.equal(initials("(team)"), "?");
 });
+
+test("the account's state is told in words only when it stops syncing", async () => {
+  const { accountText } = await import("../js/format.js");
+  assert.equal(accountText({ state: "online" }), "");
+  assert.equal(accountText(null), "");
+  assert.match(accountText({ accountDisabled: true, sessionExpired: true }), /disabled by an administrator.*kept/);
+  assert.match(accountText({ sessionExpired: true }), /session has ended/);
+});
