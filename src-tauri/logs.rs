@@ -106,7 +106,13 @@ pub fn init(dir: Option<PathBuf>) {
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(Secretless(io::stderr)))
+        // No colours: an escape code between a field's name and its value would hide the
+        // value from the redaction.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(Secretless(io::stderr)),
+        )
         .with(file_layer)
         .init();
     if let Some(e) = failed {

@@ -8,11 +8,13 @@
 //! (`{"rev", "base", "patch"}`). Reads are numbered (`rev`) across all views. From then on
 //! the window is a watcher: every change batch reaches it on `updates` as
 //! `{"batch": {from, to, kinds, reset, at, viewsMs}, "view": answer | null}`, the answer being a
-//! patch to the read it holds when the batch concerns its view.
+//! patch to the read it holds when the batch concerns its view (or the whole view, when
+//! that read is no longer kept).
 //!
 //! Each load brings a new channel and the previous one is dropped (which tells the page's
-//! end of it to close): a Tauri channel numbers its messages from the first use of its Rust
-//! side, and the page drops messages out of order, so one channel is never taken twice.
+//! end of it to close): a Tauri channel's Rust side numbers its messages from 0 each time
+//! it is taken from a command's arguments, and the page holds back any message whose
+//! number it has seen pass, for ever; so one channel is never taken twice.
 //!
 //! Loads and pushes take the same lock, so a window's read and the batches pushed to it are
 //! in one order: a batch pushed after a read is newer than it or marked old (`to <= seq`).

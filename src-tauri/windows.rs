@@ -375,7 +375,7 @@ type WebView = ();
 #[cfg(target_os = "linux")]
 fn share_web_process(
     app: &AppHandle,
-    build: impl FnOnce(&AppHandle, Option<WebView>) -> tauri::Result<()> + Send + 'static,
+    build: impl Fn(&AppHandle, Option<WebView>) -> tauri::Result<()> + Send + 'static,
 ) -> tauri::Result<()> {
     let Some(other) = app.webview_windows().into_values().next() else {
         return build(app, None);
@@ -383,7 +383,12 @@ fn share_web_process(
     let app = app.clone();
     other.with_webview(move |view| {
         if let Err(e) = build(&app, Some(view.inner())) {
-            tracing::error!("could not open a window: {e}");
+            // A window of its own process is better than none (with none left, the app
+            // would quit).
+            tracing::warn!("could not open a window in the shared web process: {e}");
+            if let Err(e) = build(&app, None) {
+                tracing::error!("could not open a window: {e}");
+            }
         }
     })
 }

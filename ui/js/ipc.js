@@ -50,7 +50,7 @@ export function channel(handler) {
   return ch;
 }
 
-/** Closes this window as its title bar's close button would (the app keeps running). */
+/** Closes this window as its title bar's close button would (the last one quits the app). */
 export function closeWindow() {
   return tauri().window.getCurrentWindow().close();
 }

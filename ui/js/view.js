@@ -3,13 +3,14 @@
 // backend calls are injected, so node can test it (ui/test/view.test.js).
 //
 // Protocol (src-tauri/watch.rs):
-// - Each load gives the backend a new `updates` channel (a Tauri channel numbers its
-//   messages from the Rust side's first use, so one is never handed over twice); the
-//   backend drops the previous one. The answer is a read numbered `rev`: the whole view,
+// - Each load gives the backend a new `updates` channel (a Tauri channel's Rust side
+//   numbers its messages from 0 each time it is taken, so one is never handed over
+//   twice); the backend drops the previous one. The answer is a read numbered `rev`: the whole view,
 //   or a patch (patch.js) to the read the window named as `base`. A view's `seq` is the
 //   cache sequence it was read at.
 // - From then on every change batch arrives on the channel as { batch, view }: `view` is
-//   a patch to the read the window holds when the batch concerns its view, else null.
+//   a patch to the read the window holds when the batch concerns its view (the whole view
+//   if the backend no longer keeps that read), else null.
 //   A batch with `to <= seq` is old news. A patch to the read held is applied: no load.
 // - A load is needed when a batch concerns the view and brings no patch that fits, when a
 //   batch is a `reset`, or when batches were missed (a gap in seq).
@@ -76,6 +77,14 @@ export function createView({ load, updates, onError = () => {}, retryMs = 1000, 
   function take({ batch, view }) {
     // A reset replaced everything; a gap means changes we never heard of.
     if (batch.reset || Number(batch.from) > seq + 1) return false;
+    if (view && view.data) {
+      data = view.data;
+      rev = view.rev;
+      kinds = Array.isArray(data.kinds) ? data.kinds : [];
+      seq = Math.max(Number(data.seq), Number(batch.to));
+      loaded = now();
+      return true;
+    }
     if (view) {
       if (rev === null || view.base !== rev) return false;
       let next;

@@ -386,3 +386,16 @@ test("a gap or a reset on the channel makes the view load", async () => {
   await r.batch(7, 7, [], true);
   assert.equal(r.loads.length, 3);
 });
+
+test("a whole view pushed in place of a patch is taken as it is", async () => {
+  const r = rig();
+  r.view.start({ dashboard: "operator" });
+  await flush();
+  await r.answer(0, 3); // rev 1
+  await r.pushed(4, 4, { rev: 9, data: { seq: 4, kinds: ["booking"], rows: ["whole at 4"] } });
+  assert.equal(r.loads.length, 1, "no load");
+  assert.deepEqual(r.view.data.rows, ["whole at 4"]);
+  await r.pushed(5, 5, { rev: 10, base: 9, patch: { o: { seq: { "=": 5 } } } });
+  assert.equal(r.view.seq, 5, "the next patch is to that read");
+  assert.equal(r.loads.length, 1);
+});

@@ -36,7 +36,7 @@ pub(crate) const NO_STAFF_HINT: &str = "This clinic server has no staff accounts
      then sign in with the one-time password it prints.";
 
 /// Hashes `password` off the async workers (argon2 is deliberately slow).
-async fn hash(password: String) -> Result<String, ServerError> {
+pub(crate) async fn hash(password: String) -> Result<String, ServerError> {
     tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
         .map_err(|e| ServerError::Hash(e.to_string()))?

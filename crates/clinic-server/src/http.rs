@@ -287,13 +287,26 @@ pub(crate) struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
-        let path = request.uri().path();
-        if PROBES.contains(&path) {
-            tracing::debug_span!("request", method = %request.method(), path)
+        // Bounded: anyone may send a path of many kilobytes, and each is logged.
+        let path = truncated(request.uri().path(), 128);
+        if PROBES.contains(&path.as_ref()) {
+            tracing::debug_span!("request", method = %request.method(), path = %path)
         } else {
-            tracing::info_span!("request", method = %request.method(), path)
+            tracing::info_span!("request", method = %request.method(), path = %path)
         }
     }
+}
+
+/// The first `max` bytes of `text` (cut on a character boundary), marked if cut.
+fn truncated(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 /// Counts an answer and logs it, at its span's level (warn for a 5xx).
@@ -542,4 +555,18 @@ pub(crate) async fn intake(
         );
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncated;
+
+    #[test]
+    fn a_logged_path_is_bounded_and_cut_on_a_character() {
+        assert_eq!(truncated("/v1/login", 128), "/v1/login");
+        let long = format!("/{}", "é".repeat(200));
+        let cut = truncated(&long, 128);
+        assert!(cut.len() <= 128 + '…'.len_utf8(), "{}", cut.len());
+        assert!(cut.ends_with('…'));
+    }
 }

@@ -124,10 +124,7 @@ impl AppState {
         roles: &[Role],
         password: &str,
     ) -> Result<Staff, ServerError> {
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|e| ServerError::Hash(e.to_string()))??;
+        let hash = accounts::hash(password.to_owned()).await?;
         self.store
             .create_staff(username, display_name, roles, &hash)
             .await

@@ -565,7 +565,8 @@ pub(crate) struct AccountChange {
 /// What became of a write that did not fail.
 #[derive(Debug)]
 enum Done {
-    Mutate(MutationOutcome),
+    /// Refused as the session (the account was disabled meanwhile), not as the change.
+    Mutate(Result<MutationOutcome, Rejection>),
     Intake(Intake),
     /// A taken username is a refusal, not a failure of the group.
     Staff(Result<Staff, ServerError>),
@@ -589,7 +590,8 @@ impl Reply {
         match self {
             Reply::Mutate(tx) => {
                 let _ = tx.send(match result {
-                    Ok(Done::Mutate(outcome)) => Ok(outcome),
+                    Ok(Done::Mutate(Ok(outcome))) => Ok(outcome),
+                    Ok(Done::Mutate(Err(refused))) => Err(ServerError::Refused(refused)),
                     Ok(_) => Err(mismatch),
                     Err(e) => Err(e),
                 });
@@ -704,7 +706,24 @@ impl Writer {
                     user,
                     mutation_id,
                     mutation,
-                } => Done::Mutate(group.mutate(user, *mutation_id, mutation)?),
+                } => {
+                    // Judged as the user is now, not as they were when the request was let
+                    // in: an administrator may have disabled the account or changed its
+                    // roles while the write waited (or earlier in this group). A disabled
+                    // account is refused as a session, so the app keeps the change queued.
+                    let now = group
+                        .view()
+                        .staff(&user.id)
+                        .filter(|s| !s.disabled)
+                        .cloned();
+                    Done::Mutate(match now {
+                        Some(user) => Ok(group.mutate(&user, *mutation_id, mutation)?),
+                        None => Err(Rejection::new(
+                            ErrorCode::AccountDisabled,
+                            "This account is disabled.",
+                        )),
+                    })
+                }
                 Request::Intake { request, key } => {
                     Done::Intake(group.intake(&mut tx, request, key.as_deref()).await?)
                 }
@@ -1739,6 +1758,57 @@ mod tests {
             );
         }
         assert_eq!(store.head().await, head + 3, "replays change nothing");
+    }
+
+    #[tokio::test]
+    async fn a_write_is_judged_as_its_user_is_when_it_is_written() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path()).await;
+        let admin = store
+            .create_staff("ada", "Ada", &[Role::Admin], "hash")
+            .await
+            .expect("an administrator");
+        // The copy a request was let in with, before an administrator changed the account.
+        let olivia = store
+            .create_staff("olivia", "Olivia", &[Role::Operator], "hash")
+            .await
+            .expect("an operator");
+        let edit = |disabled| StaffEdit {
+            id: olivia.id,
+            version: 0,
+            display_name: None,
+            roles: None,
+            disabled: Some(disabled),
+            actor: admin.id,
+        };
+        let version = |s: &Staff| s.version;
+        let disabled = store
+            .edit_staff(StaffEdit {
+                version: version(&olivia),
+                ..edit(true)
+            })
+            .await
+            .expect("disabled");
+        let refused = store
+            .mutate(&olivia, Uuid::new_v4(), &booking(Uuid::new_v4(), "late"))
+            .await
+            .expect_err("refused as the session");
+        assert!(
+            matches!(&refused, ServerError::Refused(r) if r.code == ErrorCode::AccountDisabled),
+            "{refused:?}"
+        );
+        store
+            .edit_staff(StaffEdit {
+                version: disabled.staff.version,
+                ..edit(false)
+            })
+            .await
+            .expect("enabled again");
+        let outcome = store
+            .mutate(&olivia, Uuid::new_v4(), &booking(Uuid::new_v4(), "again"))
+            .await
+            .expect("judged");
+        seq(&outcome);
     }
 
     #[tokio::test]

@@ -777,6 +777,8 @@ enum Verdict {
     Refused,
     /// `unauthorized`: the session is over.
     Expire,
+    /// `account_disabled`: nothing more until an administrator enables the account.
+    Disabled,
 }
 
 /// What must come next: a snapshot (after a refused frame) or a plain reconnect.
@@ -939,6 +941,13 @@ impl Driver {
                 },
                 _,
             ) => Verdict::Expire,
+            (
+                ServerFrame::Error {
+                    code: ErrorCode::AccountDisabled,
+                    ..
+                },
+                _,
+            ) => Verdict::Disabled,
             (ServerFrame::Error { .. }, _) => Verdict::Refused,
             (ServerFrame::Welcome { protocol, head, .. }, None) => {
                 if *protocol != PROTOCOL_VERSION || *head < c {
@@ -1009,6 +1018,12 @@ impl Driver {
             Verdict::Expire => {
                 prop_assert!(closes && applies + advances == 0, "{out:?}");
                 prop_assert!(report.is_some_and(|r| r.session_expired));
+                self.expired = true;
+            }
+            Verdict::Disabled => {
+                prop_assert!(closes && applies + advances == 0, "{out:?}");
+                prop_assert!(report.is_some_and(|r| r.account_disabled));
+                // Like an expired session, the machine connects no more.
                 self.expired = true;
             }
         }
