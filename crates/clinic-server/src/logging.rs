@@ -57,11 +57,6 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Logs text lines to stderr (see [`init_with`]).
-pub fn init() {
-    init_with(LogFormat::Text);
-}
-
 /// Logs to stderr in `format`, at the level `RUST_LOG` says (`info` by default), every line
 /// passed through [`redact`]. Call once, first thing.
 pub fn init_with(format: LogFormat) {
