@@ -14,10 +14,13 @@
 //!   partition for one client while the server and the others carry on.
 //! - `poll`: [`poll_until`], [`eventually`] and [`poll_within`]: wait for a state by
 //!   checking it again and again until a deadline, never by sleeping a guessed time.
+//! - [`fuzz_json`]: property-test strategies for bytes from outside (near-valid JSON,
+//!   any JSON, hostile text, raw bodies around a limit), for every suite's fuzz targets.
 //! - `tls`: [`TestCa`], a certificate authority made at test time, and the server
 //!   certificates it signs ([`TestServer::start_tls`] serves one).
 
 mod client;
+pub mod fuzz_json;
 mod poll;
 pub mod process;
 mod proxy;
