@@ -16,19 +16,17 @@
 //! newest [`KEEP`] are kept (older ones are removed at start and when the day changes). On
 //! Unix `clinic-desk.log` links to the current file.
 //!
-//! Every line passes through [`redact`]: session tokens (the server's
-//! [`clinic_server::logging::redact`]: the feed's hello, `Bearer`, `token` fields, long hex
-//! runs) and the value of any `password` field become `[redacted]`. The app logs neither on
+//! Every line passes through the server's [`clinic_server::logging::redact`]: session
+//! tokens (the feed's hello, `Bearer`, `token` fields, long hex runs) and the value of any
+//! `password` field become `[redacted]`. The app logs neither on
 //! purpose; this is for what libraries print at debug and trace level.
 
-use std::borrow::Cow;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use clinic_server::logging::REDACTED;
+use clinic_server::logging::Redacting;
 use tracing_appender::rolling::{InitError, RollingFileAppender, Rotation};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -111,7 +109,7 @@ pub fn init(dir: Option<PathBuf>) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
-                .with_writer(Secretless(io::stderr)),
+                .with_writer(Redacting(io::stderr)),
         )
         .with(file_layer)
         .init();
@@ -127,133 +125,15 @@ where
 {
     tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .with_writer(Secretless(file))
-}
-
-/// `text` without the secrets it seems to hold: tokens (see
-/// [`clinic_server::logging::redact`]) and the value of every `password` field, in JSON
-/// (`"password":"..."`, also escaped inside a quoted string), in `Debug` output
-/// (`password: "..."`) and as `password=...`.
-pub fn redact(text: &str) -> Cow<'_, str> {
-    let tokenless = clinic_server::logging::redact(text);
-    match redact_passwords(&tokenless) {
-        Cow::Borrowed(_) => tokenless,
-        Cow::Owned(text) => Cow::Owned(text),
-    }
-}
-
-fn redact_passwords(text: &str) -> Cow<'_, str> {
-    const KEY: &[u8] = b"password";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    let (mut copied, mut i) = (0, 0);
-    while i + KEY.len() <= bytes.len() {
-        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-        if !(starts_word && bytes[i..i + KEY.len()].eq_ignore_ascii_case(KEY)) {
-            i += 1;
-            continue;
-        }
-        match password_value(bytes, i + KEY.len()) {
-            Some((start, end)) => {
-                out.push_str(&text[copied..start]);
-                out.push_str(REDACTED);
-                (copied, i) = (end, end);
-            }
-            None => i += KEY.len(),
-        }
-    }
-    if copied == 0 {
-        return Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
-}
-
-/// The value of the field whose key ends at `j`, as a byte range: `key`, `"key"` or
-/// `\"key\"`, then `:` or `=`, then a value quoted the same way (up to its closing quote)
-/// or bare (up to a space or a delimiter). Every marker is ASCII, so the range falls on
-/// character boundaries.
-fn password_value(bytes: &[u8], mut j: usize) -> Option<(usize, usize)> {
-    let at = |j: usize, what: &[u8]| bytes.get(j..).is_some_and(|rest| rest.starts_with(what));
-    let spaces = |mut j: usize| {
-        while bytes.get(j) == Some(&b' ') {
-            j += 1;
-        }
-        j
-    };
-    if at(j, b"\\\"") {
-        j += 2;
-    } else if at(j, b"\"") {
-        j += 1;
-    }
-    j = spaces(j);
-    if !matches!(bytes.get(j), Some(b':' | b'=')) {
-        return None;
-    }
-    j = spaces(j + 1);
-    if at(j, REDACTED.as_bytes()) {
-        return None; // a token already
-    }
-    let (start, end) = if at(j, b"\\\"") {
-        // Escaped JSON inside a quoted string: up to the next \".
-        let start = j + 2;
-        let len = bytes[start..]
-            .windows(2)
-            .position(|w| w == b"\\\"")
-            .unwrap_or(bytes.len() - start);
-        (start, start + len)
-    } else if at(j, b"\"") {
-        // Quoted: up to the closing quote, past escaped characters.
-        let start = j + 1;
-        let mut end = start;
-        while end < bytes.len() && bytes[end] != b'"' {
-            end += if bytes[end] == b'\\' { 2 } else { 1 };
-        }
-        (start, end.min(bytes.len()))
-    } else {
-        let end = j + bytes[j..]
-            .iter()
-            .take_while(|b| !(b.is_ascii_whitespace() || b"\"\\,;)}]".contains(b)))
-            .count();
-        (j, end)
-    };
-    (end > start).then_some((start, end))
-}
-
-/// A [`MakeWriter`] whose writers pass what they write through [`redact`]. The log's
-/// formatter writes each event whole, in one call, so no secret is split between two.
-#[derive(Debug, Clone, Copy)]
-struct Secretless<M>(M);
-
-impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Secretless<M> {
-    type Writer = SecretlessWriter<M::Writer>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        SecretlessWriter(self.0.make_writer())
-    }
-
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        SecretlessWriter(self.0.make_writer_for(meta))
-    }
-}
-
-#[derive(Debug)]
-struct SecretlessWriter<W>(W);
-
-impl<W: io::Write> io::Write for SecretlessWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        self.0.write_all(redact(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
+        .with_writer(Redacting(file))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use clinic_server::logging::{redact, REDACTED};
+
     use super::*;
 
     const TOKEN: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";

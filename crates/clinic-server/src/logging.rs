@@ -3,13 +3,15 @@
 //! Bearer tokens travel in the `Authorization` header and in the feed's hello frame. At
 //! trace level the WebSocket library logs every frame it reads, as text ("Received message
 //! {"type":"hello","token":"...",...}") and as a hex dump of the payload, so
-//! `RUST_LOG=trace` used to print every token that said hello. [`init`] sets the log up
+//! `RUST_LOG=trace` used to print every token that said hello. [`init_with`] sets the log up
 //! with [`Redacting`], which rewrites every line before it is written ([`redact`]):
 //!
 //! - a run of 32 or more hex digits (a token is 64; a hex dump of a frame is one long run),
 //! - what follows `Bearer `,
 //! - the value of a `token` field, in JSON (`"token":"..."`, also escaped inside a quoted
 //!   string), in `Debug` output (`token: "..."`) and in `key=value` fields (`token=...`),
+//! - the value of a `password` field, written in the same ways (sign-in and password
+//!   change bodies, should a library log them),
 //!
 //! each become `[redacted]`. UUIDs (hex in groups of at most 12) and the rest stay.
 //!
@@ -115,8 +117,20 @@ fn json<W>(
         .with_span_list(false)
 }
 
-/// `text` with every secret it seems to hold replaced by [`REDACTED`] (see the module docs).
+/// `text` with every secret it seems to hold replaced by [`REDACTED`] (see the module
+/// docs): session tokens, then the value of every `password` field, in JSON
+/// (`"password":"..."`, also escaped inside a quoted string), in `Debug` output
+/// (`password: "..."`) and as `password=...`.
 pub fn redact(text: &str) -> Cow<'_, str> {
+    let tokenless = redact_tokens(text);
+    match redact_passwords(&tokenless) {
+        Cow::Borrowed(_) => tokenless,
+        Cow::Owned(text) => Cow::Owned(text),
+    }
+}
+
+/// `text` with every session token replaced by [`REDACTED`].
+fn redact_tokens(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = String::new();
     let (mut copied, mut i) = (0, 0);
@@ -212,6 +226,84 @@ fn skip(bytes: &[u8], from: usize, what: &[u8]) -> usize {
 
 fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
     bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn redact_passwords(text: &str) -> Cow<'_, str> {
+    const KEY: &[u8] = b"password";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut i) = (0, 0);
+    while i + KEY.len() <= bytes.len() {
+        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if !(starts_word && bytes[i..i + KEY.len()].eq_ignore_ascii_case(KEY)) {
+            i += 1;
+            continue;
+        }
+        match password_value(bytes, i + KEY.len()) {
+            Some((start, end)) => {
+                out.push_str(&text[copied..start]);
+                out.push_str(REDACTED);
+                (copied, i) = (end, end);
+            }
+            None => i += KEY.len(),
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// The value of the field whose key ends at `j`, as a byte range: `key`, `"key"` or
+/// `\"key\"`, then `:` or `=`, then a value quoted the same way (up to its closing quote)
+/// or bare (up to a space or a delimiter). Every marker is ASCII, so the range falls on
+/// character boundaries.
+fn password_value(bytes: &[u8], mut j: usize) -> Option<(usize, usize)> {
+    let at = |j: usize, what: &[u8]| bytes.get(j..).is_some_and(|rest| rest.starts_with(what));
+    let spaces = |mut j: usize| {
+        while bytes.get(j) == Some(&b' ') {
+            j += 1;
+        }
+        j
+    };
+    if at(j, b"\\\"") {
+        j += 2;
+    } else if at(j, b"\"") {
+        j += 1;
+    }
+    j = spaces(j);
+    if !matches!(bytes.get(j), Some(b':' | b'=')) {
+        return None;
+    }
+    j = spaces(j + 1);
+    if at(j, REDACTED.as_bytes()) {
+        return None; // a token already
+    }
+    let (start, end) = if at(j, b"\\\"") {
+        // Escaped JSON inside a quoted string: up to the next \".
+        let start = j + 2;
+        let len = bytes[start..]
+            .windows(2)
+            .position(|w| w == b"\\\"")
+            .unwrap_or(bytes.len() - start);
+        (start, start + len)
+    } else if at(j, b"\"") {
+        // Quoted: up to the closing quote, past escaped characters.
+        let start = j + 1;
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        (start, end.min(bytes.len()))
+    } else {
+        let end = j + bytes[j..]
+            .iter()
+            .take_while(|b| !(b.is_ascii_whitespace() || b"\"\\,;)}]".contains(b)))
+            .count();
+        (j, end)
+    };
+    (end > start).then_some((start, end))
 }
 
 /// A [`MakeWriter`] whose writers pass what they write through [`redact`]. The log's
