@@ -250,6 +250,37 @@ pub enum ResyncReason {
     AccountChanged,
 }
 
+impl ResyncReason {
+    /// Every reason, in a fixed order (the metrics count them so).
+    pub const ALL: [ResyncReason; 4] = [
+        ResyncReason::CursorTooOld,
+        ResyncReason::CursorAhead,
+        ResyncReason::TooSlow,
+        ResyncReason::AccountChanged,
+    ];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::CursorTooOld => "cursor_too_old",
+            ResyncReason::CursorAhead => "cursor_ahead",
+            ResyncReason::TooSlow => "too_slow",
+            ResyncReason::AccountChanged => "account_changed",
+        }
+    }
+
+    /// This reason's place in [`ResyncReason::ALL`]. An exhaustive match, so a new reason
+    /// does not compile until it has a place there.
+    pub const fn index(self) -> usize {
+        match self {
+            ResyncReason::CursorTooOld => 0,
+            ResyncReason::CursorAhead => 1,
+            ResyncReason::TooSlow => 2,
+            ResyncReason::AccountChanged => 3,
+        }
+    }
+}
+
 /// What the server sends on the feed socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -303,6 +334,23 @@ impl ChangeOp {
         match self {
             ChangeOp::Upsert { record } => (record.kind(), record.id()),
             ChangeOp::Remove { kind, id } => (*kind, *id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resync_reason_has_its_place_and_its_wire_name() {
+        for (i, reason) in ResyncReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::Value::from(reason.as_str()),
+                "the label is the wire name"
+            );
         }
     }
 }
