@@ -116,10 +116,6 @@ impl Answer {
 fn refusal(e: ServerError) -> Rejection {
     match e {
         ServerError::Refused(r) => r,
-        ServerError::UsernameTaken(name) => Rejection::new(
-            ErrorCode::UsernameTaken,
-            format!("The username {name:?} is taken; choose another."),
-        ),
         other => {
             tracing::error!("adding a staff account failed: {other}");
             Rejection::new(

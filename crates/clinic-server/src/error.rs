@@ -16,8 +16,6 @@ pub enum ServerError {
     Json(#[from] serde_json::Error),
     #[error("password hashing: {0}")]
     Hash(String),
-    #[error("the username {0:?} is taken")]
-    UsernameTaken(String),
     #[error("broken invariant: {0}")]
     Invariant(&'static str),
     /// A certificate or key that cannot be served (`--tls-cert`, `--tls-key`).
@@ -50,15 +48,8 @@ impl HttpError {
 
 impl From<ServerError> for HttpError {
     fn from(e: ServerError) -> HttpError {
-        match e {
-            ServerError::Refused(r) => return HttpError::new(r.code, r.message),
-            ServerError::UsernameTaken(name) => {
-                return HttpError::new(
-                    ErrorCode::UsernameTaken,
-                    format!("The username {name:?} is taken; choose another."),
-                )
-            }
-            _ => {}
+        if let ServerError::Refused(r) = e {
+            return HttpError::new(r.code, r.message);
         }
         tracing::error!("internal error: {e}");
         HttpError::new(

@@ -431,7 +431,7 @@ impl Store {
         .await
     }
 
-    /// Makes an account (a taken username is [`ServerError::UsernameTaken`]); its record
+    /// Makes an account (a taken username is refused as `username_taken`); its record
     /// goes into the log like any change.
     pub(crate) async fn add_staff(&self, account: NewAccount) -> Result<Staff, ServerError> {
         let (reply, answer) = oneshot::channel();
@@ -1020,7 +1020,10 @@ impl<'m> Group<'m> {
             .chain(self.staff.values())
             .any(|s| s.username == username);
         if taken {
-            return Ok(Err(ServerError::UsernameTaken(username.to_owned())));
+            return Ok(Err(ServerError::Refused(Rejection::new(
+                ErrorCode::UsernameTaken,
+                format!("The username {username:?} is taken; choose another."),
+            ))));
         }
         let staff = Staff {
             id: Uuid::new_v4(),
