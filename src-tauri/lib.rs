@@ -136,6 +136,16 @@ fn track_layout(window: &tauri::Window, event: &WindowEvent) {
                 app.state::<Backend>().layout.settle();
             });
         }
+        // Its channel and the reads kept for it go now, not at the next change.
+        WindowEvent::Destroyed => {
+            let app = window.app_handle().clone();
+            let label = window.label().to_owned();
+            tauri::async_runtime::spawn(async move {
+                if let Some(session) = app.state::<Backend>().session.read().await.as_ref() {
+                    session.forget(&label).await;
+                }
+            });
+        }
         _ => {}
     }
 }

@@ -114,6 +114,11 @@ impl Session {
         self.watch.load(label, request, base, updates).await
     }
 
+    /// Forgets window `label`, which closed.
+    pub async fn forget(&self, label: &str) {
+        self.watch.forget(label).await;
+    }
+
     /// Queues a change made in window `origin`; it shows at once, marked pending. The
     /// window's label is kept with the change in the outbox, so that a refusal, even one
     /// that comes after a restart, is told in that window.

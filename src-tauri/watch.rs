@@ -118,9 +118,16 @@ impl Watch {
         Ok(json)
     }
 
+    /// Forgets window `label` (it closed): its channel goes, and the reads kept for it
+    /// only may go at the next eviction.
+    pub async fn forget(&self, label: &str) {
+        self.state.lock().await.watchers.remove(label);
+    }
+
     /// Sends `batch` to every watching window, with what changed in its view if the batch
     /// concerns it. Each view is read once, however many windows show it, and different
-    /// views are read at the same time. Windows that closed are forgotten. The batch's `at`
+    /// views are read at the same time. A window that closed without being forgotten
+    /// (see [`Watch::forget`]) is dropped here. The batch's `at`
     /// and `views_ms` are filled in here: when it is sent, and how long reading took.
     pub async fn push(&self, app: &AppHandle, mut batch: ChangesPayload) {
         let started = std::time::Instant::now();
