@@ -1121,3 +1121,82 @@ async fn a_one_time_password_is_replaced_before_the_engine_signs_in() {
         "the one-time password is spent: {again}"
     );
 }
+
+/// Disabling an account ends its engine's feed with `account_disabled` (not "offline", not
+/// a rejection), and a change made while it is disabled stays in the outbox, on disk: once
+/// an administrator enables the account again and the user signs in again, it lands on the
+/// server exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_keeps_its_outbox_until_it_is_enabled_again() {
+    let server = TestServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = || engine_config(&server, data.path());
+    let sam = Engine::login(config(), "sam", "demo").await.unwrap();
+    let mut status = sam.status();
+    eventually("online", || {
+        let s = status.borrow_and_update().state;
+        async move { s == SyncState::Online }
+    })
+    .await;
+    let reyes = server.snapshot("reyes").await.user.id;
+
+    let admin = server.login("admin").await;
+    let set_disabled = |disabled: bool| {
+        let admin = &admin;
+        let server = &server;
+        async move {
+            let me = server.snapshot("admin").await;
+            let sam = me
+                .records
+                .into_iter()
+                .filter_map(Record::into_staff)
+                .find(|s| s.username == "sam")
+                .expect("sam");
+            let answer = admin
+                .http()
+                .patch(format!(
+                    "{}{}",
+                    server.url(),
+                    clinic_protocol::wire::paths::staff_member(sam.id)
+                ))
+                .bearer_auth(&admin.login.token)
+                .json(&serde_json::json!({"disabled": disabled, "version": sam.version}))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success(), "{}", answer.status());
+        }
+    };
+    set_disabled(true).await;
+    eventually("sam's engine is told the account was disabled", || {
+        let s = status.borrow_and_update().account_disabled;
+        async move { s }
+    })
+    .await;
+    assert!(!status.borrow().session_expired, "disabled is not expired");
+
+    sam.submit(slot_for(reyes, 9)).await.unwrap();
+    assert_eq!(sam.status().borrow().pending, 1);
+    sam.shutdown().await;
+    drop(sam);
+    let refused = Engine::login(config(), "sam", "demo").await.unwrap_err();
+    assert_eq!(refused.code(), "account_disabled", "{refused}");
+
+    set_disabled(false).await;
+    let again = Engine::login(config(), "sam", "demo").await.unwrap();
+    assert_eq!(
+        again.status().borrow().pending,
+        1,
+        "the queued change survived the disabled spell"
+    );
+    eventually("the outbox replays", || converged(&again, &server, "sam")).await;
+    let slots = server
+        .snapshot("sam")
+        .await
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Slot(s) if s.note == "slot at 9"))
+        .count();
+    assert_eq!(slots, 1, "landed exactly once");
+    again.shutdown().await;
+}
