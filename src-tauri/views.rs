@@ -168,6 +168,9 @@ async fn operator(
         OperatorFilter::Today => {
             query.from = Some(today);
             query.to = Some(today);
+            // The day as it runs, and the order its index gives: newest-created first
+            // would walk the whole history's `at` index for one day's bookings.
+            query.order = BookingOrder::ByTime;
         }
         OperatorFilter::Open => {
             query.statuses = Some(

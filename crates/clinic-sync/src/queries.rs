@@ -1,13 +1,18 @@
 //! The reads the dashboards need, answered by SQLite from the cache (so offline too), each
-//! with this user's pending changes applied: they all read the `visible` view, which is the
-//! server's records with the overlay of pending changes in place (see the migrations).
+//! with this user's pending changes applied: the server's records with the overlay of
+//! pending changes in place of the records it covers (the `visible` view of the
+//! migrations, which [`visible`] spells out in every query; see there why).
 //!
-//! Every query is one statement on the typed columns; only the matching records' JSON is
-//! decoded. [`Queries`] holds the cache's connection pool and nothing of the engine, so
-//! reads never wait for a sync step (SQLite's WAL lets them run while a batch is written).
+//! Every query is one statement on the typed columns, shaped so that an index answers it
+//! in order and it stops at its page: its cost follows what the dashboard shows, not the
+//! clinic's history (migration 0005). Only the returned records' JSON is decoded.
+//! [`Queries`] holds the cache's connection pool and nothing of the engine, so reads never
+//! wait for a sync step (SQLite's WAL lets them run while a batch is written).
 
 use chrono::NaiveDate;
-use clinic_protocol::{Booking, BookingStatus, Id, Message, PaymentStatus, Record, Slot, Staff};
+use clinic_protocol::{
+    Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Slot, Staff,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::error::SyncError;
@@ -88,6 +93,39 @@ pub struct Queries {
 
 const BY_TIME: &str = " ORDER BY day, start_time, id";
 
+/// How many messages of one conversation [`Queries::messages_with`] returns: the latest.
+pub const THREAD_PAGE: u32 = 200;
+
+/// What every arm of a [`visible`] query selects: the record, whether it is pending, and
+/// what the queries order by (a compound SELECT orders by its result columns only).
+const COLUMNS: &str = "body, day, start_time, at, id";
+
+/// `SELECT ... FROM records ... UNION ALL SELECT ... FROM overlay ...`: the visible records
+/// of `kind` for which `filter` holds (it pushes `AND ...` clauses on the typed columns),
+/// the server's record where no pending change covers it and the overlay's where one does.
+///
+/// The same rows as the `visible` view, spelt out because SQLite cannot take a view's
+/// ORDER BY ... LIMIT into its UNION ALL: it reads and sorts every match of the view first,
+/// the whole history (0.5 s for a page of bookings at 150,000). With the filter in each
+/// arm it merges two index-ordered streams and stops at the LIMIT (under a millisecond).
+fn visible<'a>(
+    kind: RecordKind,
+    filter: impl Fn(&mut QueryBuilder<'a, Sqlite>),
+) -> QueryBuilder<'a, Sqlite> {
+    let kind = kind.as_str();
+    let mut q = QueryBuilder::new(format!(
+        "SELECT {COLUMNS}, 0 AS pending FROM records r WHERE kind = '{kind}'"
+    ));
+    filter(&mut q);
+    q.push(" AND ").push(NOT_COVERED);
+    q.push(format!(
+        " UNION ALL SELECT {COLUMNS}, 1 AS pending FROM overlay \
+         WHERE kind = '{kind}' AND body IS NOT NULL"
+    ));
+    filter(&mut q);
+    q
+}
+
 impl Queries {
     pub(crate) fn new(pool: SqlitePool, me: Id) -> Queries {
         Queries { pool, me }
@@ -142,56 +180,28 @@ impl Queries {
 
     /// The bookings `q` asks for, in one statement.
     pub async fn bookings(&self, q: &BookingQuery) -> Result<Vec<Cached<Booking>>, SyncError> {
-        let mut sql: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("SELECT body, pending FROM visible WHERE kind = 'booking'");
-        if let Some(therapist) = q.therapist {
-            sql.push(" AND therapist_id = ")
-                .push_bind(therapist.to_string());
-        }
-        if let Some(driver) = q.driver {
-            sql.push(" AND driver_id = ").push_bind(driver.to_string());
-        }
-        if let Some(statuses) = &q.statuses {
-            if statuses.is_empty() {
-                sql.push(" AND 0");
-            } else {
-                sql.push(" AND status IN (");
-                let mut list = sql.separated(", ");
-                for s in statuses {
-                    list.push_bind(s.as_str());
-                }
-                sql.push(")");
-            }
-        }
-        if let Some(from) = q.from {
-            sql.push(" AND day >= ").push_bind(from.to_string());
-        }
-        if let Some(to) = q.to {
-            sql.push(" AND day <= ").push_bind(to.to_string());
-        }
-        if q.assigned_only {
-            sql.push(" AND therapist_id IS NOT NULL");
-        }
-        if q.needs_attention {
-            sql.push(" AND (status IN (")
-                .push_bind(BookingStatus::Requested.as_str())
-                .push(", ")
-                .push_bind(BookingStatus::Declined.as_str())
-                .push(") OR (status = ")
-                .push_bind(BookingStatus::Completed.as_str())
-                .push(" AND payment = ")
-                .push_bind(PaymentStatus::Unpaid.as_str())
-                .push("))");
-        }
-        sql.push(match q.order {
-            BookingOrder::ByTime => BY_TIME,
-            BookingOrder::ByTimeDesc => " ORDER BY day DESC, start_time DESC, id DESC",
-            BookingOrder::NewestFirst => " ORDER BY at DESC, id",
-        });
-        if let Some(limit) = q.limit {
-            sql.push(" LIMIT ").push_bind(i64::from(limit));
-        }
-        self.fetch(sql, Record::into_booking).await
+        self.fetch(booking_sql(q), Record::into_booking).await
+    }
+
+    /// How many visible bookings match `filter`: the matching server records, less those a
+    /// pending change covers, plus the matching overlay rows. Counted this way, and not
+    /// over [`visible`], so that each count walks one index and never probes the overlay
+    /// once per record (ten times faster at 150,000 bookings).
+    async fn count_bookings(
+        &self,
+        filter: impl Fn(&mut QueryBuilder<'_, Sqlite>),
+    ) -> Result<u64, SyncError> {
+        let mut q =
+            QueryBuilder::new("SELECT (SELECT count(*) FROM records WHERE kind = 'booking'");
+        filter(&mut q);
+        q.push(") - (SELECT count(*) FROM records WHERE kind = 'booking'");
+        filter(&mut q);
+        q.push(" AND id IN (SELECT id FROM overlay WHERE kind = 'booking'))");
+        q.push(" + (SELECT count(*) FROM overlay WHERE kind = 'booking' AND body IS NOT NULL");
+        filter(&mut q);
+        q.push(")");
+        let n: i64 = q.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Bookings on one day, by start time.
@@ -240,34 +250,34 @@ impl Queries {
 
     /// The operator's figures for `today` (the clinic's local date).
     pub async fn counts(&self, today: NaiveDate) -> Result<Counts, SyncError> {
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "SELECT \
-               COALESCE(SUM(status IN ('requested', 'declined')), 0) AS pending_requests, \
-               COALESCE(SUM(day = ",
-        );
-        q.push_bind(today.to_string()).push(" AND status IN (");
-        let mut taken = q.separated(", ");
-        for s in BookingStatus::ALL
+        let waiting = [BookingStatus::Requested, BookingStatus::Declined];
+        let taken: Vec<BookingStatus> = BookingStatus::ALL
             .into_iter()
             .filter(|s| s.holds_therapist() || *s == BookingStatus::Completed)
-        {
-            taken.push_bind(s.as_str());
-        }
-        q.push(
-            ")), 0) AS confirmed_today, \
-               COALESCE(SUM(status <> 'cancelled'), 0) AS total, \
-               COALESCE(SUM(pending), 0) AS unsynced \
-             FROM visible WHERE kind = 'booking'",
-        );
-        let row = q.build().fetch_one(&self.pool).await?;
-        let get = |name: &str| -> Result<u64, SyncError> {
-            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
-        };
+            .collect();
+        let pending_requests = self.count_bookings(|q| status_in(q, &waiting)).await?;
+        let confirmed_today = self
+            .count_bookings(|q| {
+                q.push(" AND day = ").push_bind(today.to_string());
+                status_in(q, &taken);
+            })
+            .await?;
+        let total = self
+            .count_bookings(|q| {
+                q.push(" AND status <> ")
+                    .push_bind(BookingStatus::Cancelled.as_str());
+            })
+            .await?;
+        let unsynced: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM overlay WHERE kind = 'booking' AND body IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(Counts {
-            pending_requests: get("pending_requests")?,
-            confirmed_today: get("confirmed_today")?,
-            total: get("total")?,
-            unsynced: get("unsynced")?,
+            pending_requests,
+            confirmed_today,
+            total,
+            unsynced: u64::try_from(unsynced).unwrap_or(0),
         })
     }
 
@@ -279,37 +289,60 @@ impl Queries {
         from: NaiveDate,
         to: Option<NaiveDate>,
     ) -> Result<Vec<Cached<Slot>>, SyncError> {
-        let mut q: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("SELECT body, pending FROM visible WHERE kind = 'slot' AND day >= ");
-        q.push_bind(from.to_string());
-        if let Some(to) = to {
-            q.push(" AND day <= ").push_bind(to.to_string());
-        }
-        if let Some(staff) = staff {
-            q.push(" AND staff_id = ").push_bind(staff.to_string());
-        }
+        let mut q = visible(RecordKind::Slot, |q| {
+            q.push(" AND day >= ").push_bind(from.to_string());
+            if let Some(to) = to {
+                q.push(" AND day <= ").push_bind(to.to_string());
+            }
+            if let Some(staff) = staff {
+                q.push(" AND staff_id = ").push_bind(staff.to_string());
+            }
+        });
         q.push(BY_TIME);
         self.fetch(q, Record::into_slot).await
     }
 
     /// The user's conversations, the most recent first, with unread counts.
+    ///
+    /// One indexed lookup per colleague for the last message (both directions and the
+    /// overlay, merged in index order, LIMIT 1) and one count on the partial index of
+    /// unread messages: a few milliseconds at 100,000 messages, where grouping every
+    /// message by peer took half a second.
     pub async fn conversations(&self) -> Result<Vec<Conversation>, SyncError> {
-        let rows = sqlx::query(
-            "WITH m AS (
-                 SELECT CASE WHEN sender_id = ?1 THEN recipient_id ELSE sender_id END AS peer,
-                        recipient_id, unread, at, id, body, pending
-                 FROM visible WHERE kind = 'message'),
-             r AS (
-                 SELECT peer, body, pending, at,
-                        SUM(CASE WHEN recipient_id = ?1 AND unread = 1 THEN 1 ELSE 0 END)
-                            OVER (PARTITION BY peer) AS unread_count,
-                        ROW_NUMBER() OVER (PARTITION BY peer ORDER BY at DESC, id DESC) AS rn
-                 FROM m)
-             SELECT peer, body, pending, unread_count FROM r WHERE rn = 1 ORDER BY at DESC",
-        )
-        .bind(self.me.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "WITH last AS (
+                 SELECT p.id AS peer,
+                        (SELECT body FROM ({} ORDER BY at DESC, id DESC LIMIT 1)) AS body
+                 FROM records p WHERE p.kind = 'staff' AND p.id <> ?1)
+             SELECT peer, body,
+                    EXISTS (SELECT 1 FROM overlay o WHERE o.kind = 'message'
+                            AND o.id = json_extract(last.body, '$.id')
+                            AND o.body IS NOT NULL) AS pending
+             FROM last WHERE body IS NOT NULL",
+            messages_between("?1", "p.id")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(self.me.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        // The partial index is named: with no statistics SQLite would rather walk every
+        // message from the peer through `records_recipient`.
+        let unread_sql = format!(
+            "SELECT sender_id, count(*) FROM (
+                 SELECT sender_id FROM records r INDEXED BY records_unread
+                 WHERE kind = 'message' AND unread = 1 AND recipient_id = ?1 AND {NOT_COVERED}
+                 UNION ALL
+                 SELECT sender_id FROM overlay
+                 WHERE kind = 'message' AND body IS NOT NULL AND unread = 1
+                   AND recipient_id = ?1)
+             GROUP BY sender_id"
+        );
+        let unread: std::collections::HashMap<String, i64> = sqlx::query_as(&unread_sql)
+            .bind(self.me.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let peer: String = row.try_get("peer")?;
@@ -319,6 +352,7 @@ impl Queries {
                 continue;
             };
             out.push(Conversation {
+                unread: u64::try_from(unread.get(&peer).copied().unwrap_or(0)).unwrap_or(0),
                 peer: peer
                     .parse()
                     .map_err(|_| SyncError::Storage("bad peer id".into()))?,
@@ -326,28 +360,37 @@ impl Queries {
                     record: last,
                     pending: row.try_get("pending")?,
                 },
-                unread: u64::try_from(row.try_get::<i64, _>("unread_count")?).unwrap_or(0),
             });
         }
+        out.sort_by(|a, b| {
+            (b.last.record.sent_at, b.last.record.id)
+                .cmp(&(a.last.record.sent_at, a.last.record.id))
+        });
         Ok(out)
     }
 
-    /// Messages between the user and `peer`, oldest first.
+    /// The latest [`THREAD_PAGE`] messages between the user and `peer`, oldest first.
     pub async fn messages_with(&self, peer: Id) -> Result<Vec<Cached<Message>>, SyncError> {
-        let me = self.me.to_string();
-        let peer = peer.to_string();
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "SELECT body, pending FROM visible WHERE kind = 'message' AND ((sender_id = ",
+        let sql = format!(
+            "{} ORDER BY at DESC, id DESC LIMIT ?3",
+            messages_between("?1", "?2")
         );
-        q.push_bind(me.clone())
-            .push(" AND recipient_id = ")
-            .push_bind(peer.clone())
-            .push(") OR (sender_id = ")
-            .push_bind(peer)
-            .push(" AND recipient_id = ")
-            .push_bind(me)
-            .push(")) ORDER BY at, id");
-        self.fetch(q, Record::into_message).await
+        let q = sqlx::query(&sql)
+            .bind(self.me.to_string())
+            .bind(peer.to_string())
+            .bind(i64::from(THREAD_PAGE));
+        let mut list = Vec::new();
+        for row in q.fetch_all(&self.pool).await? {
+            let record: Record = serde_json::from_str(row.try_get::<&str, _>("body")?)?;
+            if let Some(m) = record.into_message() {
+                list.push(Cached {
+                    record: m,
+                    pending: row.try_get::<bool, _>("pending")?,
+                });
+            }
+        }
+        list.reverse();
+        Ok(list)
     }
 
     /// The staff list, by display name.
@@ -362,6 +405,96 @@ impl Queries {
         list.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.id.cmp(&b.id)));
         Ok(list)
     }
+}
+
+/// A server record (alias `r`) that no pending change covers.
+const NOT_COVERED: &str =
+    "NOT EXISTS (SELECT 1 FROM overlay o WHERE o.kind = r.kind AND o.id = r.id)";
+
+/// The visible messages between `a` and `b` (SQL expressions: placeholders or columns),
+/// a compound SELECT of `body, at, id, pending` to be ordered by `at, id`: one arm per
+/// direction, so that each reads its own index (`records_sender`) in order.
+fn messages_between(a: &str, b: &str) -> String {
+    format!(
+        "SELECT body, at, id, 0 AS pending FROM records r \
+         WHERE kind = 'message' AND sender_id = {a} AND recipient_id = {b} AND {NOT_COVERED} \
+         UNION ALL SELECT body, at, id, 0 FROM records r \
+         WHERE kind = 'message' AND sender_id = {b} AND recipient_id = {a} AND {NOT_COVERED} \
+         UNION ALL SELECT body, at, id, 1 FROM overlay \
+         WHERE kind = 'message' AND body IS NOT NULL \
+           AND ((sender_id = {a} AND recipient_id = {b}) OR (sender_id = {b} AND recipient_id = {a}))"
+    )
+}
+
+/// The statement of [`Queries::bookings`].
+fn booking_sql(q: &BookingQuery) -> QueryBuilder<'_, Sqlite> {
+    let mut sql = visible(RecordKind::Booking, |sql| booking_filter(sql, q));
+    sql.push(match q.order {
+        BookingOrder::ByTime => BY_TIME,
+        BookingOrder::ByTimeDesc => " ORDER BY day DESC, start_time DESC, id DESC",
+        BookingOrder::NewestFirst => " ORDER BY at DESC, id DESC",
+    });
+    if let Some(limit) = q.limit {
+        sql.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+    sql
+}
+
+/// `AND ...` for every filter of `q` that is set.
+fn booking_filter<'a>(sql: &mut QueryBuilder<'a, Sqlite>, q: &BookingQuery) {
+    if let Some(therapist) = q.therapist {
+        sql.push(" AND therapist_id = ")
+            .push_bind(therapist.to_string());
+    }
+    if let Some(driver) = q.driver {
+        sql.push(" AND driver_id = ").push_bind(driver.to_string());
+    }
+    if let Some(statuses) = &q.statuses {
+        status_in(sql, statuses);
+    }
+    // One day is an equality, which SQLite's planner weighs right (a range on one day
+    // makes it walk the whole `at` index for the operator's "Today").
+    match (q.from, q.to) {
+        (Some(from), Some(to)) if from == to => {
+            sql.push(" AND day = ").push_bind(from.to_string());
+        }
+        (from, to) => {
+            if let Some(from) = from {
+                sql.push(" AND day >= ").push_bind(from.to_string());
+            }
+            if let Some(to) = to {
+                sql.push(" AND day <= ").push_bind(to.to_string());
+            }
+        }
+    }
+    if q.assigned_only {
+        sql.push(" AND therapist_id IS NOT NULL");
+    }
+    if q.needs_attention {
+        sql.push(" AND (status IN (")
+            .push_bind(BookingStatus::Requested.as_str())
+            .push(", ")
+            .push_bind(BookingStatus::Declined.as_str())
+            .push(") OR (status = ")
+            .push_bind(BookingStatus::Completed.as_str())
+            .push(" AND payment = ")
+            .push_bind(PaymentStatus::Unpaid.as_str())
+            .push("))");
+    }
+}
+
+/// `AND status IN (...)`; an empty list matches nothing.
+fn status_in(sql: &mut QueryBuilder<'_, Sqlite>, statuses: &[BookingStatus]) {
+    if statuses.is_empty() {
+        sql.push(" AND 0");
+        return;
+    }
+    sql.push(" AND status IN (");
+    let mut list = sql.separated(", ");
+    for s in statuses {
+        list.push_bind(s.as_str());
+    }
+    sql.push(")");
 }
 
 #[cfg(test)]

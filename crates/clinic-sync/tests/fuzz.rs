@@ -1699,7 +1699,9 @@ fn fuzz_cache_rows() {
 // unwraps a decode error. Its minimal input was one corruption, `Corruption { table:
 // Overlay, column: sender_id, cell: Blob([]) }` (conversations), and before it an outbox
 // body as a BLOB (`Engine::resume`). The cache's reads use `try_get` since, and a corrupt
-// cell is a storage error.
+// cell is a storage error. (Conversations no longer read `sender_id` as a value since
+// they are looked up per colleague, so the regression corrupts a cell they do read, the
+// pending message's body.)
 
 /// Runs `check` on a fresh pending cache (see [`pending_cache`]).
 fn with_pending_cache(check: impl AsyncFnOnce(&Corrupted)) {
@@ -1725,7 +1727,7 @@ fn regression_a_cell_of_the_wrong_type_is_a_storage_error_not_a_panic_in_queries
     with_pending_cache(async |c| {
         corrupt_with(
             c,
-            "UPDATE overlay SET sender_id = x'' WHERE kind = 'message'",
+            "UPDATE overlay SET body = x'7b7d' WHERE kind = 'message'",
         )
         .await;
         let e = c.queries.conversations().await.expect_err("a corrupt row");
