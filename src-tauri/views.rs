@@ -172,14 +172,7 @@ async fn operator(
             // would walk the whole history's `at` index for one day's bookings.
             query.order = BookingOrder::ByTime;
         }
-        OperatorFilter::Open => {
-            query.statuses = Some(
-                BookingStatus::ALL
-                    .into_iter()
-                    .filter(|s| !matches!(s, BookingStatus::Completed | BookingStatus::Cancelled))
-                    .collect(),
-            );
-        }
+        OperatorFilter::Open => query.open_only = true,
     }
     let mut bookings = queries.bookings(&query).await?;
     let more = bookings.len() > limit as usize;

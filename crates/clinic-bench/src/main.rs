@@ -8,13 +8,16 @@
 //! - `sides`: each system as the benchmarks drive it: receivers and a writer.
 //! - `probe`: markers in changes and the clock that turns them into latencies.
 //! - `hist`: a lock-free latency histogram.
-//! - `benches`: propagation, fan-out (with memory per connection), catch-up, local cache.
+//! - `benches`: propagation, fan-out (with memory per connection), catch-up, local cache,
+//!   server writes.
+//! - `history`: the dashboards' reads on a cache holding years of a clinic's history.
 //! - `report`: the table on stdout and the results section of BENCHMARKS.md.
 //!
 //! Benchmarks print figures; nothing here fails on a time.
 
 mod benches;
 mod hist;
+mod history;
 mod probe;
 mod procs;
 mod report;
@@ -49,8 +52,8 @@ struct Args {
     /// Write the results section of this markdown file (between its result markers).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Run only these benchmarks (propagation, fan-out, catch-up, cache, writes); default:
-    /// all.
+    /// Run only these benchmarks (propagation, fan-out, catch-up, cache, writes, history);
+    /// default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Fan-out client counts to run instead of the size's own (for profiling one case).
@@ -79,6 +82,8 @@ pub(crate) struct Sizes {
     /// Concurrent writers of the write benchmark, and how long each setting is measured.
     pub(crate) writers: Vec<usize>,
     pub(crate) write_time: Duration,
+    /// Bookings in the generated histories of the read benchmark.
+    pub(crate) history: Vec<usize>,
 }
 
 impl Sizes {
@@ -95,6 +100,7 @@ impl Sizes {
             cache_reads: 500,
             writers: vec![1, 16],
             write_time: Duration::from_millis(500),
+            history: vec![1_000, 10_000],
         }
     }
 
@@ -111,6 +117,7 @@ impl Sizes {
             cache_reads: 2_000,
             writers: vec![1, 16],
             write_time: Duration::from_secs(5),
+            history: vec![1_000, 10_000, 150_000],
         }
     }
 }
@@ -228,6 +235,14 @@ async fn run(env: &Env, sizes: &Sizes, only: &[String]) -> anyhow::Result<report
                 .with_context(|| format!("writes, {writers} writers, {}", commit.name()))?;
             r.writes.push(w);
         }
+    }
+    for &bookings in sizes.history.iter().filter(|_| wanted("history")) {
+        eprintln!("history: dashboard reads with {bookings} bookings");
+        r.history.push(
+            history::history(bookings)
+                .await
+                .with_context(|| format!("history of {bookings} bookings"))?,
+        );
     }
     Ok(r)
 }

@@ -20,6 +20,7 @@ pub(crate) struct Results {
     pub(crate) catch_up: Vec<(Which, u64, Duration)>,
     pub(crate) cache: Option<CacheFigures>,
     pub(crate) writes: Vec<Writes>,
+    pub(crate) history: Vec<crate::history::Size>,
 }
 
 /// What tests/window_latency.rs measured in the real app.
@@ -313,6 +314,7 @@ impl Report {
         }
 
         self.writes_table(&mut o);
+        self.history_table(&mut o);
 
         let _ = writeln!(o, "\n### Goals\n");
         let _ = writeln!(o, "| goal | measured | |");
@@ -328,6 +330,47 @@ impl Report {
             .writes
             .iter()
             .find(|w| w.commit == commit && w.writers == writers)
+    }
+
+    /// Benchmark 8: each dashboard read at each history size, beside the statement before.
+    fn history_table(&self, o: &mut String) {
+        let sizes = &self.results.history;
+        let Some(first) = sizes.first() else { return };
+        let _ = writeln!(o, "\n### 8. Dashboard reads as history grows: p50 ms of each read a window makes after a change\n");
+        let mut head = String::from("| read |");
+        let mut rule = String::from("|---|");
+        for s in sizes {
+            let _ = write!(head, " {} bookings |", s.bookings);
+            rule.push_str("---:|");
+        }
+        let largest = sizes.last().map_or(0, |s| s.bookings);
+        let _ = write!(head, " before, {largest} bookings | ratio |");
+        rule.push_str("---:|---:|");
+        let _ = writeln!(o, "{head}\n{rule}");
+        for (i, read) in first.reads.iter().enumerate() {
+            let mut row = format!("| {} |", read.name);
+            for s in sizes {
+                let _ = write!(
+                    row,
+                    " {} |",
+                    s.reads.get(i).map_or("n/a".into(), |r| ms(r.ours.p50))
+                );
+            }
+            let last = sizes.last().and_then(|s| s.reads.get(i));
+            match last.and_then(|r| r.before.map(|b| (r.ours, b))) {
+                Some((ours, before)) => {
+                    let _ = write!(
+                        row,
+                        " {} | {} |",
+                        ms(before.p50),
+                        ratio(ours.p50.as_secs_f64(), before.p50.as_secs_f64())
+                    );
+                }
+                None => row.push_str(" (unchanged) | |"),
+            }
+            let _ = writeln!(o, "{row}");
+        }
+        let _ = writeln!(o, "\nA cache filled through the engine's write path with a generated clinic (bookings over three years and a week ahead, a slot per ten bookings, two messages per three bookings, 60 staff), read through the engine's queries; the peer is the statement each read had before (on the `visible` view), on the same cache in the same run. Below 1× is better.");
     }
 
     /// Benchmark 7: our server's writes, durable with group commit, beside the setting it

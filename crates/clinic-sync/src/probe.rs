@@ -5,18 +5,21 @@
 
 use std::path::Path;
 
-use clinic_protocol::{Record, RecordKind};
+use clinic_protocol::{Id, Record, RecordKind};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::cache::{Cache, Write};
 use crate::error::SyncError;
+use crate::queries::Queries;
 
 /// The cache's schema, in migration order, for a floor measured with another SQLite driver.
-pub const SCHEMA: [&str; 4] = [
+pub const SCHEMA: [&str; 5] = [
     include_str!("../migrations/0001_cache.sql"),
     include_str!("../migrations/0002_typed_cache.sql"),
     include_str!("../migrations/0003_outbox_tag.sql"),
     include_str!("../migrations/0004_booking_payment.sql"),
+    include_str!("../migrations/0005_query_indexes.sql"),
 ];
 
 /// A cache file opened directly.
@@ -48,5 +51,22 @@ impl CacheProbe {
     /// One record by its key, decoded, as the engine reads a server record.
     pub async fn read(&self, kind: RecordKind, id: Uuid) -> Result<Option<Record>, SyncError> {
         self.cache.server_record((kind, id)).await
+    }
+
+    /// The dashboards' reads on this cache, as the user `me`.
+    pub fn queries(&self, me: Id) -> Queries {
+        Queries::new(self.cache.pool().clone(), me)
+    }
+
+    /// Runs `sql` and decodes the record of every row that has a `body`, as a query does:
+    /// for measuring another statement of the same read on the same connection pool.
+    pub async fn read_rows(&self, sql: &str) -> Result<usize, SyncError> {
+        let rows = sqlx::query(sql).fetch_all(self.cache.pool()).await?;
+        for row in &rows {
+            if let Ok(body) = row.try_get::<&str, _>("body") {
+                let _: Record = serde_json::from_str(body)?;
+            }
+        }
+        Ok(rows.len())
     }
 }

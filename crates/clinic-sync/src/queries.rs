@@ -10,9 +10,7 @@
 //! wait for a sync step (SQLite's WAL lets them run while a batch is written).
 
 use chrono::NaiveDate;
-use clinic_protocol::{
-    Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Slot, Staff,
-};
+use clinic_protocol::{Booking, BookingStatus, Id, Message, Record, RecordKind, Slot, Staff};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::error::SyncError;
@@ -78,6 +76,9 @@ pub struct BookingQuery {
     /// Only bookings waiting for someone to act: requested or declined, or completed and
     /// not paid yet (the operator's "Needs attention").
     pub needs_attention: bool,
+    /// Only bookings still under way: neither completed nor cancelled (the operator's
+    /// "Open").
+    pub open_only: bool,
     pub order: BookingOrder,
     /// At most this many.
     pub limit: Option<u32>,
@@ -407,6 +408,12 @@ impl Queries {
     }
 }
 
+/// Bookings waiting for someone to act, as `records_attention` (migration 0005) says it.
+const NEEDS_ATTENTION: &str =
+    "(status IN ('requested', 'declined') OR (status = 'completed' AND payment = 'unpaid'))";
+/// Bookings under way, as `records_open` (migration 0005) says it.
+const OPEN: &str = "status NOT IN ('completed', 'cancelled')";
+
 /// A server record (alias `r`) that no pending change covers.
 const NOT_COVERED: &str =
     "NOT EXISTS (SELECT 1 FROM overlay o WHERE o.kind = r.kind AND o.id = r.id)";
@@ -470,16 +477,16 @@ fn booking_filter<'a>(sql: &mut QueryBuilder<'a, Sqlite>, q: &BookingQuery) {
     if q.assigned_only {
         sql.push(" AND therapist_id IS NOT NULL");
     }
+    // These two are spelt as the partial indexes of migration 0005 are, literally: SQLite
+    // uses a partial index only for a query whose WHERE visibly implies the index's, which
+    // a bound parameter never does. Each index holds only the bookings that need
+    // attention (or are open), in `at` order: a page of them is read in order and stops,
+    // where the `at` index would be walked through the whole history to find a few.
     if q.needs_attention {
-        sql.push(" AND (status IN (")
-            .push_bind(BookingStatus::Requested.as_str())
-            .push(", ")
-            .push_bind(BookingStatus::Declined.as_str())
-            .push(") OR (status = ")
-            .push_bind(BookingStatus::Completed.as_str())
-            .push(" AND payment = ")
-            .push_bind(PaymentStatus::Unpaid.as_str())
-            .push("))");
+        sql.push(" AND ").push(NEEDS_ATTENTION);
+    }
+    if q.open_only {
+        sql.push(" AND ").push(OPEN);
     }
 }
 

@@ -211,6 +211,17 @@ async fn booking_queries_filter_and_order_on_the_typed_columns() {
         ["client 2/9", "client 3/10", "client 4/8"],
         "requested, declined, or completed and unpaid"
     );
+    assert_eq!(
+        names(
+            &query(BookingQuery {
+                open_only: true,
+                ..BookingQuery::default()
+            })
+            .await
+        ),
+        ["client 2/9", "client 4/8", "client 5/11"],
+        "neither completed nor cancelled, pending ones included"
+    );
 
     // The thin wrappers say the same as the general query.
     assert_eq!(
@@ -335,6 +346,24 @@ async fn every_dashboard_read_follows_its_index_and_stops_at_its_page() {
             },
         ),
         (
+            "records_attention",
+            BookingQuery {
+                needs_attention: true,
+                order: BookingOrder::NewestFirst,
+                limit: page,
+                ..BookingQuery::default()
+            },
+        ),
+        (
+            "records_open",
+            BookingQuery {
+                open_only: true,
+                order: BookingOrder::NewestFirst,
+                limit: page,
+                ..BookingQuery::default()
+            },
+        ),
+        (
             "records_day",
             BookingQuery {
                 from: Some(today),
@@ -398,4 +427,29 @@ async fn every_dashboard_read_follows_its_index_and_stops_at_its_page() {
             "{index}: {plan}"
         );
     }
+}
+
+/// The conditions spelt literally for the partial indexes name the statuses as the
+/// protocol does.
+#[test]
+fn the_literal_conditions_name_the_protocol_statuses() {
+    use BookingStatus as S;
+    assert_eq!(
+        NEEDS_ATTENTION,
+        format!(
+            "(status IN ('{}', '{}') OR (status = '{}' AND payment = '{}'))",
+            S::Requested.as_str(),
+            S::Declined.as_str(),
+            S::Completed.as_str(),
+            PaymentStatus::Unpaid.as_str()
+        )
+    );
+    assert_eq!(
+        OPEN,
+        format!(
+            "status NOT IN ('{}', '{}')",
+            S::Completed.as_str(),
+            S::Cancelled.as_str()
+        )
+    );
 }
