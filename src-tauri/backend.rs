@@ -108,7 +108,7 @@ impl Backend {
     /// default set tiled side by side. The login window closes only after they are open, so
     /// the app never has zero windows (which would quit it).
     async fn install(&self, app: &AppHandle, session: Session) -> anyhow::Result<Vec<Role>> {
-        let roles = session.user.roles.clone();
+        let roles = session.user().roles;
         *self.session.write().await = Some(session);
         let restored: Vec<_> = self
             .layout
@@ -148,9 +148,42 @@ impl Backend {
         }
     }
 
+    /// Signs the current session's user in again after the server ended the session (it
+    /// expired or was revoked, or the account was disabled and is enabled again), without
+    /// closing a window: the engine syncs on from its cache with a new token, and what was
+    /// queued meanwhile goes out, once. With `new_password`, `password` is a one-time
+    /// password (an administrator reset it) that is replaced first.
+    pub async fn sign_in_again(
+        &self,
+        password: &str,
+        new_password: Option<&str>,
+    ) -> Result<(), UiError> {
+        let engine = self
+            .session
+            .read()
+            .await
+            .as_ref()
+            .ok_or_else(UiError::not_signed_in)?
+            .engine
+            .clone();
+        let renewed = engine.sign_in_again(password, new_password).await?;
+        let unused = match self.session.write().await.as_mut() {
+            Some(session) => {
+                session.engine = renewed;
+                None
+            }
+            // Signed out meanwhile: the new engine has nothing to sync for.
+            None => Some(renewed),
+        };
+        if let Some(engine) = unused {
+            engine.shutdown().await;
+        }
+        Ok(())
+    }
+
     pub async fn open_dashboard(&self, app: &AppHandle, kind: WindowKind) -> Result<(), UiError> {
         let session = self.session.read().await;
-        let user = &session.as_ref().ok_or_else(UiError::not_signed_in)?.user;
+        let user = session.as_ref().ok_or_else(UiError::not_signed_in)?.user();
         if kind == WindowKind::Login || !kind.allowed_for(&user.roles) {
             return Err(UiError::forbidden_window(kind.as_str()));
         }
@@ -170,7 +203,7 @@ impl Backend {
         let session = self.session.read().await;
         let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
         let kind = request.kind();
-        if windows::kind_of(label) != Some(kind) || !kind.allowed_for(&session.user.roles) {
+        if windows::kind_of(label) != Some(kind) || !kind.allowed_for(&session.user().roles) {
             return Err(UiError::forbidden_window(kind.as_str()));
         }
         session.load(label, request, base, updates).await
@@ -178,7 +211,17 @@ impl Backend {
 
     pub async fn session_dto(&self, label: &str) -> SessionDto {
         let session = self.session.read().await;
-        let user = session.as_ref().map(|s| s.user.clone());
+        let user = session.as_ref().map(Session::user);
+        // Only a dashboard the roles allow takes the notice held for the one that opens (a
+        // window about to close for the change asks too).
+        let notice = session
+            .as_ref()
+            .zip(user.as_ref())
+            .filter(|(_, u)| {
+                windows::kind_of(label)
+                    .is_some_and(|k| k != WindowKind::Login && k.allowed_for(&u.roles))
+            })
+            .and_then(|(s, _)| s.take_notice());
         let server = session
             .as_ref()
             .map_or_else(|| self.settings.server(), |s| s.server.clone());
@@ -210,6 +253,8 @@ impl Backend {
             dashboards,
             measure: self.settings.args.measure,
             words: Words::new(),
+            min_password_chars: clinic_protocol::wire::MIN_PASSWORD_CHARS,
+            notice,
         }
     }
 }

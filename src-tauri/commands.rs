@@ -51,6 +51,19 @@ pub async fn login(
     Ok(backend.session_dto(window.label()).await)
 }
 
+/// Signs the same user in again after the session ended, keeping every window open; see
+/// [`Backend::sign_in_again`].
+#[tauri::command]
+pub async fn sign_in_again(
+    backend: State<'_, Backend>,
+    password: String,
+    new_password: Option<String>,
+) -> Result<(), UiError> {
+    backend
+        .sign_in_again(&password, new_password.as_deref())
+        .await
+}
+
 #[tauri::command]
 pub async fn logout(app: AppHandle, backend: State<'_, Backend>) -> Result<(), UiError> {
     menu::enable_for(&app, &[]);
@@ -71,6 +84,30 @@ pub async fn load(
 ) -> Result<Response, UiError> {
     let json = backend.load(window.label(), &view, base, updates).await?;
     Ok(Response::new(InvokeResponseBody::Json(json.to_string())))
+}
+
+/// The refusals this window has to tell that the user has not seen yet (after a restart,
+/// say): see [`crate::session::Session::rejections`].
+#[tauri::command]
+pub async fn rejections(
+    app: AppHandle,
+    window: WebviewWindow,
+    backend: State<'_, Backend>,
+) -> Result<Vec<crate::ipc::RejectionPayload>, UiError> {
+    let session = backend.session.read().await;
+    let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
+    session.rejections(&app, window.label()).await
+}
+
+/// The user saw a refusal (dismissed it, or reopened its form): it is not told again.
+#[tauri::command]
+pub async fn seen_rejection(
+    backend: State<'_, Backend>,
+    mutation_id: uuid::Uuid,
+) -> Result<(), UiError> {
+    let session = backend.session.read().await;
+    let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
+    session.seen_rejection(mutation_id).await
 }
 
 #[tauri::command]

@@ -5,9 +5,11 @@
 //! Records travel as the protocol defines them (snake_case wire fields); everything the app
 //! adds around them is camelCase, as JavaScript reads it.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use clinic_protocol::free::{FreeBusy, FreeQuery};
 use clinic_protocol::{
-    Booking, BookingAction, BookingStatus, ErrorCode, Id, Message, RecordKind, Role, Slot, Staff,
+    Booking, BookingAction, BookingStatus, ErrorCode, Id, Message, Mutation, PaymentMethod,
+    RecordKind, Role, Slot, Staff,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,6 +35,12 @@ pub struct SessionDto {
     /// Whether pages keep latency probes (the app was started with `--measure`).
     pub measure: bool,
     pub words: Words,
+    /// The fewest characters the server takes in a new password (the change-password
+    /// dialog says so and checks it before asking).
+    pub min_password_chars: usize,
+    /// Something this window must say as it opens, once: why windows were closed when the
+    /// user's roles changed and none of theirs was left open to say it.
+    pub notice: Option<NoticePayload>,
 }
 
 /// A window kind as the UI shows it.
@@ -71,9 +79,10 @@ impl Words {
 impl Serialize for Words {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut words = serializer.serialize_struct("Words", 2)?;
+        let mut words = serializer.serialize_struct("Words", 3)?;
         words.serialize_field("statuses", &Ordered(Statuses))?;
         words.serialize_field("actions", &Ordered(Actions))?;
+        words.serialize_field("paymentMethods", &Ordered(PaymentMethods))?;
         words.end()
     }
 }
@@ -82,6 +91,17 @@ impl Serialize for Words {
 struct Ordered<T>(T);
 struct Statuses;
 struct Actions;
+struct PaymentMethods;
+
+impl Serialize for Ordered<PaymentMethods> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            PaymentMethod::ALL
+                .into_iter()
+                .map(|m| (m.as_str(), m.label())),
+        )
+    }
+}
 
 impl Serialize for Ordered<Statuses> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -120,16 +140,22 @@ pub enum ViewRequest {
         #[serde(default)]
         filter: OperatorFilter,
         limit: Option<u32>,
+        /// The time a booking form is working on: the view then says who is free then.
+        free: Option<FreeQuery>,
     },
     Therapist,
     Driver,
     Scheduling {
         /// Any day of the week to show; this week when absent.
         week: Option<NaiveDate>,
+        /// As for the operator's: who is free at the time a booking form is working on.
+        free: Option<FreeQuery>,
     },
     Messages {
         peer: Option<Id>,
     },
+    /// Staff accounts (administrators).
+    Admin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -166,6 +192,54 @@ pub enum ViewBody {
     Own(OwnView),
     Scheduling(SchedulingView),
     Messages(MessagesView),
+    Admin(AdminView),
+}
+
+/// Every staff account, as the Staff dashboard lists it, with the roles an account can
+/// have (in the protocol's order) and their words.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminView {
+    /// By name; disabled accounts too.
+    pub staff: Vec<StaffRow>,
+    pub roles: Vec<RoleDto>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaffRow {
+    pub record: Staff,
+    /// `active`, `disabled`, or `must_change_password` (a one-time password not replaced
+    /// yet), and how the dashboard says it.
+    pub state: &'static str,
+    pub state_label: &'static str,
+    /// The signed-in administrator's own account.
+    pub me: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleDto {
+    pub value: Role,
+    pub label: &'static str,
+}
+
+/// A staff account to make (`create_staff`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewStaffArgs {
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+}
+
+/// What the Staff dashboard's actions answer: the account as the server has it now, and a
+/// one-time password when one was just made (creating an account, resetting a password),
+/// to be shown once.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaffAnswer {
+    pub staff: Staff,
+    pub one_time_password: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +253,50 @@ pub struct OperatorView {
     pub therapists: Vec<Person>,
     pub drivers: Vec<Person>,
     pub may_create: bool,
+    /// Who is free at the time of the request's `free` query (see [`clinic_protocol::free`]).
+    pub free: Option<FreeBusy>,
+    /// The payments verified today (the clinic's date), pending ones included.
+    pub paid_today: PaidTodayDto,
+    /// Every enabled driver: on duty or not, and where their run of today is.
+    pub driver_board: Vec<DriverRow>,
+}
+
+/// Today's takings: how many payments were verified and their sum.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaidTodayDto {
+    pub count: u64,
+    pub amount_cents: i64,
+    /// The sum as the clinic reads it ("1,234.50": [`clinic_protocol::rules::money`]).
+    pub amount: String,
+}
+
+/// A driver on the operator's Drivers panel.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverRow {
+    pub id: Id,
+    pub name: String,
+    pub on_duty: bool,
+    /// The booking of today they are on: the run under way (pickup confirmed, en route,
+    /// arrived), else the next one waiting for them; `None` when nothing is left today.
+    pub current: Option<DriverRun>,
+    /// Their runs of today not cancelled, and how many of them are done (arrived or
+    /// further along).
+    pub runs_today: u32,
+    pub done_today: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverRun {
+    pub booking_id: Id,
+    pub client_name: String,
+    pub address: String,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub status: BookingStatus,
+    pub pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -201,6 +319,9 @@ pub struct OwnView {
     /// The user's own availability from today on (therapists only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<Vec<SlotRow>>,
+    /// Whether the user is on duty (drivers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_duty: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,10 +331,16 @@ pub struct SchedulingView {
     pub week: NaiveDate,
     pub days: Vec<NaiveDate>,
     pub lanes: Vec<Lane>,
+    /// The week's bookings with no therapist yet (the web intake's, say), by time: the
+    /// grid's first lane, where a scheduler assigns them.
+    pub unassigned: Vec<BookingRow>,
     /// The user may add availability for someone (the lanes say for whom).
     pub may_manage: bool,
     pub therapists: Vec<Person>,
+    pub drivers: Vec<Person>,
     pub may_create: bool,
+    /// Who is free at the time of the request's `free` query.
+    pub free: Option<FreeBusy>,
 }
 
 /// One person's row in the week grid.
@@ -270,6 +397,36 @@ pub struct BookingRow {
     pub editable: bool,
     pub therapist_name: Option<String>,
     pub driver_name: Option<String>,
+    /// The verified payment in words, for everyone who sees the booking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid: Option<PaidDto>,
+    /// Why and by whom it was cancelled, for everyone who sees the booking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<CancelledDto>,
+}
+
+/// A booking's verified payment as a row shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaidDto {
+    /// "120.50"
+    pub amount: String,
+    /// "Card"
+    pub method: &'static str,
+    pub reference: String,
+    /// Who verified it (their name).
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A booking's cancellation as a row shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledDto {
+    pub reason: String,
+    /// Who cancelled it (their name).
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -328,6 +485,43 @@ pub struct StatusPayload {
     pub session_expired: bool,
     /// An administrator disabled the account: nothing syncs, unsent changes are kept.
     pub account_disabled: bool,
+    /// The server's address, and what it says it is (`clinic-server/0.1.0`) since the
+    /// feed last connected.
+    pub server: String,
+    pub server_version: Option<String>,
+    /// The first changes waiting to go, oldest first: at most `clinic_sync::OUTBOX_SHOWN`
+    /// of `pending`.
+    pub outbox: Vec<PendingDto>,
+    pub notifications: NotificationsDto,
+}
+
+/// A change waiting in the outbox, as the sync panel lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingDto {
+    pub mutation_id: Uuid,
+    /// The change in words: "Accept a booking", "Message to Ana: Running late".
+    pub what: String,
+    pub queued_at: DateTime<Utc>,
+    /// The window it was made in: its title ("My appointments") and its label.
+    pub window: Option<String>,
+    pub window_label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationState {
+    Working,
+    Unavailable,
+    /// Not known yet (the notification service has not answered).
+    Unknown,
+}
+
+/// Whether desktop notifications work, with a sentence saying so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationsDto {
+    pub state: NotificationState,
+    pub words: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -341,6 +535,42 @@ pub struct RejectionPayload {
     pub message: String,
     /// Where the record stands now, in a sentence ("Booking for Ana is now confirmed.").
     pub detail: Option<String>,
+    /// The refused change, with every value the user typed: reopening its form fills it in.
+    pub mutation: Mutation,
+    /// The form that edits such a change, when one does (see [`Reopen`]); the window
+    /// offers "Reopen" with it filled in.
+    pub reopen: Option<Reopen>,
+}
+
+/// The form a refused change is reopened in, filled with its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reopen {
+    NewBooking,
+    Assign,
+    Reschedule,
+    NewSlot,
+    EditSlot,
+    /// The cancel dialog, with the reason typed.
+    CancelBooking,
+    /// The payment dialog, with the amount, method and reference typed.
+    VerifyPayment,
+}
+
+impl Reopen {
+    /// The form for `mutation`, if it was made in one (a life-cycle step is a click).
+    pub fn of(mutation: &Mutation) -> Option<Reopen> {
+        match mutation {
+            Mutation::CreateBooking { .. } => Some(Reopen::NewBooking),
+            Mutation::AssignBooking { .. } => Some(Reopen::Assign),
+            Mutation::RescheduleBooking { .. } => Some(Reopen::Reschedule),
+            Mutation::CreateSlot { .. } => Some(Reopen::NewSlot),
+            Mutation::UpdateSlot { .. } => Some(Reopen::EditSlot),
+            Mutation::CancelBooking { .. } => Some(Reopen::CancelBooking),
+            Mutation::VerifyPayment { .. } => Some(Reopen::VerifyPayment),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -349,6 +579,9 @@ pub struct NoticePayload {
     pub body: String,
     /// The dashboard kind the news belongs to.
     pub kind: String,
+    /// The one window that shows it (its label), or every window when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 #[cfg(test)]
@@ -373,12 +606,35 @@ mod tests {
             r,
             super::ViewRequest::Operator {
                 filter: super::OperatorFilter::Today,
-                limit: None
+                limit: None,
+                free: None,
             }
         );
         let r: super::ViewRequest = serde_json::from_str(r#"{"dashboard":"therapist"}"#).unwrap();
         assert_eq!(r, super::ViewRequest::Therapist);
-        assert!(serde_json::from_str::<super::ViewRequest>(r#"{"dashboard":"admin"}"#).is_err());
+        // A booking form's time rides on its dashboard's view.
+        let r: super::ViewRequest = serde_json::from_str(
+            r#"{"dashboard":"scheduling","free":{"date":"2026-12-01","start":"10:00:00","end":"11:00:00","booking":null}}"#,
+        )
+        .unwrap();
+        let super::ViewRequest::Scheduling {
+            week: None,
+            free: Some(free),
+        } = r
+        else {
+            panic!("{r:?}");
+        };
+        assert_eq!(
+            free.start,
+            chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap()
+        );
+        assert!(serde_json::from_str::<super::ViewRequest>(
+            r#"{"dashboard":"operator","free":{"date":"2026-12-01","start":"10:00:00","end":"11:00:00","x":1}}"#
+        )
+        .is_err());
+        let r: super::ViewRequest = serde_json::from_str(r#"{"dashboard":"admin"}"#).unwrap();
+        assert_eq!(r, super::ViewRequest::Admin);
+        assert!(serde_json::from_str::<super::ViewRequest>(r#"{"dashboard":"staff"}"#).is_err());
     }
 
     #[test]
@@ -395,5 +651,17 @@ mod tests {
         let text = serde_json::to_string(&super::Words::new()).unwrap();
         let at = |s: &str| text.find(&format!("\"{s}\":{{")).unwrap();
         assert!(at("requested") < at("confirmed") && at("completed") < at("cancelled"));
+        // The payment methods too, in the protocol's order (the dialog's picker follows it).
+        let methods: Vec<(&String, &serde_json::Value)> = words["paymentMethods"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(methods.len(), clinic_protocol::PaymentMethod::ALL.len());
+        assert_eq!(words["paymentMethods"]["insurance"], "Insurance");
+        let method_at = |s: &str| text.find(&format!("\"{s}\":\"")).unwrap();
+        assert!(
+            method_at("cash") < method_at("card") && method_at("insurance") < method_at("other")
+        );
     }
 }

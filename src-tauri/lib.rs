@@ -3,10 +3,12 @@
 //!
 //! - [`ipc`]: the boundary: every command's arguments and answers, every event name and
 //!   payload (mirrored by `ui/js/ipc.js`).
-//! - [`commands`]: the Tauri commands windows call; [`error`]: the error they return.
+//! - [`commands`]: the Tauri commands windows call; [`admin`]: those of accounts (the Staff
+//!   dashboard's, and changing one's own password); [`error`]: the error they return.
 //! - [`backend`]: the app's state (settings, session, layout, demo server) and start-up.
 //! - [`session`]: the signed-in session around the ONE sync engine, and the tasks that
-//!   forward its changes, status and rejections to every window.
+//!   forward its changes, status and rejections to every window; [`status`]: the sync
+//!   status every window shows (the dot and the sync panel), in one payload.
 //! - [`views`]: what each dashboard shows, read from the cache in SQL, each booking with
 //!   the actions the shared rules allow; [`watch`]: each window's view read once for all
 //!   who show it and kept current by pushing what changed ([`patch`]) with each batch.
@@ -16,6 +18,7 @@
 //! - [`config`]: command line, environment and config file; [`demo`]: the embedded demo server.
 //! - [`logs`]: the log, on stderr and in a rotated file in the platform's log folder.
 
+pub mod admin;
 pub mod backend;
 pub mod commands;
 pub mod config;
@@ -29,12 +32,13 @@ pub mod news;
 pub mod notify;
 pub mod patch;
 pub mod session;
+pub mod status;
 pub mod views;
 pub mod watch;
 pub mod windows;
 
 use clap::Parser;
-use tauri::{Manager, RunEvent, WindowEvent};
+use tauri::{Listener, Manager, RunEvent, WindowEvent};
 
 use backend::Backend;
 use windows::{Placement, WindowKind};
@@ -77,7 +81,14 @@ pub fn run() {
             commands::logout,
             commands::load,
             commands::submit,
+            commands::rejections,
+            commands::seen_rejection,
             commands::open_window,
+            commands::sign_in_again,
+            admin::change_password,
+            admin::create_staff,
+            admin::change_staff,
+            admin::reset_password,
         ])
         .setup(move |app| {
             let settings = config::Settings::new(
@@ -87,6 +98,17 @@ pub fn run() {
             );
             tracing::info!("data in {}", settings.data_dir.display());
             app.manage(Backend::new(settings));
+            // The menu follows the user's roles when an administrator changes them.
+            let menu_app = app.handle().clone();
+            app.listen_any(
+                ipc::ROLES_CHANGED,
+                move |event| match serde_json::from_str::<Vec<clinic_protocol::Role>>(
+                    event.payload(),
+                ) {
+                    Ok(roles) => menu::enable_for(&menu_app, &roles),
+                    Err(e) => tracing::warn!("roles changed, but not readably: {e}"),
+                },
+            );
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let backend = handle.state::<Backend>();

@@ -20,6 +20,8 @@ pub enum News {
     AssignedToMe(Booking),
     Cancelled(Booking),
     Rescheduled(Booking),
+    /// Operators: a therapist declined a booking, which waits for someone to reassign it.
+    Declined(Booking),
     Message(Message),
 }
 
@@ -27,7 +29,7 @@ impl News {
     /// The dashboard a click on the notification should open or focus.
     pub fn dashboard(&self, me: &Staff) -> WindowKind {
         match self {
-            News::NewBooking(_) => WindowKind::Operator,
+            News::NewBooking(_) | News::Declined(_) => WindowKind::Operator,
             News::Message(_) => WindowKind::Messages,
             News::AssignedToMe(b) | News::Cancelled(b) | News::Rescheduled(b) => {
                 if b.therapist_id == Some(me.id) && me.has(Role::Therapist) {
@@ -135,6 +137,13 @@ impl Newsroom {
                     Some(p) if mine && (p.date, p.start, p.end) != (b.date, b.start, b.end) => {
                         Some(News::Rescheduled(b.clone()))
                     }
+                    Some(p)
+                        if operator
+                            && b.status == BookingStatus::Declined
+                            && p.status != BookingStatus::Declined =>
+                    {
+                        Some(News::Declined(b.clone()))
+                    }
                     _ => None,
                 }
             }
@@ -178,7 +187,28 @@ impl Newsroom {
             ),
             News::Cancelled(b) => (
                 "Booking cancelled".to_owned(),
-                format!("{}: {}, {}", b.client_name, b.service, when(b)),
+                match &b.cancellation {
+                    // The reason goes to everyone the booking concerns.
+                    Some(c) => format!(
+                        "{}: {}, {}. {} gave the reason: {}",
+                        b.client_name,
+                        b.service,
+                        when(b),
+                        self.name(Some(c.by)),
+                        c.reason
+                    ),
+                    None => format!("{}: {}, {}", b.client_name, b.service, when(b)),
+                },
+            ),
+            News::Declined(b) => (
+                "Booking declined".to_owned(),
+                format!(
+                    "{} declined {}: {}, {}. Assign another therapist.",
+                    self.name(b.therapist_id),
+                    b.client_name,
+                    b.service,
+                    when(b)
+                ),
             ),
             News::Rescheduled(b) => (
                 "Booking rescheduled".to_owned(),
@@ -220,6 +250,11 @@ impl Newsroom {
                 "bookings cancelled",
             ),
             (
+                count(|n| matches!(n, News::Declined(_))),
+                "booking declined",
+                "bookings declined",
+            ),
+            (
                 count(|n| matches!(n, News::Message(_))),
                 "new message",
                 "new messages",
@@ -253,6 +288,7 @@ mod tests {
             version: 1,
             disabled: false,
             must_change_password: false,
+            on_duty: false,
         }
     }
 
@@ -275,6 +311,8 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             version: 1,
+            payment_detail: None,
+            cancellation: None,
         }
     }
 
@@ -319,6 +357,68 @@ mod tests {
         b.status = BookingStatus::Cancelled;
         room.observe(&Record::Booking(b), Some(op.id));
         assert_eq!(room.flush()[0].summary, "Booking cancelled");
+    }
+
+    #[test]
+    fn operators_hear_when_a_therapist_declines_and_everyone_hears_why_a_booking_was_cancelled() {
+        let elena = staff("Dr. Elena Reyes", &[Role::Therapist]);
+        let olivia = staff("Olivia Grant", &[Role::Operator]);
+        let dan = staff("Dan Cole", &[Role::Driver]);
+        let staff_records = [&elena, &olivia, &dan].map(|s| Record::Staff(s.clone()));
+        let mut b = booking(Some(elena.id));
+        b.driver_id = Some(dan.id);
+        let known: Vec<Record> = staff_records
+            .iter()
+            .cloned()
+            .chain([Record::Booking(b.clone())])
+            .collect();
+        let mut operator = Newsroom::new(olivia.clone(), &known);
+        let mut therapist = Newsroom::new(elena.clone(), &known);
+        let mut driver = Newsroom::new(dan, &known);
+
+        b.status = BookingStatus::Declined;
+        b.version = 2;
+        for room in [&mut operator, &mut therapist, &mut driver] {
+            room.observe(&Record::Booking(b.clone()), Some(elena.id));
+        }
+        let n = operator.flush();
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].summary, "Booking declined");
+        assert_eq!(
+            n[0].body,
+            "Dr. Elena Reyes declined Ana Lopez: Massage, Sun 22 Nov 14:30–15:30. Assign another \
+             therapist."
+        );
+        assert_eq!(n[0].open, WindowKind::Operator);
+        assert!(therapist.flush().is_empty(), "not news to who declined");
+        assert!(
+            driver.flush().is_empty(),
+            "the driver is not the one to act"
+        );
+        // Seen again (a replay of the same state): not news twice.
+        operator.observe(&Record::Booking(b.clone()), Some(elena.id));
+        assert!(operator.flush().is_empty());
+
+        b.status = BookingStatus::Cancelled;
+        b.version = 3;
+        b.cancellation = Some(clinic_protocol::Cancellation {
+            reason: "The client is ill.".into(),
+            by: olivia.id,
+            at: Utc::now(),
+        });
+        driver.observe(&Record::Booking(b.clone()), Some(olivia.id));
+        let n = driver.flush();
+        assert_eq!(n[0].summary, "Booking cancelled");
+        assert!(
+            n[0].body
+                .ends_with("Olivia Grant gave the reason: The client is ill."),
+            "{}",
+            n[0].body
+        );
+        assert_eq!(n[0].open, WindowKind::Driver);
+        // The operator who cancelled hears nothing of it.
+        operator.observe(&Record::Booking(b), Some(olivia.id));
+        assert!(operator.flush().is_empty());
     }
 
     #[test]

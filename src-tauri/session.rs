@@ -6,24 +6,30 @@
 
 use std::sync::Arc;
 
-use clinic_protocol::{Mutation, Record, Staff};
-use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin, Status};
+use clinic_protocol::{Mutation, Record, Role, Staff};
+use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, Origin};
 use tauri::ipc::{Channel, InvokeResponseBody};
-use tauri::{AppHandle, Emitter};
+use tauri::{AppHandle, Emitter, Manager};
 use uuid::Uuid;
 
 use crate::error::UiError;
-use crate::ipc::{self, ChangesPayload, RejectionPayload, StatusPayload, SyncState, ViewRequest};
+use crate::ipc::{self, ChangesPayload, NoticePayload, RejectionPayload, ViewRequest};
 use crate::news::Newsroom;
 use crate::notify;
+use crate::views::role_label;
 use crate::watch::Watch;
-use crate::windows;
+use crate::windows::{self, WindowKind};
+
+/// A notice kept for the next window that opens (see [`Session::take_notice`]).
+type HeldNotice = Arc<std::sync::Mutex<Option<NoticePayload>>>;
 
 /// A signed-in session. Dropping it stops its forwarding tasks.
 pub struct Session {
     pub engine: Engine,
-    pub user: Staff,
     pub server: String,
+    /// Why windows closed when none was left to say it: for the window opened in their
+    /// place.
+    held: HeldNotice,
     /// What each window shows, kept current: see [`Watch`].
     watch: Arc<Watch>,
     tasks: Vec<tauri::async_runtime::JoinHandle<()>>,
@@ -32,7 +38,7 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("user", &self.user.username)
+            .field("user", &self.user().username)
             .field("server", &self.server)
             .finish_non_exhaustive()
     }
@@ -83,23 +89,40 @@ impl Session {
     }
 
     fn start(app: &AppHandle, engine: Engine, server: &str) -> Session {
-        let user = engine.user();
+        // The sync panel says whether notifications work before the first one is due.
+        notify::probe();
         let watch = Arc::new(Watch::new(engine.clone()));
+        let held = HeldNotice::default();
         let tasks = vec![
             tauri::async_runtime::spawn(forward_changes(
                 app.clone(),
                 engine.clone(),
                 watch.clone(),
+                held.clone(),
             )),
-            tauri::async_runtime::spawn(forward_status(app.clone(), engine.status())),
+            tauri::async_runtime::spawn(crate::status::forward(app.clone(), engine.clone())),
         ];
         Session {
             engine,
-            user,
             server: server.to_owned(),
+            held,
             watch,
             tasks,
         }
+    }
+
+    /// The signed-in user as the server last said (roles change while signed in: an
+    /// administrator's change arrives as a new snapshot).
+    pub fn user(&self) -> Staff {
+        self.engine.user()
+    }
+
+    /// The notice held for the next window that opens, once.
+    pub fn take_notice(&self) -> Option<NoticePayload> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// What window `label` shows now (see [`views`]), whole or as a patch to read `base`;
@@ -119,6 +142,32 @@ impl Session {
         self.watch.forget(label).await;
     }
 
+    /// The refusals window `label` has to tell and the user has not seen yet: the ones of
+    /// changes made in it, and of changes made in a window that is gone if `label` is the
+    /// one to tell them instead ([`windows::teller`]). Refusals are kept in the cache until
+    /// seen ([`Session::seen_rejection`]): the event is sent once, when the server answers,
+    /// and a window that was not open then (the app restarted in between, or was starting)
+    /// asks for them when it loads. So what was typed in a refused change survives a restart.
+    pub async fn rejections(
+        &self,
+        app: &AppHandle,
+        label: &str,
+    ) -> Result<Vec<RejectionPayload>, UiError> {
+        Ok(self
+            .engine
+            .rejections()
+            .await?
+            .into_iter()
+            .map(|r| rejection_payload(app, r))
+            .filter(|r| r.origin.as_deref() == Some(label))
+            .collect())
+    }
+
+    /// The user saw refusal `mutation_id` (dismissed or reopened it): it is forgotten.
+    pub async fn seen_rejection(&self, mutation_id: Uuid) -> Result<(), UiError> {
+        Ok(self.engine.seen_rejection(mutation_id).await?)
+    }
+
     /// Queues a change made in window `origin`; it shows at once, marked pending. The
     /// window's label is kept with the change in the outbox, so that a refusal, even one
     /// that comes after a restart, is told in that window.
@@ -136,9 +185,10 @@ impl Session {
 /// the time the previous batch went out travels together, so a catch-up of thousands of
 /// changes is a handful of messages, not thousands. Each window gets, with the batch, what
 /// changed in its view if the batch touches a kind of record it reads (see [`Watch`]).
-async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>) {
+async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>, held: HeldNotice) {
     let mut events = engine.subscribe();
     let mut newsroom = newsroom_from_cache(&engine).await;
+    let mut roles = engine.user().roles;
     while let Some(first) = events.recv().await {
         let mut batch = vec![first];
         while let Some(more) = events.try_recv() {
@@ -181,20 +231,18 @@ async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>) {
                     }
                 }
                 CacheEvent::Rejected(rejection) => {
-                    let payload = RejectionPayload {
-                        origin: rejection
-                            .tag
-                            .as_deref()
-                            .and_then(|t| windows::teller(&app, t)),
-                        mutation_id: rejection.mutation_id,
-                        code: rejection.code,
-                        message: rejection.message,
-                        detail: rejection.current.as_ref().and_then(detail),
-                    };
-                    emit(&app, ipc::REJECTION, payload);
+                    emit(&app, ipc::REJECTION, rejection_payload(&app, rejection));
                 }
                 CacheEvent::Confirmed { .. } => {}
             }
+        }
+        // A change to the user's own roles comes as a snapshot (the server resyncs the
+        // feed first), which replaces the engine's user: the windows the new roles do not
+        // allow close before the batch reaches them.
+        let now = engine.user().roles;
+        if now != roles {
+            roles_changed(&app, &roles, &now, &held);
+            roles = now;
         }
         if changes.from <= changes.to {
             watch.push(&app, changes).await;
@@ -202,6 +250,97 @@ async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>) {
         for notice in newsroom.flush() {
             notify::show(&app, notice);
         }
+    }
+}
+
+/// The user's roles changed from `before` to `now`: the dashboards they no longer allow
+/// close, and a window that stays says why (or, if none stays, one of the new roles' opens
+/// and says it); the menu follows the new roles.
+fn roles_changed(app: &AppHandle, before: &[Role], now: &[Role], held: &HeldNotice) {
+    tracing::info!("the user's roles changed: {before:?} -> {now:?}");
+    emit(app, ipc::ROLES_CHANGED, now.to_vec());
+    let mut closing: Vec<(String, WindowKind)> = Vec::new();
+    let mut staying: Vec<String> = Vec::new();
+    for label in app.webview_windows().into_keys() {
+        match windows::kind_of(&label) {
+            None | Some(WindowKind::Login) => {}
+            Some(kind) if kind.allowed_for(now) => staying.push(label),
+            Some(kind) => closing.push((label, kind)),
+        }
+    }
+    if closing.is_empty() {
+        return;
+    }
+    let notice = role_notice(&closing, now);
+    staying.sort();
+    match staying.first() {
+        Some(label) => emit(
+            app,
+            ipc::NOTICE,
+            NoticePayload {
+                to: Some(label.clone()),
+                ..notice
+            },
+        ),
+        None => {
+            // Opened before the others close, so that the app never has no window (it
+            // would quit).
+            *held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(notice);
+            if let Some(kind) = windows::default_set(now).first() {
+                if let Err(e) = windows::open(app, *kind, None) {
+                    tracing::warn!("could not open the {kind} dashboard: {e}");
+                }
+            }
+        }
+    }
+    for (label, _) in closing {
+        if let Some(window) = app.get_webview_window(&label) {
+            if let Err(e) = window.close() {
+                tracing::warn!("could not close {label}: {e}");
+            }
+        }
+    }
+}
+
+/// "Your roles changed: the Operator window was closed." and the roles now.
+fn role_notice(closing: &[(String, WindowKind)], now: &[Role]) -> NoticePayload {
+    let mut kinds: Vec<WindowKind> = closing.iter().map(|(_, k)| *k).collect();
+    kinds.sort_by_key(|k| WindowKind::DASHBOARDS.iter().position(|d| d == k));
+    kinds.dedup();
+    let titles: Vec<&str> = kinds.iter().map(|k| k.title()).collect();
+    let closed = match titles.as_slice() {
+        [one] => format!("the {one} window was closed"),
+        [first @ .., last] => format!("the {} and {last} windows were closed", first.join(", ")),
+        [] => String::new(),
+    };
+    let roles: Vec<&str> = now.iter().map(|r| role_label(*r)).collect();
+    NoticePayload {
+        title: "Your roles changed".into(),
+        body: format!(
+            "Your roles changed: {closed}. You are now: {}.",
+            roles.join(", ")
+        ),
+        kind: "roles".into(),
+        to: None,
+    }
+}
+
+/// A refusal as the windows hear it: told in the window the change was made in, or another
+/// of its kind if that one is gone.
+fn rejection_payload(app: &AppHandle, rejection: clinic_sync::Rejected) -> RejectionPayload {
+    RejectionPayload {
+        origin: rejection
+            .tag
+            .as_deref()
+            .and_then(|t| windows::teller(app, t)),
+        mutation_id: rejection.mutation_id,
+        code: rejection.code,
+        message: rejection.message,
+        detail: rejection.current.as_ref().and_then(detail),
+        reopen: ipc::Reopen::of(&rejection.mutation),
+        mutation: rejection.mutation,
     }
 }
 
@@ -229,35 +368,40 @@ async fn newsroom_from_cache(engine: &Engine) -> Newsroom {
     Newsroom::new(engine.user(), known.iter())
 }
 
-async fn forward_status(app: AppHandle, mut status: tokio::sync::watch::Receiver<Status>) {
-    loop {
-        let payload = status_payload(&status.borrow_and_update());
-        emit(&app, ipc::STATUS, payload);
-        if status.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-pub(crate) fn status_payload(status: &Status) -> StatusPayload {
-    StatusPayload {
-        state: match status.state {
-            clinic_sync::SyncState::Online => SyncState::Online,
-            clinic_sync::SyncState::Syncing => SyncState::Syncing,
-            clinic_sync::SyncState::Offline => SyncState::Offline,
-        },
-        pending: status.pending,
-        oldest_pending_secs: status.oldest_pending.map(|d| d.as_secs()),
-        lag: status.lag,
-        last_sync_at: status.last_sync,
-        last_error: status.last_error.clone(),
-        session_expired: status.session_expired,
-        account_disabled: status.account_disabled,
-    }
-}
-
 fn emit<T: serde::Serialize + Clone>(app: &AppHandle, event: &str, payload: T) {
     if let Err(e) = app.emit(event, payload) {
         tracing::warn!("could not broadcast {event}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_notice_names_the_closed_windows_and_the_roles_now() {
+        let closing = |kinds: &[WindowKind]| -> Vec<(String, WindowKind)> {
+            kinds.iter().map(|k| (format!("{k}-1"), *k)).collect()
+        };
+        let one = role_notice(&closing(&[WindowKind::Operator]), &[Role::Therapist]);
+        assert_eq!(
+            one.body,
+            "Your roles changed: the Operator window was closed. You are now: Therapist."
+        );
+        let three = role_notice(
+            &closing(&[
+                WindowKind::Scheduling,
+                WindowKind::Operator,
+                WindowKind::Operator,
+                WindowKind::Admin,
+            ]),
+            &[Role::Driver, Role::Therapist],
+        );
+        assert_eq!(
+            three.body,
+            "Your roles changed: the Operator, Scheduling and Staff windows were closed. \
+             You are now: Driver, Therapist."
+        );
+        assert!(three.to.is_none());
     }
 }

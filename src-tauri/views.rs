@@ -7,14 +7,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Datelike, Duration, Local, NaiveDate};
+use clinic_protocol::free::{self, FreeBusy, FreeQuery};
 use clinic_protocol::{rules, Booking, BookingStatus, Id, RecordKind, Role, Slot, Staff};
 use clinic_sync::{BookingOrder, BookingQuery, Cached, Queries, SyncError};
 
 use crate::ipc::{
-    BookingRow, ConversationDto, CountsDto, Lane, MessageRow, MessagesView, OperatorFilter,
-    OperatorView, OwnView, Person, PersonRef, SchedulingView, SlotRow, StatusPayload, ViewBody,
-    ViewData, ViewRequest,
+    AdminView, BookingRow, CancelledDto, ConversationDto, CountsDto, DriverRow, DriverRun, Lane,
+    MessageRow, MessagesView, OperatorFilter, OperatorView, OwnView, PaidDto, PaidTodayDto, Person,
+    PersonRef, RoleDto, SchedulingView, SlotRow, StaffRow, StatusPayload, ViewBody, ViewData,
+    ViewRequest,
 };
 use crate::windows::WindowKind;
 
@@ -31,19 +33,24 @@ impl ViewRequest {
             ViewRequest::Driver => WindowKind::Driver,
             ViewRequest::Scheduling { .. } => WindowKind::Scheduling,
             ViewRequest::Messages { .. } => WindowKind::Messages,
+            ViewRequest::Admin => WindowKind::Admin,
         }
     }
 
     /// The record kinds the view reads.
     pub fn kinds(&self) -> Vec<RecordKind> {
         match self {
+            // An operator's form asking who is free reads availability too.
+            ViewRequest::Operator { free: Some(_), .. }
+            | ViewRequest::Therapist
+            | ViewRequest::Scheduling { .. } => {
+                vec![RecordKind::Booking, RecordKind::Slot, RecordKind::Staff]
+            }
             ViewRequest::Operator { .. } | ViewRequest::Driver => {
                 vec![RecordKind::Booking, RecordKind::Staff]
             }
-            ViewRequest::Therapist | ViewRequest::Scheduling { .. } => {
-                vec![RecordKind::Booking, RecordKind::Slot, RecordKind::Staff]
-            }
             ViewRequest::Messages { .. } => vec![RecordKind::Message, RecordKind::Staff],
+            ViewRequest::Admin => vec![RecordKind::Staff],
         }
     }
 }
@@ -66,19 +73,29 @@ pub async fn load(
             .iter()
             .map(|s| (s.id, s.display_name.clone()))
             .collect(),
+        staff: &staff,
     };
     let body = match request {
-        ViewRequest::Operator { filter, limit } => {
-            ViewBody::Operator(operator(queries, &ctx, &staff, *filter, *limit, today).await?)
+        ViewRequest::Operator {
+            filter,
+            limit,
+            free,
+        } => {
+            let mut view = operator(queries, &ctx, &staff, *filter, *limit, today).await?;
+            view.free = free_busy(queries, &staff, free.as_ref()).await?;
+            ViewBody::Operator(view)
         }
         ViewRequest::Therapist => ViewBody::Own(own(queries, &ctx, Role::Therapist, today).await?),
         ViewRequest::Driver => ViewBody::Own(own(queries, &ctx, Role::Driver, today).await?),
-        ViewRequest::Scheduling { week } => {
-            ViewBody::Scheduling(scheduling(queries, &ctx, &staff, week.unwrap_or(today)).await?)
+        ViewRequest::Scheduling { week, free } => {
+            let mut view = scheduling(queries, &ctx, &staff, week.unwrap_or(today)).await?;
+            view.free = free_busy(queries, &staff, free.as_ref()).await?;
+            ViewBody::Scheduling(view)
         }
         ViewRequest::Messages { peer } => {
             ViewBody::Messages(messages(queries, &ctx, &staff, *peer).await?)
         }
+        ViewRequest::Admin => ViewBody::Admin(admin(queries, user).await?),
     };
     Ok(ViewData {
         seq,
@@ -94,6 +111,7 @@ struct Ctx<'a> {
     user: &'a Staff,
     kind: WindowKind,
     names: HashMap<Id, String>,
+    staff: &'a [Staff],
 }
 
 impl Ctx<'_> {
@@ -111,10 +129,24 @@ impl Ctx<'_> {
             .into_iter()
             .filter(|a| self.kind.offers(*a))
             .collect();
+        let paid = b.record.payment_detail.as_ref().map(|p| PaidDto {
+            amount: rules::money(p.amount_cents),
+            method: p.method.label(),
+            reference: p.reference.clone(),
+            by: self.name(Some(p.verified_by)).unwrap_or_default(),
+            at: p.verified_at,
+        });
+        let cancelled = b.record.cancellation.as_ref().map(|c| CancelledDto {
+            reason: c.reason.clone(),
+            by: self.name(Some(c.by)).unwrap_or_default(),
+            at: c.at,
+        });
         BookingRow {
             editable: self.kind.offers_editing() && rules::may_edit_booking(self.user, &b.record),
             therapist_name: self.name(b.record.therapist_id),
             driver_name: self.name(b.record.driver_id),
+            paid,
+            cancelled,
             actions,
             pending: b.pending,
             record: b.record,
@@ -178,6 +210,16 @@ async fn operator(
     let more = bookings.len() > limit as usize;
     bookings.truncate(limit as usize);
     let counts = queries.counts(today).await?;
+    let recent = queries
+        .bookings(&BookingQuery {
+            from: Some(today - Duration::days(PAID_LOOKBACK_DAYS)),
+            to: Some(today),
+            order: BookingOrder::ByTime,
+            ..BookingQuery::default()
+        })
+        .await?;
+    let paid_today = paid_today(&recent, today);
+    let driver_board = driver_board(staff, &recent, today);
     Ok(OperatorView {
         counts: CountsDto {
             pending_requests: counts.pending_requests,
@@ -190,7 +232,110 @@ async fn operator(
         therapists: people(staff, Role::Therapist),
         drivers: people(staff, Role::Driver),
         may_create: rules::may_create_booking(ctx.user),
+        free: None,
+        paid_today,
+        driver_board,
     })
+}
+
+/// How many days back the bookings whose payments may count as today's go: a payment is
+/// verified after the visit, usually the same day, at the latest within the week. Bounded,
+/// so that the figure reads a few days of bookings (an index range), not the history.
+const PAID_LOOKBACK_DAYS: i64 = 7;
+
+/// The payments verified today (the clinic's local date) among `bookings`.
+fn paid_today(bookings: &[Cached<Booking>], today: NaiveDate) -> PaidTodayDto {
+    let (count, amount_cents) = bookings
+        .iter()
+        .filter_map(|b| b.record.payment_detail.as_ref())
+        .filter(|p| p.verified_at.with_timezone(&Local).date_naive() == today)
+        .fold((0u64, 0i64), |(n, sum), p| {
+            (n + 1, sum.saturating_add(p.amount_cents))
+        });
+    PaidTodayDto {
+        count,
+        amount_cents,
+        amount: rules::money(amount_cents),
+    }
+}
+
+/// Every enabled driver with where their run of today is (`bookings` include today's).
+fn driver_board(staff: &[Staff], bookings: &[Cached<Booking>], today: NaiveDate) -> Vec<DriverRow> {
+    use BookingStatus as S;
+    staff
+        .iter()
+        .filter(|s| s.has(Role::Driver) && !s.disabled)
+        .map(|d| {
+            let runs: Vec<&Cached<Booking>> = bookings
+                .iter()
+                .filter(|b| {
+                    b.record.date == today
+                        && b.record.driver_id == Some(d.id)
+                        && b.record.status != S::Cancelled
+                })
+                .collect();
+            let done = |s: S| matches!(s, S::Arrived | S::InSession | S::Completed);
+            // Under way first (the one they are driving), else the next still to drive.
+            let under_way = runs.iter().find(|b| {
+                matches!(
+                    b.record.status,
+                    S::PickupConfirmed | S::EnRoute | S::Arrived
+                )
+            });
+            let next = runs
+                .iter()
+                .find(|b| matches!(b.record.status, S::Requested | S::Confirmed));
+            let current = under_way.or(next).map(|b| DriverRun {
+                booking_id: b.record.id,
+                client_name: b.record.client_name.clone(),
+                address: b.record.address.clone(),
+                start: b.record.start,
+                end: b.record.end,
+                status: b.record.status,
+                pending: b.pending,
+            });
+            DriverRow {
+                id: d.id,
+                name: d.display_name.clone(),
+                on_duty: d.on_duty,
+                current,
+                runs_today: u32::try_from(runs.len()).unwrap_or(u32::MAX),
+                done_today: u32::try_from(runs.iter().filter(|b| done(b.record.status)).count())
+                    .unwrap_or(u32::MAX),
+            }
+        })
+        .collect()
+}
+
+/// Who is free at the time a booking form is working on: the staff's standing computed
+/// once, in the protocol ([`free::free_busy`]), from the cache's slots and bookings of that
+/// day (pending changes included, so a form sees the user's own queued bookings).
+async fn free_busy(
+    queries: &Queries,
+    staff: &[Staff],
+    query: Option<&FreeQuery>,
+) -> Result<Option<FreeBusy>, SyncError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let slots: Vec<Slot> = queries
+        .slots(None, query.date, Some(query.date))
+        .await?
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    let bookings: Vec<Booking> = queries
+        .bookings(&BookingQuery {
+            from: Some(query.date),
+            to: Some(query.date),
+            order: BookingOrder::ByTime,
+            ..BookingQuery::default()
+        })
+        .await?
+        .into_iter()
+        .map(|b| b.record)
+        .collect();
+    Ok(Some(free::free_busy(staff, &slots, &bookings, query)))
 }
 
 /// A therapist's appointments and availability, or a driver's runs.
@@ -233,10 +378,18 @@ async fn own(
     } else {
         None
     };
+    // The user's own account as the cache has it (a pending change to go on duty shows).
+    let on_duty = (role == Role::Driver).then(|| {
+        ctx.staff
+            .iter()
+            .find(|s| s.id == me)
+            .map_or(ctx.user.on_duty, |s| s.on_duty)
+    });
     Ok(OwnView {
         upcoming: ctx.bookings(upcoming),
         earlier: ctx.bookings(earlier),
         slots,
+        on_duty,
     })
 }
 
@@ -253,7 +406,6 @@ async fn scheduling(
         .bookings(&BookingQuery {
             from: Some(monday),
             to: Some(sunday),
-            assigned_only: true,
             statuses: Some(
                 BookingStatus::ALL
                     .into_iter()
@@ -298,10 +450,15 @@ async fn scheduling(
         let row = ctx.slot(s);
         lanes[i].slots.push(row);
     }
+    // Every booking of the week shows: in its therapist's lane, or in the unassigned lane.
+    let mut unassigned = Vec::new();
     for b in bookings {
-        if let Some(i) = b.record.therapist_id.and_then(|t| index.get(&t).copied()) {
-            let row = ctx.booking(b);
-            lanes[i].bookings.push(row);
+        match b.record.therapist_id.and_then(|t| index.get(&t).copied()) {
+            Some(i) => {
+                let row = ctx.booking(b);
+                lanes[i].bookings.push(row);
+            }
+            None => unassigned.push(ctx.booking(b)),
         }
     }
     Ok(SchedulingView {
@@ -309,8 +466,11 @@ async fn scheduling(
         days: (0..7).map(|i| monday + Duration::days(i)).collect(),
         may_manage: lanes.iter().any(|l| l.manageable),
         lanes,
+        unassigned,
         therapists: people(staff, Role::Therapist),
+        drivers: people(staff, Role::Driver),
         may_create: rules::may_create_booking(ctx.user),
+        free: None,
     })
 }
 
@@ -373,5 +533,51 @@ async fn messages(
         conversations,
         peer,
         thread,
+    })
+}
+
+/// How the app names a role (the Staff dashboard's checkboxes, a role change's notice).
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Operator => "Operator",
+        Role::Scheduler => "Scheduler",
+        Role::Therapist => "Therapist",
+        Role::Driver => "Driver",
+        Role::Admin => "Administrator",
+    }
+}
+
+/// Every staff account (staff records reach every user, administrators included, with
+/// their state), by name.
+async fn admin(queries: &Queries, user: &Staff) -> Result<AdminView, SyncError> {
+    let rows = queries
+        .staff()
+        .await?
+        .into_iter()
+        .map(|record| {
+            let (state, state_label) = if record.disabled {
+                ("disabled", "Disabled")
+            } else if record.must_change_password {
+                ("must_change_password", "Must change password")
+            } else {
+                ("active", "Active")
+            };
+            StaffRow {
+                me: record.id == user.id,
+                state,
+                state_label,
+                record,
+            }
+        })
+        .collect();
+    Ok(AdminView {
+        staff: rows,
+        roles: Role::ALL
+            .into_iter()
+            .map(|value| RoleDto {
+                value,
+                label: role_label(value),
+            })
+            .collect(),
     })
 }

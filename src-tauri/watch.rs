@@ -31,7 +31,7 @@ use tauri::{AppHandle, Manager};
 use crate::error::UiError;
 use crate::ipc::{ChangesPayload, ViewRequest};
 use crate::patch;
-use crate::session::status_payload;
+use crate::status::status_payload;
 use crate::views;
 
 /// How many different views are kept beyond those windows show (a few per dashboard kind
@@ -217,7 +217,7 @@ impl Watch {
     /// Reads `request` from the cache as of now, as JSON.
     async fn read(&self, request: ViewRequest, today: NaiveDate) -> Result<Read, UiError> {
         let queries = self.engine.queries();
-        let status = status_payload(&self.engine.status().borrow());
+        let status = status_payload(&self.engine);
         let data = views::load(&queries, &self.engine.user(), &request, today, status).await?;
         let value = serde_json::to_value(&data)
             .map_err(|e| UiError::internal("Could not send the view", e))?;
@@ -368,7 +368,13 @@ mod tests {
         for week in 0..=VIEWS_KEPT as u64 {
             let day = NaiveDate::from_ymd_opt(2026, 1, 5).expect("a date")
                 + chrono::Duration::weeks(week as i64);
-            state.keep(&ViewRequest::Scheduling { week: Some(day) }, read(1, &[]));
+            state.keep(
+                &ViewRequest::Scheduling {
+                    week: Some(day),
+                    free: None,
+                },
+                read(1, &[]),
+            );
         }
         assert!(state.reads.len() <= VIEWS_KEPT, "{}", state.reads.len());
     }

@@ -22,15 +22,18 @@ pub enum WindowKind {
     Driver,
     Scheduling,
     Messages,
+    /// Staff accounts (administrators only).
+    Admin,
 }
 
 impl WindowKind {
-    pub const DASHBOARDS: [WindowKind; 5] = [
+    pub const DASHBOARDS: [WindowKind; 6] = [
         WindowKind::Operator,
         WindowKind::Therapist,
         WindowKind::Driver,
         WindowKind::Scheduling,
         WindowKind::Messages,
+        WindowKind::Admin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl WindowKind {
             WindowKind::Driver => "driver",
             WindowKind::Scheduling => "scheduling",
             WindowKind::Messages => "messages",
+            WindowKind::Admin => "admin",
         }
     }
 
@@ -52,6 +56,7 @@ impl WindowKind {
             WindowKind::Driver => "My runs",
             WindowKind::Scheduling => "Scheduling",
             WindowKind::Messages => "Messages",
+            WindowKind::Admin => "Staff",
         }
     }
 
@@ -64,13 +69,15 @@ impl WindowKind {
             WindowKind::Driver => "driver.html",
             WindowKind::Scheduling => "scheduling.html",
             WindowKind::Messages => "messages.html",
+            WindowKind::Admin => "admin.html",
         }
     }
 
     fn size(self) -> (f64, f64) {
         match self {
             WindowKind::Login => (420.0, 520.0),
-            WindowKind::Scheduling => (960.0, 640.0),
+            // The week grid, and the staff list beside the new-person form.
+            WindowKind::Scheduling | WindowKind::Admin => (960.0, 640.0),
             _ => (720.0, 640.0),
         }
     }
@@ -84,6 +91,7 @@ impl WindowKind {
             WindowKind::Driver => Some("CmdOrCtrl+3"),
             WindowKind::Scheduling => Some("CmdOrCtrl+4"),
             WindowKind::Messages => Some("CmdOrCtrl+5"),
+            WindowKind::Admin => Some("CmdOrCtrl+6"),
         }
     }
 
@@ -110,13 +118,17 @@ impl WindowKind {
             WindowKind::Driver => {
                 matches!(action, A::ConfirmPickup | A::StartJourney | A::MarkArrived)
             }
-            WindowKind::Login | WindowKind::Scheduling | WindowKind::Messages => false,
+            WindowKind::Login
+            | WindowKind::Scheduling
+            | WindowKind::Messages
+            | WindowKind::Admin => false,
         }
     }
 
-    /// Whether this dashboard offers rescheduling and reassigning bookings.
+    /// Whether this dashboard offers rescheduling and reassigning bookings: the operator's
+    /// and the scheduler's (whose whole job it is, with the week in view).
     pub fn offers_editing(self) -> bool {
-        self == WindowKind::Operator
+        matches!(self, WindowKind::Operator | WindowKind::Scheduling)
     }
 
     /// How the UI names this kind; `label` is the window's own, when it is one.
@@ -129,7 +141,8 @@ impl WindowKind {
         }
     }
 
-    /// Whether a user holding `roles` may open this dashboard.
+    /// Whether a user holding `roles` may open this dashboard. An administrator may open
+    /// every one; the Staff dashboard is theirs alone.
     pub fn allowed_for(self, roles: &[Role]) -> bool {
         let has = |r| roles.contains(&r) || roles.contains(&Role::Admin);
         match self {
@@ -138,6 +151,7 @@ impl WindowKind {
             WindowKind::Therapist => has(Role::Therapist),
             WindowKind::Driver => has(Role::Driver),
             WindowKind::Scheduling => has(Role::Scheduler) || has(Role::Operator),
+            WindowKind::Admin => roles.contains(&Role::Admin),
         }
     }
 }
@@ -439,14 +453,10 @@ pub fn focus_or_open(app: &AppHandle, kind: WindowKind) -> tauri::Result<()> {
     }
 }
 
-/// Opens the first dashboards of a user: the ones their roles allow, tiled side by side on
-/// a 2x2 grid of the primary monitor.
+/// Opens the first dashboards of a user, tiled side by side on a 2x2 grid of the primary
+/// monitor: see [`default_set`].
 pub fn open_default_set(app: &AppHandle, roles: &[Role]) -> tauri::Result<()> {
-    let kinds: Vec<WindowKind> = WindowKind::DASHBOARDS
-        .into_iter()
-        .filter(|k| k.allowed_for(roles))
-        .take(4)
-        .collect();
+    let kinds = default_set(roles);
     let (screen_w, screen_h) = app
         .primary_monitor()
         .ok()
@@ -470,9 +480,57 @@ pub fn open_default_set(app: &AppHandle, roles: &[Role]) -> tauri::Result<()> {
     Ok(())
 }
 
+/// The first dashboards of a user: those of their own jobs (an administrator may open
+/// every dashboard, but does not get every one at first), the Staff dashboard first for an
+/// administrator, four at most.
+pub fn default_set(roles: &[Role]) -> Vec<WindowKind> {
+    let jobs: Vec<Role> = roles
+        .iter()
+        .copied()
+        .filter(|r| *r != Role::Admin)
+        .collect();
+    let mut kinds: Vec<WindowKind> = WindowKind::DASHBOARDS
+        .into_iter()
+        .filter(|k| *k != WindowKind::Admin && k.allowed_for(&jobs))
+        .collect();
+    if WindowKind::Admin.allowed_for(roles) {
+        kinds.insert(0, WindowKind::Admin);
+    }
+    kinds.truncate(4);
+    kinds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_staff_dashboard_is_for_administrators_and_opens_first_for_them() {
+        assert!(WindowKind::Admin.allowed_for(&[Role::Admin]));
+        assert!(!WindowKind::Admin.allowed_for(&[Role::Operator, Role::Scheduler]));
+        // An administrator may still open every dashboard.
+        assert!(WindowKind::DASHBOARDS
+            .iter()
+            .all(|k| k.allowed_for(&[Role::Admin])));
+        assert_eq!(
+            default_set(&[Role::Admin]),
+            [WindowKind::Admin, WindowKind::Messages]
+        );
+        assert_eq!(
+            default_set(&[Role::Operator, Role::Therapist]),
+            [
+                WindowKind::Operator,
+                WindowKind::Therapist,
+                WindowKind::Scheduling,
+                WindowKind::Messages
+            ]
+        );
+        assert_eq!(
+            default_set(&[Role::Driver, Role::Admin])[0],
+            WindowKind::Admin
+        );
+        assert_eq!("admin".parse::<WindowKind>().ok(), Some(WindowKind::Admin));
+    }
 
     /// A 1440x900 primary monitor, and a 1920x1080 one on its right.
     const PRIMARY: Rect = Rect {

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use chrono::{Local, NaiveTime};
 use clinic_protocol::{
-    Booking, BookingAction, BookingStatus, IntakeRequest, Mutation, MutationOutcome, NewSlot,
-    Snapshot,
+    Booking, BookingStatus, IntakeRequest, Mutation, MutationOutcome, NewSlot, Snapshot,
 };
 use clinic_test_kit::{bookings, staff_id, Proxy, Staffer, TestServer};
 use common::notifications::NotificationService;
@@ -121,10 +120,10 @@ async fn accept_offline_what_olivia_cancelled(
     proxy.cut();
     wait_attr(app, therapist, "#sync-dot", "data-state", "offline").await;
     let outcome = olivia
-        .mutate(Mutation::BookingAction {
+        .mutate(Mutation::CancelBooking {
             id: booking.id,
             version: booking.version,
-            action: BookingAction::Cancel,
+            reason: "The client called off.".into(),
         })
         .await;
     assert!(
@@ -256,10 +255,10 @@ async fn a_late_window_shows_the_current_state() {
         .expect("made")
         .version;
     let outcome = olivia
-        .mutate(Mutation::BookingAction {
+        .mutate(Mutation::CancelBooking {
             id: cancel,
             version,
-            action: BookingAction::Cancel,
+            reason: "The client called off.".into(),
         })
         .await;
     assert!(
@@ -424,6 +423,15 @@ async fn one_notification_per_change_and_none_for_my_own() {
         &format!("{} button[data-action=\"cancel\"]", row(first.id)),
     )
     .await;
+    // Cancelling asks for a reason in a dialog, then goes.
+    wait_attr(&mut app, &operator, "#cancel-dialog", "data-state", "open").await;
+    app.eval(
+        &operator,
+        "document.getElementById('cancel-reason').value = 'A test run.'; return true",
+        vec![],
+    )
+    .await;
+    app.click(&operator, "#cancel-confirm").await;
     wait_attr(
         &mut app,
         &operator,

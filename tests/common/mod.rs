@@ -57,7 +57,8 @@ pub struct App {
     pub client: Client,
     driver: Child,
     handles: HashMap<String, WindowHandle>,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
+    /// `None` for a second app a test runs beside its first ([`App::launch_beside`]).
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 /// What the app is started with.
@@ -73,6 +74,17 @@ impl App {
     pub async fn launch(launch: Launch) -> App {
         // An async mutex: a test that panicked released its turn when its App dropped.
         let turn = ONE_APP_AT_A_TIME.lock().await;
+        App::start(launch, Some(turn)).await
+    }
+
+    /// A second app, run beside one this test already launched (which holds the turn):
+    /// two desks of one clinic, each with its own data directory (so its own single
+    /// instance) and its own tauri-driver.
+    pub async fn launch_beside(_first: &App, launch: Launch) -> App {
+        App::start(launch, None).await
+    }
+
+    async fn start(launch: Launch, turn: Option<tokio::sync::MutexGuard<'static, ()>>) -> App {
         let port = free_port();
         let native_port = free_port();
         let mut cmd = Command::new(tauri_driver_path());

@@ -62,7 +62,7 @@ impl Recorder {
 /// Owns the notification service name for as long as it lives.
 pub struct NotificationService {
     seen: Arc<Mutex<Vec<Recorded>>>,
-    _connection: zbus::Connection,
+    connection: zbus::Connection,
 }
 
 impl NotificationService {
@@ -76,13 +76,28 @@ impl NotificationService {
             .build()
             .await
             .expect("own org.freedesktop.Notifications on the session bus (run under dbus-run-session, as `cargo xtask test` does)");
-        NotificationService {
-            seen,
-            _connection: connection,
-        }
+        NotificationService { seen, connection }
     }
 
     pub fn recorded(&self) -> Vec<Recorded> {
         self.seen.lock().expect("recorder lock").clone()
+    }
+
+    /// Clicks the body of the `index`th notification recorded (from 0), as a desktop does:
+    /// the `ActionInvoked` signal with the "default" action. Its id is `index + 1` (see
+    /// `notify`). A signal sent before the app listens for it is lost, so a test repeats
+    /// the click until it sees the effect (the app acts on the first one it hears only).
+    pub async fn click(&self, index: usize) {
+        let id = u32::try_from(index + 1).expect("few notifications");
+        self.connection
+            .emit_signal(
+                None::<&str>,
+                "/org/freedesktop/Notifications",
+                "org.freedesktop.Notifications",
+                "ActionInvoked",
+                &(id, "default"),
+            )
+            .await
+            .expect("emit ActionInvoked");
     }
 }

@@ -3,7 +3,11 @@
 // carries. Colours come from CSS by data-status. User text only through text nodes (h()).
 
 import { h } from "./dom.js";
-import { dayName, timeRange } from "./format.js";
+import { clock, dayName, timeRange, when } from "./format.js";
+import { stepDialogs } from "./stepdialogs.js";
+
+// The steps that open a dialog for more than the click (a reason, the payment's details).
+const DIALOG_STEPS = { cancel: "cancel", verify_payment: "pay" };
 
 /** A status chip: the backend's label; its colour is CSS's (by data-status). */
 function statusChip(words, status) {
@@ -30,12 +34,14 @@ export function bookingCard(ctx, row, { show = {}, today, tools = null, extra = 
   const contact = [b.address, b.client_phone].filter((s) => s && s.trim());
 
   // In the order the backend gives; CSS moves the destructive ones to the end of the line.
-  const buttons = (row.actions || []).map((action) =>
-    act(
-      h("button", { type: "button", class: "btn", dataset: { action } }, words.action(action)),
-      () => ({ op: "booking_action", id: b.id, version: b.version, action }),
-    ),
-  );
+  const buttons = (row.actions || []).map((action) => {
+    const label = words.action(action);
+    const dialog = DIALOG_STEPS[action];
+    if (dialog) {
+      return h("button", { type: "button", class: "btn", dataset: { action }, "aria-haspopup": "dialog", onClick: () => stepDialogs(ctx)[dialog](row) }, `${label}…`);
+    }
+    return act(h("button", { type: "button", class: "btn", dataset: { action } }, label), () => ({ op: "booking_action", id: b.id, version: b.version, action }));
+  });
 
   return h(
     "li",
@@ -56,11 +62,32 @@ export function bookingCard(ctx, row, { show = {}, today, tools = null, extra = 
       contact.length ? h("div", { class: "booking-contact" }, contact.join(" · ")) : null,
       people.length ? h("div", { class: "booking-people" }, people) : null,
       b.notes ? h("div", { class: "booking-notes", title: b.notes }, b.notes) : null,
+      row.paid ? paidLine(row.paid) : null,
+      row.cancelled ? cancelledLine(row.cancelled) : null,
     ),
     h("div", { class: "booking-badges" }, statusChip(words, b.status), b.payment ? paymentChip(b.payment) : null, row.pending ? pendingMark() : null),
     buttons.length || tools ? h("div", { class: "booking-actions" }, buttons, tools) : null,
     extra ? h("div", { class: "booking-extra" }, extra) : null,
   );
+}
+
+/** "Paid 120.50 · Card · ref 1234 · verified by Olivia Grant at 14:05" */
+function paidLine(paid) {
+  const parts = [`Paid ${paid.amount}`, paid.method];
+  if (paid.reference) parts.push(`ref ${paid.reference}`);
+  parts.push(`verified by ${paid.by} ${atWords(paid.at)}`);
+  return h("div", { class: "booking-paid", dataset: { amount: paid.amount } }, parts.join(" · "));
+}
+
+/** "Cancelled by Olivia Grant at 09:12: The client is ill." */
+function cancelledLine(c) {
+  return h("div", { class: "booking-cancelled", title: c.reason }, h("span", { class: "muted" }, `Cancelled by ${c.by} ${atWords(c.at)}: `), h("span", { class: "cancel-reason" }, c.reason));
+}
+
+/** "at 14:05" today, "on Sun 22 Nov 14:05" another day. */
+function atWords(ts) {
+  const w = when(ts);
+  return w === clock(ts) ? `at ${w}` : `on ${w}`;
 }
 
 // Shown by CSS only where payment matters (a completed booking).

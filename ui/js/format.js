@@ -135,6 +135,7 @@ export function weekLabel(days) {
 export function wordsFrom(words) {
   const statuses = (words && words.statuses) || {};
   const actions = (words && words.actions) || {};
+  const methods = (words && words.paymentMethods) || {};
   const own = (map, key) => (Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined);
   return Object.freeze({
     /** Chip and legend label: "Pickup confirmed". */
@@ -145,6 +146,8 @@ export function wordsFrom(words) {
     action: (a) => own(actions, a) ?? String(a),
     /** Every status the backend named, in the order it sent them. */
     statuses: Object.keys(statuses),
+    /** The payment methods as picker options, in the backend's order: [{ value, label }]. */
+    paymentMethods: Object.entries(methods).map(([value, label]) => ({ value, label })),
   });
 }
 
@@ -154,7 +157,18 @@ export function accountText(status) {
     return "Your account was disabled by an administrator. Nothing is sent or received; the changes you made and have not sent are kept on this computer and go out if the account is enabled again.";
   }
   if (status && status.sessionExpired) {
-    return "Your session has ended. Sign out and sign in again to keep working with the clinic server; your unsent changes are kept.";
+    return "Your session has ended: nothing is sent or received until you sign in again. Your unsent changes are kept and go out once you have.";
   }
   return "";
+}
+
+/**
+ * An amount as typed ("120.5", "1,234.50", "80") -> cents (12050), or null when it is not
+ * an amount with at most two decimals. Whether the amount is allowed is the backend's call.
+ */
+export function parseCents(text) {
+  const s = String(text ?? "").trim().replace(/[,\s]/g, "");
+  const m = /^(\d{1,12})(?:\.(\d{0,2}))?$/.exec(s);
+  if (!m) return null;
+  return Number(m[1]) * 100 + Number((m[2] || "").padEnd(2, "0"));
 }

@@ -7,13 +7,25 @@
 //                      or, when base names the read the window holds, { rev, base, patch };
 //                      then every change batch on the `updates` channel (see view.js)
 //   submit { mutation } -> { mutationId }; refused at once with { code, message }
+//   rejections -> [RejectionPayload]: refusals this window has to tell, not yet seen (kept
+//                      across restarts); seen_rejection { mutationId }: the user saw one
+//   sign_in_again { password, newPassword? } -> null: the same user, after the session ended
+//   change_password { current, new } -> null (this app stays signed in)
+//   create_staff { staff: { username, displayName, roles } }, change_staff { id, version,
+//                      roles?, disabled? }, reset_password { id } (Staff dashboard only)
+//                      -> { staff, oneTimePassword } (the password only when one was made)
+// SessionDto also has minPasswordChars and notice (a NOTICE held for this window, once).
 // Events: STATUS StatusPayload,
-//   REJECTION { origin, mutationId, code, message, detail }, NOTICE { title, body, kind }.
+//   REJECTION { origin, mutationId, code, message, detail, mutation, reopen }, NOTICE { title, body, kind, to? }
+//   (`to`: the one window that shows it), CHANGE_PASSWORD label (that window opens the
+//   change-password dialog), ROLES_CHANGED [role] (ask for the session again).
 
 export const EVENTS = Object.freeze({
   STATUS: "sync://status",
   REJECTION: "sync://rejection",
   NOTICE: "app://notice",
+  CHANGE_PASSWORD: "app://change-password",
+  ROLES_CHANGED: "app://roles-changed",
 });
 
 export const COMMANDS = Object.freeze({
@@ -22,7 +34,14 @@ export const COMMANDS = Object.freeze({
   LOGOUT: "logout",
   LOAD: "load",
   SUBMIT: "submit",
+  REJECTIONS: "rejections",
+  SEEN_REJECTION: "seen_rejection",
   OPEN_WINDOW: "open_window",
+  CHANGE_PASSWORD: "change_password",
+  CREATE_STAFF: "create_staff",
+  CHANGE_STAFF: "change_staff",
+  RESET_PASSWORD: "reset_password",
+  SIGN_IN_AGAIN: "sign_in_again",
 });
 
 function tauri() {

@@ -1,15 +1,16 @@
 // The Window menu in a dashboard's header: a new window of each dashboard the user may open
-// (titles and shortcuts as the backend sends them in `session.dashboards`), Close window
-// (also Ctrl+W), and Sign out.
+// (titles and shortcuts as the backend sends them in `session.dashboards`), the shell's own
+// items (Change password…), Close window (also Ctrl+W), and Sign out.
 
 import { COMMANDS, closeWindow, invoke } from "./ipc.js";
 import { h } from "./dom.js";
 
 /**
  * Fills `nav` with the menu. `dashboards`: [{ kind, title, shortcut }] in menu order;
- * `current`: this window's kind (shown as such).
+ * `current`: this window's kind (shown as such); `more`: [{ text, className, onClick }],
+ * items after the dashboards.
  */
-export function windowMenu(nav, dashboards, current) {
+export function windowMenu(nav, dashboards, current, more = []) {
   const list = h("div", { class: "menu-list", id: "window-menu-list", role: "menu", hidden: true });
   const toggle = h(
     "button",
@@ -51,6 +52,7 @@ export function windowMenu(nav, dashboards, current) {
         }),
       ),
     h("div", { class: "menu-sep", role: "separator" }),
+    ...more.map((m) => item(m.text, null, m.onClick, { class: ["menu-item", m.className] })),
     item("Close window", "Ctrl+W", () => closeWindow().catch(warn), { class: "menu-item close-window" }),
     item("Sign out", null, () => invoke(COMMANDS.LOGOUT).catch(warn), { class: "menu-item sign-out" }),
   );
@@ -66,14 +68,23 @@ export function windowMenu(nav, dashboards, current) {
       buttons[next].focus();
     }
   });
-  document.addEventListener("click", (e) => {
-    if (!list.hidden && !nav.contains(e.target)) setOpen(false);
-  });
-  document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "w") {
-      e.preventDefault();
-      closeWindow().catch(warn);
-    }
-  });
+  shown = { nav, list, setOpen };
+  if (!listening) {
+    // Once per page: the menu is filled again when the user's roles change.
+    listening = true;
+    document.addEventListener("click", (e) => {
+      if (shown && !shown.list.hidden && !shown.nav.contains(e.target)) shown.setOpen(false);
+    });
+    document.addEventListener("keydown", (e) => {
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "w") {
+        e.preventDefault();
+        closeWindow().catch(warn);
+      }
+    });
+  }
   nav.replaceChildren(toggle, list);
 }
+
+/** The menu shown now (the page's listeners act on it), and whether they are set up. */
+let shown = null;
+let listening = false;

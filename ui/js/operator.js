@@ -1,13 +1,15 @@
 // Operator dashboard: today's figures, the bookings the backend selects for the chosen
 // filter (newest first, a page at a time), each with the actions its row carries, the
 // assign and reschedule editors where the row is editable, and the new-booking form when the
-// view says the user may create bookings.
+// view says the user may create bookings (the forms are forms.js's, shared with scheduling).
 
 import { startDashboard } from "./shell.js";
-import { h, field, select, fillSelect, setText, syncList } from "./dom.js";
-import { hm, wireTime } from "./format.js";
+import { h, select, setText, syncList } from "./dom.js";
 import { bookingCard } from "./bookings.js";
-import { personOptions, rowSig } from "./rows.js";
+import { rowSig } from "./rows.js";
+import { driversPanel } from "./driverboard.js";
+import { reopenSteps } from "./stepdialogs.js";
+import { bookingEditor, editorValues, freeTracker, newBookingForm, reopenValues } from "./forms.js";
 
 // The filters the operator view offers (src-tauri/ipc.rs OperatorFilter): the backend
 // selects the rows; these are only the menu's words.
@@ -36,7 +38,9 @@ function build(ctx) {
     figure("count-pending", "Pending requests"),
     figure("count-confirmed-today", "Confirmed today"),
     figure("count-total", "Total bookings"),
+    figure("paid-today", "Paid today"),
   );
+  const drivers = driversPanel(ctx);
 
   const list = h("ul", { class: "booking-list", id: "bookings", "aria-label": "Bookings" }, h("li", { class: "placeholder" }, "Loading bookings…"));
   const filterSelect = select(
@@ -46,7 +50,8 @@ function build(ctx) {
   );
   const shownCount = h("span", { class: "muted tabular" }, "");
   const more = h("button", { type: "button", class: "btn btn-quiet more", hidden: true, onClick: showMore }, "Show more");
-  const form = newBookingForm(ctx);
+  const tracker = freeTracker(view);
+  const form = newBookingForm(ctx, tracker);
   const side = h("aside", { class: "col-side", hidden: true }, form.el);
 
   main.append(
@@ -57,6 +62,7 @@ function build(ctx) {
         "div",
         { class: "col-main" },
         figures,
+        drivers.el,
         h(
           "section",
           { class: "panel" },
@@ -82,6 +88,11 @@ function build(ctx) {
     setText(document.getElementById("count-pending"), d.counts.pendingRequests);
     setText(document.getElementById("count-confirmed-today"), d.counts.confirmedToday);
     setText(document.getElementById("count-total"), d.counts.total);
+    const paid = document.getElementById("paid-today");
+    setText(paid, d.paidToday.amount);
+    paid.dataset.cents = String(d.paidToday.amountCents);
+    paid.title = d.paidToday.count === 1 ? "1 payment verified today" : `${d.paidToday.count} payments verified today`;
+    drivers.render(d);
     const unsynced = d.counts.unsynced ? ` · ${d.counts.unsynced} unsynced` : "";
     setText(shownCount, `${d.bookings.length}${d.more ? "+" : ""} shown${unsynced}`);
     more.hidden = !d.more;
@@ -100,6 +111,28 @@ function build(ctx) {
     });
     side.hidden = !d.mayCreate;
     form.refresh(d);
+    tracker.render(d);
+  }
+
+  // A refused change of this window's comes back filled in, one click from sending again.
+  // A refused cancellation or payment comes back in its dialog, on the booking as it is now.
+  reopenSteps(ctx, (id) => (last ? last.data.bookings.find((r) => r.record.id === id) : null));
+  ctx.onReopen("new_booking", (mutation) => {
+    if (!last || !last.data.mayCreate) return false;
+    form.fill(reopenValues(mutation).values);
+    return true;
+  });
+  for (const mode of ["assign", "reschedule"]) {
+    ctx.onReopen(mode, (mutation) => {
+      const { id, values } = reopenValues(mutation);
+      const row = last && last.data.bookings.find((r) => r.record.id === id && r.editable);
+      if (!row) return false;
+      editing.set(id, { mode, values, error: "" });
+      repaint();
+      const el = list.querySelector(`[data-booking-id="${id}"]`);
+      if (el) el.scrollIntoView({ block: "nearest" });
+      return true;
+    });
   }
 
   const repaint = () => last && render(last);
@@ -118,7 +151,7 @@ function build(ctx) {
           "aria-expanded": state?.mode === mode ? "true" : "false",
           onClick: () => {
             if (editing.get(b.id)?.mode === mode) editing.delete(b.id);
-            else editing.set(b.id, { mode, values: initialValues(mode, b), error: "" });
+            else editing.set(b.id, { mode, values: editorValues(mode, b), error: "" });
             repaint();
             const el = list.querySelector(`[data-booking-id="${b.id}"]`);
             const first = el && el.querySelector(".editor select, .editor input");
@@ -129,14 +162,8 @@ function build(ctx) {
       );
     const tools = row.editable ? [toggle("assign", "Assign"), toggle("reschedule", "Reschedule")] : null;
     let extra = null;
-    if (row.editable && state) extra = state.mode === "assign" ? assignEditor(b, state) : rescheduleEditor(b, state);
+    if (row.editable && state) extra = bookingEditor(ctx, tracker, b, state, { onClose: () => close(b.id), repaint, people: last.data });
     return bookingCard(ctx, row, { today, tools, extra });
-  }
-
-  function initialValues(mode, b) {
-    return mode === "assign"
-      ? { therapist_id: b.therapist_id || "", driver_id: b.driver_id || "" }
-      : { date: b.date, start: hm(b.start), end: hm(b.end) };
   }
 
   function close(id) {
@@ -144,134 +171,5 @@ function build(ctx) {
     repaint();
   }
 
-  /** Submits an editor's change: closes it when taken, shows the backend's sentence if not. */
-  function save(id, state, mutation) {
-    ctx.submit(mutation, { quiet: true }).then(
-      () => close(id),
-      (err) => {
-        state.error = err.message;
-        repaint();
-      },
-    );
-  }
-
-  function editorButtons(id, text) {
-    return h("div", { class: "editor-buttons" }, h("button", { type: "submit", class: "btn btn-primary" }, text), h("button", { type: "button", class: "btn btn-quiet", onClick: () => close(id) }, "Close"));
-  }
-
-  function assignEditor(b, state) {
-    const v = state.values;
-    const onChange = (e) => {
-      v[e.target.name] = e.target.value;
-    };
-    const d = last.data;
-    return h(
-      "form",
-      {
-        class: "editor",
-        "aria-label": "Assign therapist and driver",
-        onSubmit: (e) => {
-          e.preventDefault();
-          save(b.id, state, { op: "assign_booking", id: b.id, version: b.version, therapist_id: v.therapist_id || null, driver_id: v.driver_id || null });
-        },
-      },
-      field("Therapist", select({ name: "therapist_id", onChange }, personOptions(d.therapists, "— Unassigned —"), v.therapist_id)),
-      field("Driver", select({ name: "driver_id", onChange }, personOptions(d.drivers, "— No driver —"), v.driver_id)),
-      editorButtons(b.id, "Save assignment"),
-      h("p", { class: "form-error", role: "alert" }, state.error || ""),
-    );
-  }
-
-  function rescheduleEditor(b, state) {
-    const v = state.values;
-    const onInput = (e) => {
-      v[e.target.name] = e.target.value;
-    };
-    return h(
-      "form",
-      {
-        class: "editor",
-        "aria-label": "Reschedule",
-        onSubmit: (e) => {
-          e.preventDefault();
-          save(b.id, state, { op: "reschedule_booking", id: b.id, version: b.version, date: v.date, start: wireTime(v.start), end: wireTime(v.end) });
-        },
-      },
-      field("Date", h("input", { type: "date", name: "date", value: v.date, required: true, onInput })),
-      field("Start", h("input", { type: "time", name: "start", value: v.start, required: true, onInput })),
-      field("End", h("input", { type: "time", name: "end", value: v.end, required: true, onInput })),
-      editorButtons(b.id, "Move booking"),
-      h("p", { class: "form-error", role: "alert" }, state.error || ""),
-      h("p", { class: "hint" }, "A new time goes back to the therapist to confirm."),
-    );
-  }
-
   return { render };
-}
-
-function newBookingForm(ctx) {
-  const err = h("p", { class: "form-error", role: "alert" });
-  const therapist = select({ name: "therapist_id", id: "nb-therapist" }, [], "");
-  const driver = select({ name: "driver_id", id: "nb-driver" }, [], "");
-  const date = h("input", { type: "date", name: "date", required: true });
-  const input = (name, label, attrs = {}) => field(label, h("input", { name, type: "text", autocomplete: "off", ...attrs }));
-  const el = h(
-    "form",
-    { id: "new-booking", class: "panel form", "aria-labelledby": "new-booking-title" },
-    h("h2", { id: "new-booking-title" }, "New booking"),
-    input("client_name", "Client name", { required: true, maxlength: 200 }),
-    input("client_phone", "Phone", { type: "tel", maxlength: 200 }),
-    input("address", "Address", { maxlength: 200 }),
-    input("service", "Service", { required: true, maxlength: 200, placeholder: "e.g. Deep tissue massage" }),
-    field("Date", date),
-    h(
-      "div",
-      { class: "field-row" },
-      field("Start", h("input", { type: "time", name: "start", required: true })),
-      field("End", h("input", { type: "time", name: "end", required: true })),
-    ),
-    field("Therapist", therapist),
-    field("Driver", driver),
-    field("Notes", h("textarea", { name: "notes", rows: 3, maxlength: 2000 })),
-    err,
-    h("div", { class: "form-buttons" }, h("button", { type: "submit", class: "btn btn-primary" }, "Create booking")),
-  );
-  el.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const f = el.elements;
-    const v = (n) => f[n].value;
-    setText(err, "");
-    // HTML `required` keeps empty fields out; every other judgement is the backend's.
-    const booking = {
-      id: crypto.randomUUID(),
-      client_name: v("client_name").trim(),
-      client_phone: v("client_phone").trim(),
-      address: v("address").trim(),
-      service: v("service").trim(),
-      date: v("date"),
-      start: wireTime(v("start")),
-      end: wireTime(v("end")),
-      therapist_id: v("therapist_id") || null,
-      driver_id: v("driver_id") || null,
-      notes: v("notes"),
-    };
-    ctx.submit({ op: "create_booking", booking }, { quiet: true }).then(
-      () => {
-        const day = v("date");
-        el.reset();
-        f.date.value = day;
-        f.client_name.focus();
-      },
-      (refused) => setText(err, refused.message),
-    );
-  });
-  return {
-    el,
-    /** Fills the pickers from the view, and the date with the clinic's today until set. */
-    refresh(d) {
-      fillSelect(therapist, personOptions(d.therapists, "— Unassigned —"));
-      fillSelect(driver, personOptions(d.drivers, "— No driver —"));
-      if (!date.value) date.value = d.today;
-    },
-  };
 }

@@ -1,19 +1,27 @@
-// Scheduling dashboard: the week the backend sends (Mon–Sun), a lane per person with their
+// Scheduling dashboard: the week the backend sends (Mon–Sun): first a lane of the bookings
+// nobody is assigned to yet (the web intake's), then a lane per person with their
 // availability slots and bookings; add, edit and delete availability where the lane or slot
-// is manageable. Week navigation asks the backend for another week.
+// is manageable; create bookings, and assign and reschedule the editable ones (click a
+// booking), with the shared forms of forms.js. Week navigation asks for another week.
 
 import { startDashboard } from "./shell.js";
 import { h, field, select, fillSelect, setText, syncList } from "./dom.js";
 import { addDays, dayLabel, hm, timeRange, weekLabel } from "./format.js";
 import { newSlot, saveSlot } from "./slots.js";
 import { cellItems, personOptions, rowSig } from "./rows.js";
+import { bookingEditor, editorValues, freeTracker, newBookingForm, reopenValues } from "./forms.js";
+
+/** The key of the lane of unassigned bookings (no staff id looks like it). */
+const UNASSIGNED = "unassigned";
 
 startDashboard({ spec: { dashboard: "scheduling" }, build });
 
 function build(ctx) {
   const { view, words, main } = ctx;
   let selected = null; // { id, values, error }: the slot being edited
+  let picked = null; // { id, mode, values, error }: the booking being assigned or moved
   let last = null;
+  const tracker = freeTracker(view);
 
   const go = (days) => last && view.show({ dashboard: "scheduling", week: addDays(last.data.week, days) });
   const weekText = h("span", { class: "week-label tabular" }, "");
@@ -31,7 +39,9 @@ function build(ctx) {
 
   const newForm = newSlotForm(ctx);
   const editBox = h("div", { class: "edit-slot-box" });
-  const side = h("aside", { class: "col-side", hidden: true }, editBox, newForm.el);
+  const bookingBox = h("div", { class: "edit-booking-box" });
+  const bookingForm = newBookingForm(ctx, tracker);
+  const side = h("aside", { class: "col-side", hidden: true }, bookingBox, editBox, bookingForm.el, newForm.el);
 
   main.append(h("div", { class: "layout-scheduling" }, h("section", { class: "panel grid-panel" }, toolbar, h("div", { class: "grid-scroll" }, grid), legend(words)), side));
 
@@ -57,17 +67,117 @@ function build(ctx) {
     });
 
     if (selected && !selectedRow(d)) selected = null;
-    syncList(lanes, d.lanes, {
+    if (picked && !pickedRow(d)) picked = null;
+    // The unassigned bookings lead, as a lane of their own (its key is no staff id).
+    const unassigned = { id: UNASSIGNED, name: "Unassigned", manageable: false, slots: [], bookings: d.unassigned || [] };
+    syncList(lanes, [unassigned, ...d.lanes], {
       key: (l) => l.id,
-      sig: (l) => rowSig(l, d.days, today, selected && selected.id),
+      sig: (l) => rowSig(l, d.days, today, selected && selected.id, picked && picked.id),
       build: (l) => lane(l, d.days, today),
-      empty: () => h("div", { class: "empty" }, "No therapists yet."),
     });
     renderEditor(d);
+    renderBookingEditor(d);
     const options = personOptions(d.lanes.filter((l) => l.manageable));
     newForm.refresh(options, today);
-    side.hidden = options.length === 0 && !selected;
+    bookingForm.el.hidden = !d.mayCreate;
+    bookingForm.refresh(d);
+    tracker.render(d);
+    side.hidden = options.length === 0 && !selected && !picked && !d.mayCreate;
   }
+
+  /** The booking row being edited, if it is still in the week and still editable. */
+  function pickedRow(d) {
+    if (!picked) return null;
+    const all = [...(d.unassigned || []), ...d.lanes.flatMap((l) => l.bookings)];
+    return all.find((r) => r.record.id === picked.id && r.editable) || null;
+  }
+
+  function pick(r, mode = "assign", values = null) {
+    picked = { id: r.record.id, mode, values: values || editorValues(mode, r.record), error: "" };
+    repaint();
+    bookingBox.scrollIntoView({ block: "nearest" });
+    const first = bookingBox.querySelector(".editor select, .editor input");
+    if (first) first.focus();
+  }
+
+  function closePicked() {
+    picked = null;
+    repaint();
+  }
+
+  /** The assign / reschedule editor of the picked booking, rebuilt only when it or its message changes. */
+  function renderBookingEditor(d) {
+    const row = pickedRow(d);
+    const sig = row ? JSON.stringify([row, picked.mode, picked.error]) : "";
+    if (bookingBox.__sig === sig) return;
+    bookingBox.__sig = sig;
+    if (!row) {
+      bookingBox.replaceChildren();
+      return;
+    }
+    const b = row.record;
+    const state = picked;
+    const tab = (mode, text) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: ["btn", "btn-quiet", state.mode === mode && "is-on"],
+          dataset: { edit: mode },
+          "aria-pressed": state.mode === mode ? "true" : "false",
+          onClick: () => {
+            if (state.mode !== mode) pick(row, mode);
+          },
+        },
+        text,
+      );
+    bookingBox.replaceChildren(
+      h(
+        "section",
+        { id: "edit-booking", class: "panel form", "aria-labelledby": "edit-booking-title", dataset: { bookingId: b.id } },
+        h("h2", { id: "edit-booking-title" }, b.client_name),
+        h("p", { class: "muted" }, `${dayLabel(b.date)} · ${timeRange(b.start, b.end)} · ${b.service} · ${words.status(b.status)}`, row.pending ? " · saving…" : ""),
+        h("p", { class: "muted" }, `Therapist: ${row.therapistName || "Unassigned"} · Driver: ${row.driverName || "No driver"}`),
+        h("div", { class: "editor-tabs" }, tab("assign", "Assign"), tab("reschedule", "Reschedule")),
+        bookingEditor(ctx, tracker, b, state, { onClose: closePicked, repaint, people: d }),
+      ),
+    );
+  }
+
+  // A refused change of this window's comes back filled in, one click from sending again.
+  ctx.onReopen("new_booking", (mutation) => {
+    if (!last || !last.data.mayCreate) return false;
+    bookingForm.fill(reopenValues(mutation).values);
+    return true;
+  });
+  for (const mode of ["assign", "reschedule"]) {
+    ctx.onReopen(mode, (mutation) => {
+      const { id, values } = reopenValues(mutation);
+      if (!last) return false;
+      picked = { id, mode, values, error: "" };
+      if (!pickedRow(last.data)) {
+        picked = null;
+        return false;
+      }
+      repaint();
+      return true;
+    });
+  }
+  ctx.onReopen("new_slot", (mutation) => {
+    const { values } = reopenValues(mutation);
+    return newForm.fill(values);
+  });
+  ctx.onReopen("edit_slot", (mutation) => {
+    const { id, values } = reopenValues(mutation);
+    if (!last) return false;
+    selected = { id, values, error: "" };
+    if (!selectedRow(last.data)) {
+      selected = null;
+      return false;
+    }
+    repaint();
+    return true;
+  });
 
   function lane(l, days, today) {
     return h(
@@ -121,12 +231,15 @@ function build(ctx) {
 
   function bookingBlock(r) {
     const b = r.record;
+    // An editable booking is a button that opens its editor; the others are only shown.
     return h(
-      "div",
+      r.editable ? "button" : "div",
       {
-        class: ["grid-booking", r.pending && "is-pending"],
+        type: r.editable ? "button" : null,
+        class: ["grid-booking", r.pending && "is-pending", picked && picked.id === b.id && "is-selected"],
         dataset: { bookingId: b.id, status: b.status, pending: r.pending ? "true" : "false" },
         title: `${timeRange(b.start, b.end)} · ${b.client_name} · ${b.service} · ${words.status(b.status)}`,
+        onClick: r.editable ? () => pick(r) : null,
       },
       h("span", { class: "block-time" }, timeRange(b.start, b.end)),
       h("span", { class: "booking-client" }, b.client_name),
@@ -252,6 +365,20 @@ function newSlotForm(ctx) {
       fillSelect(staff, options, staffId);
       date.value = day;
       el.elements.start.focus();
+    },
+    /** Puts a refused slot's values back; false if the user may not add for that person here. */
+    fill(v) {
+      if (!options.some((o) => o.value === v.staff_id)) return false;
+      fillSelect(staff, options, v.staff_id);
+      const f = el.elements;
+      f.date.value = v.date;
+      f.start.value = v.start;
+      f.end.value = v.end;
+      f.note.value = v.note || "";
+      setText(err, "");
+      el.scrollIntoView({ block: "nearest" });
+      f.start.focus();
+      return true;
     },
   };
 }

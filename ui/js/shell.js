@@ -8,8 +8,10 @@ import { createView } from "./view.js";
 import { clock, createProbes } from "./probes.js";
 import { h, setText } from "./dom.js";
 import { windowMenu } from "./menu.js";
-import { noticer, toaster } from "./toasts.js";
+import { noticer, rejectionToaster, toaster } from "./toasts.js";
+import { passwordDialog } from "./password.js";
 import { accountText, dotState, pendingText, syncedText, wordsFrom } from "./format.js";
+import { createSyncPanel } from "./syncpanel.js";
 
 const RETRY_MS = 1000;
 
@@ -18,7 +20,7 @@ const RETRY_MS = 1000;
  * ({ dashboard: "operator", filter: "all" }, ...) and build(ctx) returns { render(info) };
  * render gets { data, from, to, reset } (see view.js) and may be called again by the
  * dashboard itself with the last info when only local state changed.
- * ctx = { label, user, session, words, view, main, submit, act, toast }
+ * ctx = { label, user, session, words, view, main, submit, act, toast, onReopen(form, open) }
  */
 export async function startDashboard({ spec, build }) {
   const body = document.body;
@@ -32,6 +34,13 @@ export async function startDashboard({ spec, build }) {
   body.dataset.seq = "-1";
 
   const ui = frame();
+  // The sync dot opens the sync panel; the session-ended banner offers to sign in again there.
+  ui.panel = createSyncPanel({
+    trigger: ui.sync,
+    signInAgain: (password, newPassword) => invoke(COMMANDS.SIGN_IN_AGAIN, { password, newPassword }),
+  });
+  ui.root.appendChild(ui.panel.el);
+  ui.notices.insertBefore(ui.panel.offer, ui.loadError);
   body.replaceChildren(ui.root);
 
   let session;
@@ -49,12 +58,33 @@ export async function startDashboard({ spec, build }) {
   const user = session.user;
   setText(ui.user, user.display_name);
   ui.user.title = `${user.username} · ${user.roles.join(", ")}`;
-  windowMenu(ui.menu, session.dashboards || [], session.window && session.window.kind);
+  // The change-password dialog: from the Window menu here, or the app menu's item (which
+  // names the window that shows it).
+  let passwords = null;
+  const changePassword = () => {
+    passwords = passwords || passwordDialog({ minChars: session.minPasswordChars });
+    passwords.open();
+  };
+  const showMenu = (s) =>
+    windowMenu(ui.menu, s.dashboards || [], s.window && s.window.kind, [
+      { text: "Change password…", className: "change-password", onClick: changePassword },
+    ]);
+  showMenu(session);
+  if (session.notice) stickyNotice(ui.notices, session.notice);
 
   const probes = createProbes({ measure: session.measure, host: window });
   const words = wordsFrom(session.words);
   const toasts = toaster(ui.toasts);
   const notices = noticer(ui.notices);
+  const refusals = rejectionToaster(ui.toasts);
+  // The forms this dashboard can reopen a refused change in: form name -> open(mutation),
+  // which returns false when it cannot (the booking is not shown here any more).
+  const reopeners = new Map();
+  const tell = (r) =>
+    refusals.show(r, {
+      reopen: r.reopen && reopeners.has(r.reopen) ? () => reopeners.get(r.reopen)(r.mutation) : null,
+      seen: () => invoke(COMMANDS.SEEN_REJECTION, { mutationId: r.mutationId }).catch((err) => console.warn("seen_rejection failed", err)),
+    });
 
   // Sync state: sync://status events, and each view's status until the first event.
   let status = null;
@@ -71,10 +101,30 @@ export async function startDashboard({ spec, build }) {
       // Every window shows the rollback through ordinary changes; only the one the backend
       // names tells the user, in its own words.
       if (!r || r.origin !== label) return;
-      toasts.show(r.message, r.code, r.detail || null);
+      tell(r);
     }),
     listen(EVENTS.NOTICE, (n) => {
-      if (n) notices.show(n.title, n.body);
+      if (!n) return;
+      // A notice for one window (why windows closed) stays until dismissed.
+      if (n.to) {
+        if (n.to === label) stickyNotice(ui.notices, n);
+        return;
+      }
+      notices.show(n.title, n.body);
+    }),
+    listen(EVENTS.CHANGE_PASSWORD, (to) => {
+      if (to === label) changePassword();
+    }),
+    // The roles changed and this window stays: its menu offers what they allow now.
+    listen(EVENTS.ROLES_CHANGED, async () => {
+      try {
+        const now = await invoke(COMMANDS.SESSION);
+        if (!now.user) return;
+        ui.user.title = `${now.user.username} · ${now.user.roles.join(", ")}`;
+        showMenu(now);
+      } catch (err) {
+        console.warn("session after a role change", err);
+      }
     }),
   ]).catch((err) => console.warn("listen failed", err));
 
@@ -133,8 +183,13 @@ export async function startDashboard({ spec, build }) {
     submit,
     act,
     toast: (message, code = "info") => toasts.show(message, code),
+    onReopen: (form, open) => reopeners.set(form, open),
   };
   const dashboard = build(ctx);
+  // Refusals this window has to tell that nobody has seen yet (the app restarted since).
+  invoke(COMMANDS.REJECTIONS)
+    .then((list) => (list || []).forEach(tell))
+    .catch((err) => console.warn("rejections failed", err));
 
   view.subscribe((info) => {
     try {
@@ -165,7 +220,7 @@ function frame() {
   const dot = h("span", { id: "sync-dot", class: "sync-dot", dataset: { state: "syncing" }, "aria-hidden": "true" });
   const pending = h("span", { id: "sync-pending", class: "sync-pending" }, "");
   const last = h("span", { id: "sync-last", class: "sync-last" }, "connecting…");
-  const sync = h("div", { class: "sync", role: "status", "aria-live": "polite", title: "Sync state" }, dot, pending, last);
+  const sync = h("button", { type: "button", id: "sync-button", class: "sync", "aria-live": "polite", title: "Sync state: click for details" }, dot, pending, last);
   const user = h("span", { class: "user-name" }, "");
   const menu = h("nav", { class: "window-menu", "aria-label": "Window" });
   const title = h("h1", { class: "window-title" }, "");
@@ -184,6 +239,18 @@ function frame() {
   const main = h("main", { class: "app-main", id: "main" });
   const root = h("div", { class: "app is-loading" }, header, notices, main, toasts);
   return { root, header, title, main, menu, user, dot, pending, last, sync, notices, loadError, account, toasts };
+}
+
+/** A notice that stays until dismissed (its kind in data-kind, for the tests). */
+function stickyNotice(area, n) {
+  const el = h(
+    "div",
+    { class: "notice notice-sticky", role: "status", dataset: { kind: n.kind || "" } },
+    h("strong", { class: "notice-title" }, n.title || "Notice"),
+    h("span", { class: "notice-body" }, n.body || ""),
+    h("button", { type: "button", class: "notice-close", "aria-label": "Dismiss", title: "Dismiss", onClick: () => el.remove() }, "×"),
+  );
+  area.appendChild(el);
 }
 
 function fatal(ui, heading, detail) {
@@ -210,4 +277,5 @@ function renderSync(ui, status) {
   if (ui.account.textContent !== why) setText(ui.account, why);
   ui.account.hidden = why === "";
   ui.account.dataset.state = status.accountDisabled ? "disabled" : status.sessionExpired ? "expired" : "ok";
+  if (ui.panel) ui.panel.render(status);
 }

@@ -7,6 +7,7 @@ import { h, field, setText, syncList } from "./dom.js";
 import { bookingCard, dayHeader } from "./bookings.js";
 import { newSlot, slotRow, slotValues } from "./slots.js";
 import { itemKey, rowSig, toDoOn, withDayHeaders } from "./rows.js";
+import { reopenValues } from "./forms.js";
 
 startDashboard({ spec: { dashboard: "therapist" }, build });
 
@@ -82,6 +83,17 @@ function build(ctx) {
     };
   }
 
+  // A refused change to my availability comes back filled in, one click from sending again.
+  ctx.onReopen("new_slot", (mutation) => addForm.fill(reopenValues(mutation).values));
+  ctx.onReopen("edit_slot", (mutation) => {
+    const { id, values } = reopenValues(mutation);
+    const row = last && (last.data.slots || []).find((r) => r.record.id === id && r.manageable);
+    if (!row) return false;
+    editing.set(id, { values, error: "" });
+    repaint();
+    return true;
+  });
+
   return { render };
 }
 
@@ -123,6 +135,18 @@ function mySlotForm(ctx) {
     /** The date starts at the clinic's today (the backend's), until the user picks one. */
     refresh(d) {
       if (!date.value) date.value = d.today;
+    },
+    /** Puts a refused slot's values back. */
+    fill(v) {
+      const f = el.elements;
+      f.date.value = v.date;
+      f.start.value = v.start;
+      f.end.value = v.end;
+      f.note.value = v.note || "";
+      setText(err, "");
+      el.scrollIntoView({ block: "nearest" });
+      f.start.focus();
+      return true;
     },
   };
 }

@@ -45,6 +45,53 @@ export function toaster(area) {
   };
 }
 
+/**
+ * A refusal of a change made in this window (a RejectionPayload): the reason in words and,
+ * when the dashboard can reopen the change's form (`reopen`, a function, or null), a
+ * "Reopen" button that does so with the typed values. Such a toast stays until the user
+ * dismisses it or reopens: what was typed is not dropped on a timer. Either way `seen()` is
+ * called, so the backend forgets it (it is kept across restarts until then). Shown once per
+ * mutation id (the event and the list asked for at load may both bring it).
+ */
+export function rejectionToaster(area) {
+  const live = new Map();
+  return {
+    show(r, { reopen = null, seen = () => {} } = {}) {
+      if (!r || live.has(r.mutationId)) return;
+      const done = () => {
+        const t = live.get(r.mutationId);
+        if (t) clearTimeout(t.timer);
+        el.remove();
+        live.delete(r.mutationId);
+        seen();
+      };
+      const el = h(
+        "div",
+        { class: "toast toast-rejection", role: "alert", dataset: { code: r.code, mutationId: r.mutationId, reopen: reopen ? r.reopen : "" } },
+        h("div", { class: "toast-text" }, h("span", { class: "toast-message" }, r.message), r.detail ? h("span", { class: "toast-detail" }, r.detail) : null),
+        reopen
+          ? h(
+              "button",
+              {
+                type: "button",
+                class: "btn btn-quiet toast-reopen",
+                title: "Open the form again with what you typed",
+                onClick: () => {
+                  if (reopen() !== false) done();
+                },
+              },
+              "Reopen",
+            )
+          : null,
+        h("button", { type: "button", class: "toast-close", "aria-label": "Dismiss", title: "Dismiss", onClick: done }, "×"),
+      );
+      area.appendChild(el);
+      // Nothing to reopen: the words alone, gone after a while like any toast.
+      live.set(r.mutationId, { el, timer: reopen ? null : setTimeout(done, TOAST_MS) });
+    },
+  };
+}
+
 /** In-app news (app://notice): quiet banners, collapsed when repeated. */
 export function noticer(area) {
   const live = new Map();

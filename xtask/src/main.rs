@@ -5,7 +5,7 @@
 //! - `test`:  install what tests need, then fmt, clippy and the whole suite (end-to-end
 //!   tests in real windows included) under a virtual display and a private D-Bus.
 //! - `bench`: every benchmark side by side with a Socket.IO peer; writes BENCHMARKS.md.
-//! - `screenshot`: run the demo under Xvfb and save the README screenshot.
+//! - `screenshot`: run the demo under Xvfb and save the README's screenshots.
 //! - `chaos`: the long chaos run (`crates/clinic-sync/tests/chaos.rs` at its long size);
 //!   writes RELIABILITY.md. `test` runs it at CI size.
 //! - `bundle`: the app's .deb and .rpm and the server's .deb (release builds; installs
@@ -60,7 +60,8 @@ const HELP: &str = "usage: cargo xtask <task>
   run [-- APP ARGS]   start Clinic Desk in demo mode (installs build packages if missing)
   test                fmt, clippy, node and every test, end-to-end in real windows included
   bench [--quick]     every benchmark against a Socket.IO peer; full runs write BENCHMARKS.md
-  screenshot          save docs/screenshot.png of the demo, taken under Xvfb
+  screenshot          save docs/screenshot.png (the demo), docs/admin.png and
+                      docs/sync-panel.png, taken under Xvfb
   chaos               the long chaos run (debug build, minutes); writes RELIABILITY.md
   bundle              the app's .deb and .rpm and the server's .deb (release builds)";
 
@@ -235,6 +236,8 @@ fn screenshot() -> Result<(), String> {
     setup::ensure_build_packages()?;
     setup::ensure_test_packages()?;
     let tauri_driver = setup::ensure_tauri_driver()?;
+    // The demo side by side, and the two tests that show the Staff dashboard and the sync
+    // panel take their pictures on the way when told where to put them.
     let mut cmd = cargo();
     cmd.args([
         "test",
@@ -242,11 +245,20 @@ fn screenshot() -> Result<(), String> {
         "--locked",
         "--test",
         "screenshot",
+        "--test",
+        "admin",
+        "--test",
+        "session",
         "--",
         "--nocapture",
     ])
     .env("TAURI_DRIVER", &tauri_driver)
-    .env("CLINIC_SCREENSHOT", root().join("docs/screenshot.png"));
+    .env("CLINIC_SCREENSHOT", root().join("docs/screenshot.png"))
+    .env("CLINIC_ADMIN_SCREENSHOT", root().join("docs/admin.png"))
+    .env(
+        "CLINIC_SYNC_PANEL_SCREENSHOT",
+        root().join("docs/sync-panel.png"),
+    );
     status(&mut headless(&cmd))
 }
 

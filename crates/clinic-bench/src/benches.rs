@@ -68,6 +68,8 @@ pub(crate) fn template() -> Change {
                 created_at: now,
                 updated_at: now,
                 version: 1,
+                payment_detail: None,
+                cancellation: None,
             }),
         },
     }

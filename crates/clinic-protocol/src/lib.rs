@@ -4,6 +4,7 @@
 //! # Modules
 //! - [`records`]: the records the server owns and clients cache (staff, bookings, slots, messages).
 //! - [`mutation`]: the changes a client may ask for.
+//! - [`free`]: who is free, busy or off at a time, for the booking forms.
 //! - [`rules`]: pure functions for visibility, roles and the booking life cycle, run by the
 //!   server to decide and by clients to show changes optimistically.
 //! - [`wire`]: HTTP bodies, feed frames, paths and limits.
@@ -52,6 +53,15 @@
 //!    A mutation that finds nothing to change (marking read a message that is already read)
 //!    is answered `applied` too, with the record as it is (same version) and the head as
 //!    `seq`; it commits no new version and no change, so nothing follows on the feed.
+//!    Two steps carry more than the step: verifying a payment
+//!    (`{"op":"verify_payment","id":...,"version":7,"amount_cents":4550,"method":"card","reference":"Slip 9"}`,
+//!    amount 1 to [`wire::MAX_PAYMENT_CENTS`]) and cancelling
+//!    (`{"op":"cancel_booking","id":...,"version":2,"reason":"The client is ill."}`, a reason
+//!    of 1 to 200 characters); the server stamps who and when into the booking's
+//!    `payment_detail` / `cancellation`, and refuses them as bare `booking_action` steps with
+//!    `invalid_value`. A driver goes on or off duty with
+//!    `{"op":"set_on_duty","staff_id":"<themselves>","on_duty":true}` (their staff record's
+//!    `on_duty`; anyone else's is `forbidden`).
 //! 5. **A rejection.** Had someone else changed the booking first:
 //!    `{"outcome":"rejected","code":"stale_version","message":"This booking was changed by someone else; it is now confirmed.","current":{...}}`
 //!    with HTTP 200: the request was understood, the change refused. The client drops its
@@ -133,6 +143,7 @@
 //! ```
 
 pub mod error;
+pub mod free;
 pub mod mutation;
 pub mod records;
 pub mod rules;
@@ -141,7 +152,8 @@ pub mod wire;
 pub use error::ErrorCode;
 pub use mutation::{BookingAction, Mutation, NewBooking, NewMessage, NewSlot};
 pub use records::{
-    Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Role, Slot, Staff,
+    Booking, BookingStatus, Cancellation, Id, Message, PaymentMethod, PaymentRecord, PaymentStatus,
+    Record, RecordKind, Role, Slot, Staff,
 };
 pub use wire::{
     ApiError, Change, ChangeOp, ClientFrame, IntakeRequest, IssuedPassword, LoginRequest,

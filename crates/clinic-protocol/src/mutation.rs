@@ -3,7 +3,7 @@
 use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Id, RecordKind};
+use crate::records::{Id, PaymentMethod, RecordKind};
 
 /// A step in a booking's life cycle. Who may take which step from which status is decided
 /// by [`crate::rules::apply`].
@@ -24,9 +24,11 @@ pub enum BookingAction {
     StartSession,
     /// Therapist or operator: in_session -> completed.
     Complete,
-    /// Operator: completed and unpaid -> payment verified.
+    /// Operator: completed and unpaid -> payment verified. Taken with
+    /// [`Mutation::VerifyPayment`], which carries the amount and method.
     VerifyPayment,
-    /// Operator: any status before the session -> cancelled.
+    /// Operator: any status before the session -> cancelled. Taken with
+    /// [`Mutation::CancelBooking`], which carries the reason.
     Cancel,
 }
 
@@ -136,11 +138,36 @@ pub enum Mutation {
     CreateBooking {
         booking: NewBooking,
     },
-    /// A life-cycle step (accept, decline, pickup, ... cancel).
+    /// A life-cycle step (accept, decline, pickup, ...). Verifying a payment and
+    /// cancelling need more than the step, so they are [`Mutation::VerifyPayment`] and
+    /// [`Mutation::CancelBooking`]; as a bare step they are refused (`invalid_value`).
     BookingAction {
         id: Id,
         version: i64,
         action: BookingAction,
+    },
+    /// Operator: record the payment of a completed booking. The server stamps who verified
+    /// it and when.
+    VerifyPayment {
+        id: Id,
+        version: i64,
+        amount_cents: i64,
+        method: PaymentMethod,
+        #[serde(default)]
+        reference: String,
+    },
+    /// Operator: cancel a booking before its session, saying why (shown to everyone who
+    /// sees the booking).
+    CancelBooking {
+        id: Id,
+        version: i64,
+        reason: String,
+    },
+    /// Driver: go on or off duty (only themselves). Setting the state the account already
+    /// has changes nothing, like marking read a message that is read.
+    SetOnDuty {
+        staff_id: Id,
+        on_duty: bool,
     },
     /// Operator: move a booking; it goes back to the therapist to confirm.
     RescheduleBooking {
@@ -188,6 +215,8 @@ impl Mutation {
         match self {
             Mutation::CreateBooking { booking } => (RecordKind::Booking, booking.id),
             Mutation::BookingAction { id, .. }
+            | Mutation::VerifyPayment { id, .. }
+            | Mutation::CancelBooking { id, .. }
             | Mutation::RescheduleBooking { id, .. }
             | Mutation::AssignBooking { id, .. } => (RecordKind::Booking, *id),
             Mutation::CreateSlot { slot } => (RecordKind::Slot, slot.id),
@@ -196,14 +225,17 @@ impl Mutation {
             }
             Mutation::SendMessage { message } => (RecordKind::Message, message.id),
             Mutation::MarkRead { id } => (RecordKind::Message, *id),
+            Mutation::SetOnDuty { staff_id, .. } => (RecordKind::Staff, *staff_id),
         }
     }
 
-    /// The version the client based this mutation on; `None` for creations and for
-    /// marking read (which commutes with everything).
+    /// The version the client based this mutation on; `None` for creations, for marking
+    /// read and for going on or off duty (which set a state, whatever the version).
     pub fn expected_version(&self) -> Option<i64> {
         match self {
             Mutation::BookingAction { version, .. }
+            | Mutation::VerifyPayment { version, .. }
+            | Mutation::CancelBooking { version, .. }
             | Mutation::RescheduleBooking { version, .. }
             | Mutation::AssignBooking { version, .. }
             | Mutation::UpdateSlot { version, .. }
@@ -211,7 +243,8 @@ impl Mutation {
             Mutation::CreateBooking { .. }
             | Mutation::CreateSlot { .. }
             | Mutation::SendMessage { .. }
-            | Mutation::MarkRead { .. } => None,
+            | Mutation::MarkRead { .. }
+            | Mutation::SetOnDuty { .. } => None,
         }
     }
 }

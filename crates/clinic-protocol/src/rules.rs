@@ -26,11 +26,12 @@ use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
 use crate::error::ErrorCode;
 use crate::mutation::{BookingAction, Mutation, NewBooking, NewMessage, NewSlot};
 use crate::records::{
-    Booking, BookingStatus, Id, Message, PaymentStatus, Record, RecordKind, Role, Slot, Staff,
+    Booking, BookingStatus, Cancellation, Id, Message, PaymentRecord, PaymentStatus, Record,
+    RecordKind, Role, Slot, Staff,
 };
 use crate::wire::{
-    MAX_MESSAGE_TEXT, MAX_NOTE_TEXT, MAX_PASSWORD_CHARS, MAX_SHORT_TEXT, MAX_USERNAME_CHARS,
-    MIN_PASSWORD_CHARS,
+    MAX_MESSAGE_TEXT, MAX_NOTE_TEXT, MAX_PASSWORD_CHARS, MAX_PAYMENT_CENTS, MAX_SHORT_TEXT,
+    MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
 };
 
 /// A refusal with a stable code and a sentence for the user.
@@ -178,6 +179,70 @@ pub fn apply(
         } => {
             let b = booking_at(user, current, *version)?;
             booking_action(user, b, *action, now).map(|b| Effect::Upsert(Record::Booking(b)))
+        }
+        Mutation::VerifyPayment {
+            version,
+            amount_cents,
+            method,
+            reference,
+            ..
+        } => {
+            let b = booking_at(user, current, *version)?;
+            let (status, payment) = step(user, b, BookingAction::VerifyPayment)?;
+            let (amount_cents, reference) = check_payment(*amount_cents, reference)?;
+            Ok(Effect::Upsert(Record::Booking(Booking {
+                status,
+                payment,
+                payment_detail: Some(PaymentRecord {
+                    amount_cents,
+                    method: *method,
+                    reference,
+                    verified_by: user.id,
+                    verified_at: now,
+                }),
+                version: b.version + 1,
+                updated_at: now,
+                ..b.clone()
+            })))
+        }
+        Mutation::CancelBooking {
+            version, reason, ..
+        } => {
+            let b = booking_at(user, current, *version)?;
+            let (status, payment) = step(user, b, BookingAction::Cancel)?;
+            let reason = check_cancel_reason(reason)?;
+            Ok(Effect::Upsert(Record::Booking(Booking {
+                status,
+                payment,
+                cancellation: Some(Cancellation {
+                    reason,
+                    by: user.id,
+                    at: now,
+                }),
+                version: b.version + 1,
+                updated_at: now,
+                ..b.clone()
+            })))
+        }
+        Mutation::SetOnDuty { staff_id, on_duty } => {
+            if *staff_id != user.id || !user.has(Role::Driver) {
+                return Err(Rejection::new(
+                    ErrorCode::Forbidden,
+                    "Only a driver can go on or off duty, and only themselves.",
+                ));
+            }
+            let Some(Record::Staff(me)) = current else {
+                return Err(not_found("staff account"));
+            };
+            if me.on_duty == *on_duty {
+                // Already so: nothing to do, and nothing to log (see `Effect::changes`).
+                return Ok(Effect::Upsert(Record::Staff(me.clone())));
+            }
+            Ok(Effect::Upsert(Record::Staff(Staff {
+                on_duty: *on_duty,
+                version: me.version + 1,
+                ..me.clone()
+            })))
         }
         Mutation::RescheduleBooking {
             version,
@@ -435,6 +500,70 @@ pub fn check_assignees(
     Ok(())
 }
 
+/// A payment's amount and reference as [`Mutation::VerifyPayment`] takes them: more than
+/// zero and at most [`MAX_PAYMENT_CENTS`], a reference of at most [`MAX_SHORT_TEXT`]
+/// characters without line breaks (returned trimmed). Refused with `invalid_value`.
+pub fn check_payment(amount_cents: i64, reference: &str) -> Result<(i64, String), Rejection> {
+    if amount_cents <= 0 || amount_cents > MAX_PAYMENT_CENTS {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "A payment is more than 0 and at most {}.",
+                money(MAX_PAYMENT_CENTS)
+            ),
+        ));
+    }
+    let reference = reference.trim();
+    if reference.chars().count() > MAX_SHORT_TEXT || reference.chars().any(char::is_control) {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "A payment reference is at most {MAX_SHORT_TEXT} characters, without line \
+                 breaks or tabs."
+            ),
+        ));
+    }
+    Ok((amount_cents, reference.to_owned()))
+}
+
+/// A cancellation's reason: not blank, at most [`MAX_SHORT_TEXT`] characters without line
+/// breaks (returned trimmed). Refused with `invalid_value`.
+pub fn check_cancel_reason(reason: &str) -> Result<String, Rejection> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            "Say why the booking is cancelled: the reason is shown to everyone who sees it.",
+        ));
+    }
+    if reason.chars().count() > MAX_SHORT_TEXT || reason.chars().any(char::is_control) {
+        return Err(Rejection::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "A cancellation reason is at most {MAX_SHORT_TEXT} characters, without line \
+                 breaks or tabs."
+            ),
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+/// An amount in cents as the clinic reads it: "1,234.50". No currency sign: the protocol
+/// does not know the clinic's currency.
+pub fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    let units = (cents / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in units.chars().enumerate() {
+        if i > 0 && (units.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}.{:02}", cents % 100)
+}
+
 /// Whether `user` may manage staff accounts (list, create, change, disable, reset
 /// passwords): administrators only.
 pub fn may_manage_staff(user: &Staff) -> bool {
@@ -557,6 +686,8 @@ pub fn new_booking(
         created_at: now,
         updated_at: now,
         version: 1,
+        payment_detail: None,
+        cancellation: None,
     })
 }
 
@@ -625,6 +756,22 @@ fn booking_action(
     now: DateTime<Utc>,
 ) -> Result<Booking, Rejection> {
     let (status, payment) = step(user, b, action)?;
+    // Judged after the step, so that someone who may not take it hears that first.
+    match action {
+        BookingAction::VerifyPayment => {
+            return Err(Rejection::new(
+                ErrorCode::InvalidValue,
+                "Verifying a payment records its amount and method (verify_payment).",
+            ))
+        }
+        BookingAction::Cancel => {
+            return Err(Rejection::new(
+                ErrorCode::InvalidValue,
+                "Cancelling a booking needs a reason (cancel_booking).",
+            ))
+        }
+        _ => {}
+    }
     Ok(Booking {
         status,
         payment,
@@ -898,6 +1045,7 @@ pub fn status_words(s: BookingStatus) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::PaymentMethod;
     use uuid::Uuid;
 
     fn staff(roles: &[Role]) -> Staff {
@@ -909,6 +1057,7 @@ mod tests {
             version: 1,
             disabled: false,
             must_change_password: false,
+            on_duty: false,
         }
     }
 
@@ -1016,13 +1165,44 @@ mod tests {
         }
     }
 
+    /// Takes `action`; cancelling and verifying a payment as their own mutations, with a
+    /// stock reason and payment (see [`bare`] for the bare step).
     fn act(user: &Staff, b: &Booking, action: BookingAction) -> Result<Booking, Rejection> {
+        let (id, version) = (b.id, b.version);
+        let m = match action {
+            BookingAction::Cancel => Mutation::CancelBooking {
+                id,
+                version,
+                reason: "The client is ill.".into(),
+            },
+            BookingAction::VerifyPayment => Mutation::VerifyPayment {
+                id,
+                version,
+                amount_cents: 8_000,
+                method: PaymentMethod::Cash,
+                reference: String::new(),
+            },
+            _ => Mutation::BookingAction {
+                id,
+                version,
+                action,
+            },
+        };
+        mutate(user, b, &m)
+    }
+
+    /// The bare step, as [`Mutation::BookingAction`].
+    fn bare(user: &Staff, b: &Booking, action: BookingAction) -> Result<Booking, Rejection> {
         let m = Mutation::BookingAction {
             id: b.id,
             version: b.version,
             action,
         };
-        match apply(user, &m, Some(&Record::Booking(b.clone())), Utc::now())? {
+        mutate(user, b, &m)
+    }
+
+    fn mutate(user: &Staff, b: &Booking, m: &Mutation) -> Result<Booking, Rejection> {
+        match apply(user, m, Some(&Record::Booking(b.clone())), Utc::now())? {
             Effect::Upsert(Record::Booking(b)) => Ok(b),
             other => panic!("unexpected effect {other:?}"),
         }
@@ -1616,5 +1796,193 @@ mod tests {
         let mut outside = held;
         (outside.start, outside.end) = (t(18, 0), t(19, 0));
         assert!(check(None, &[outside], all).is_ok());
+    }
+
+    #[test]
+    fn a_verified_payment_records_amount_method_reference_and_who_when() {
+        let op = staff(&[Role::Operator]);
+        let th = staff(&[Role::Therapist]);
+        let dr = staff(&[Role::Driver]);
+        let done = booking(&th, &dr, BookingStatus::Completed);
+        let pay = |amount_cents: i64, reference: &str| Mutation::VerifyPayment {
+            id: done.id,
+            version: done.version,
+            amount_cents,
+            method: PaymentMethod::Insurance,
+            reference: reference.into(),
+        };
+        let at = Utc::now();
+        let Effect::Upsert(Record::Booking(paid)) = apply(
+            &op,
+            &pay(12_050, "  Claim 77 "),
+            Some(&Record::Booking(done.clone())),
+            at,
+        )
+        .unwrap() else {
+            panic!("a booking")
+        };
+        assert_eq!(paid.payment, PaymentStatus::Verified);
+        assert_eq!(
+            paid.payment_detail,
+            Some(PaymentRecord {
+                amount_cents: 12_050,
+                method: PaymentMethod::Insurance,
+                reference: "Claim 77".into(),
+                verified_by: op.id,
+                verified_at: at,
+            })
+        );
+        assert_eq!(paid.version, done.version + 1);
+
+        // Bad amounts and references: invalid_value, whoever asks.
+        for (amount, reference) in [
+            (0, ""),
+            (-500, ""),
+            (MAX_PAYMENT_CENTS + 1, ""),
+            (100, "a\nb"),
+            (100, &"r".repeat(MAX_SHORT_TEXT + 1)),
+        ] {
+            let refused = mutate(&op, &done, &pay(amount, reference)).unwrap_err();
+            assert_eq!(
+                refused.code,
+                ErrorCode::InvalidValue,
+                "{amount} {reference:?}"
+            );
+        }
+        assert!(mutate(&op, &done, &pay(MAX_PAYMENT_CENTS, "")).is_ok());
+        // Not the operator's: forbidden before the values are looked at.
+        assert_eq!(
+            mutate(&th, &done, &pay(0, "")).unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+        // Not completed yet: the life cycle says no.
+        let early = booking(&th, &dr, BookingStatus::InSession);
+        assert_eq!(
+            act(&op, &early, BookingAction::VerifyPayment)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTransition
+        );
+        // The bare step is still offered on the row, but refused without its details.
+        assert!(booking_actions(&op, &done).contains(&BookingAction::VerifyPayment));
+        assert_eq!(
+            bare(&op, &done, BookingAction::VerifyPayment)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidValue
+        );
+        // Stored before payments had details: still read.
+        let mut json = serde_json::to_value(&done).unwrap();
+        json.as_object_mut().unwrap().remove("payment_detail");
+        assert_eq!(serde_json::from_value::<Booking>(json).unwrap(), done);
+        assert!(!serde_json::to_string(&done)
+            .unwrap()
+            .contains("payment_detail"));
+    }
+
+    #[test]
+    fn a_cancellation_needs_a_reason_and_keeps_it_with_who_and_when() {
+        let op = staff(&[Role::Operator]);
+        let th = staff(&[Role::Therapist]);
+        let dr = staff(&[Role::Driver]);
+        let b = booking(&th, &dr, BookingStatus::Confirmed);
+        let cancel = |reason: &str| Mutation::CancelBooking {
+            id: b.id,
+            version: b.version,
+            reason: reason.into(),
+        };
+        let at = Utc::now();
+        let Effect::Upsert(Record::Booking(gone)) = apply(
+            &op,
+            &cancel(" The client is ill. "),
+            Some(&Record::Booking(b.clone())),
+            at,
+        )
+        .unwrap() else {
+            panic!("a booking")
+        };
+        assert_eq!(gone.status, BookingStatus::Cancelled);
+        assert_eq!(
+            gone.cancellation,
+            Some(Cancellation {
+                reason: "The client is ill.".into(),
+                by: op.id,
+                at,
+            })
+        );
+        for bad in ["", "   ", "two\nlines", &"x".repeat(MAX_SHORT_TEXT + 1)] {
+            assert_eq!(
+                mutate(&op, &b, &cancel(bad)).unwrap_err().code,
+                ErrorCode::InvalidValue,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            mutate(&th, &b, &cancel("Mine.")).unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            act(&op, &gone, BookingAction::Cancel).unwrap_err().code,
+            ErrorCode::InvalidTransition
+        );
+        assert!(booking_actions(&op, &b).contains(&BookingAction::Cancel));
+        assert_eq!(
+            bare(&op, &b, BookingAction::Cancel).unwrap_err().code,
+            ErrorCode::InvalidValue
+        );
+    }
+
+    #[test]
+    fn a_driver_goes_on_and_off_duty_only_themselves() {
+        let dr = staff(&[Role::Driver]);
+        let other = staff(&[Role::Driver]);
+        let op = staff(&[Role::Operator, Role::Admin]);
+        let duty = |who: &Staff, of: &Staff, on_duty: bool| {
+            apply(
+                who,
+                &Mutation::SetOnDuty {
+                    staff_id: of.id,
+                    on_duty,
+                },
+                Some(&Record::Staff(of.clone())),
+                Utc::now(),
+            )
+        };
+        let Effect::Upsert(Record::Staff(on)) = duty(&dr, &dr, true).unwrap() else {
+            panic!("a staff record")
+        };
+        assert!(on.on_duty);
+        assert_eq!(on.version, dr.version + 1);
+        // Already on duty: nothing changes, nothing is logged.
+        let again = duty(&on, &on, true).unwrap();
+        assert!(!again.changes(Some(&Record::Staff(on.clone()))));
+        let Effect::Upsert(Record::Staff(off)) = duty(&on, &on, false).unwrap() else {
+            panic!("a staff record")
+        };
+        assert!(!off.on_duty && off.version == on.version + 1);
+        // Another driver's duty, or anyone who is not a driver: forbidden.
+        for (who, of) in [(&dr, &other), (&op, &dr), (&op, &op)] {
+            assert_eq!(
+                duty(who, of, true).unwrap_err().code,
+                ErrorCode::Forbidden,
+                "{:?} for {:?}",
+                who.roles,
+                of.roles
+            );
+        }
+        // Off duty is the default, and is left out of the JSON.
+        assert!(!serde_json::to_string(&dr).unwrap().contains("on_duty"));
+        assert!(serde_json::to_string(&on)
+            .unwrap()
+            .ends_with(r#""on_duty":true}"#));
+    }
+
+    #[test]
+    fn money_reads_as_the_clinic_writes_it() {
+        assert_eq!(money(0), "0.00");
+        assert_eq!(money(5), "0.05");
+        assert_eq!(money(12_050), "120.50");
+        assert_eq!(money(123_456_789), "1,234,567.89");
+        assert_eq!(money(-100_000), "-1,000.00");
     }
 }

@@ -28,6 +28,9 @@ pub const MAX_SHORT_TEXT: usize = 200;
 pub const MAX_NOTE_TEXT: usize = 2_000;
 /// Longest private message.
 pub const MAX_MESSAGE_TEXT: usize = 4_000;
+/// The largest payment one booking may record, in cents (1,000,000.00): a typing slip
+/// (an extra zero or two) is refused rather than summed into the day's takings.
+pub const MAX_PAYMENT_CENTS: i64 = 100_000_000;
 
 /// HTTP paths, in one place for server and client.
 pub mod paths {

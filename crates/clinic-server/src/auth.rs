@@ -769,6 +769,7 @@ mod tests {
             version: 1,
             disabled: false,
             must_change_password: false,
+            on_duty: false,
         };
         sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, 'x', ?)")
             .bind(staff.id.to_string())

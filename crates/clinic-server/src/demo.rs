@@ -3,7 +3,8 @@
 
 use chrono::{Duration, Local, NaiveTime};
 use clinic_protocol::{
-    BookingAction, Mutation, MutationOutcome, NewBooking, NewMessage, NewSlot, Role, Staff,
+    BookingAction, Mutation, MutationOutcome, NewBooking, NewMessage, NewSlot, PaymentMethod, Role,
+    Staff,
 };
 use uuid::Uuid;
 
@@ -158,6 +159,26 @@ pub async fn seed(state: &AppState) -> Result<Vec<DemoLogin>, ServerError> {
             "Dog in the garden.",
         ),
         (
+            "Iris Novak",
+            "Reflexology",
+            0,
+            (12, 0),
+            (13, 0),
+            &kim,
+            None,
+            "",
+        ),
+        (
+            "Jonas Berg",
+            "Physiotherapy",
+            0,
+            (9, 0),
+            (9, 45),
+            &reyes,
+            Some(&dan),
+            "",
+        ),
+        (
             "Grace Kim",
             "Hot stone massage",
             1,
@@ -203,7 +224,7 @@ pub async fn seed(state: &AppState) -> Result<Vec<DemoLogin>, ServerError> {
         made.push((id, therapist.clone(), driver.cloned()));
     }
     // Move a few along their life cycle: Emma is confirmed, Farid's driver is on the way,
-    // Ben's session is done and waiting for payment.
+    // Ben's session is done and waiting for payment, Iris's and Jonas's are done and paid.
     let step = |i: usize, version: i64, action: BookingAction| (made[i].0, version, action);
     let steps = [
         (made[4].1.clone(), step(4, 1, BookingAction::Accept)),
@@ -216,6 +237,16 @@ pub async fn seed(state: &AppState) -> Result<Vec<DemoLogin>, ServerError> {
         (lee.clone(), step(1, 4, BookingAction::MarkArrived)),
         (olivia.clone(), step(1, 5, BookingAction::StartSession)),
         (made[1].1.clone(), step(1, 6, BookingAction::Complete)),
+        // Iris's and Jonas's visits are done and paid.
+        (kim.clone(), step(6, 1, BookingAction::Accept)),
+        (kim.clone(), step(6, 2, BookingAction::StartSession)),
+        (kim.clone(), step(6, 3, BookingAction::Complete)),
+        (reyes.clone(), step(7, 1, BookingAction::Accept)),
+        (dan.clone(), step(7, 2, BookingAction::ConfirmPickup)),
+        (dan.clone(), step(7, 3, BookingAction::StartJourney)),
+        (dan.clone(), step(7, 4, BookingAction::MarkArrived)),
+        (reyes.clone(), step(7, 5, BookingAction::StartSession)),
+        (reyes.clone(), step(7, 6, BookingAction::Complete)),
     ];
     for (who, (id, version, action)) in steps {
         apply(
@@ -228,6 +259,31 @@ pub async fn seed(state: &AppState) -> Result<Vec<DemoLogin>, ServerError> {
         )
         .await?;
     }
+    for (i, version, amount_cents, method, reference) in [
+        (6, 4, 6_500, PaymentMethod::Card, "Slip 4471"),
+        (7, 7, 9_000, PaymentMethod::Insurance, "Claim HB-2231"),
+    ] {
+        apply(
+            olivia.clone(),
+            Mutation::VerifyPayment {
+                id: made[i].0,
+                version,
+                amount_cents,
+                method,
+                reference: reference.into(),
+            },
+        )
+        .await?;
+    }
+    // Dan is at work (Lee has not started yet).
+    apply(
+        dan.clone(),
+        Mutation::SetOnDuty {
+            staff_id: dan.id,
+            on_duty: true,
+        },
+    )
+    .await?;
     for (from, to, body) in [
         (
             &olivia,

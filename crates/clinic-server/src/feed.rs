@@ -278,10 +278,29 @@ const FRAME_BUDGET: usize = MAX_SERVER_FRAME_BYTES / 4;
 /// changed (resync: a snapshot filtered by the account as it is). Caught up from the log,
 /// the change is history (the hello checked the account as it is now), but the client's
 /// copy was filtered by the account as it was before it, so it resyncs whatever the
-/// change was. Making the account (its first version) changes nothing anyone has.
+/// change was. Making the account (its first version) changes nothing anyone has, and
+/// neither does going on or off duty (live).
 fn account_changed(user: &Staff, logged: &Logged, live: bool) -> Option<End> {
     if logged.kind != RecordKind::Staff || logged.id != user.id || !logged.prev_existed {
         return None;
+    }
+    // Going on or off duty changes nothing the feed filters by: live, it is sent as the
+    // ordinary staff change it is, or a driver's every toggle would cost them a snapshot.
+    // (Live, `user` is the account as it was before this change but for earlier duty
+    // changes; caught up from the log it is the account as it is now, which says nothing
+    // about what the change was, so that resyncs as before.)
+    let duty_only = |now: &Staff| {
+        let plain = |s: &Staff| Staff {
+            on_duty: false,
+            version: 0,
+            ..s.clone()
+        };
+        plain(now) == plain(user)
+    };
+    if let Some(Record::Staff(now)) = &logged.record {
+        if live && duty_only(now) {
+            return None;
+        }
     }
     let resync = End::Resync(
         ResyncReason::AccountChanged,

@@ -172,10 +172,23 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(http::method_not_allowed)
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::map_response(server_header))
         // Outermost, so that every answer is logged and counted, refusals of the layers
         // above included.
         .layer(trace)
         .with_state(state)
+}
+
+/// What every answer says the server is (`Server: clinic-server/0.1.0`), the feed's
+/// handshake included: the app shows it in its sync panel, support reads it with curl.
+pub const SERVER_NAME: &str = concat!("clinic-server/", env!("CARGO_PKG_VERSION"));
+
+async fn server_header(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::SERVER,
+        axum::http::HeaderValue::from_static(SERVER_NAME),
+    );
+    response
 }
 
 /// How long [`serve`] waits, once told to stop, for the open feeds to send their Close

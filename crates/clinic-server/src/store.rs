@@ -820,6 +820,9 @@ struct Group<'m> {
     records: HashMap<(RecordKind, Id), Option<Record>>,
     /// Staff the group added or changed: the last state of each.
     staff: HashMap<Id, Staff>,
+    /// Staff changed by mutations (going on duty), whose rows [`Group::flush`] writes;
+    /// account changes write theirs as they go.
+    staff_bodies: Vec<Id>,
     /// The group's changes in seq order, each with its commit time.
     logged: Vec<(Logged, String)>,
     /// Outcomes stored before the group, by user and mutation id.
@@ -837,6 +840,7 @@ impl<'m> Group<'m> {
             head: memory.head,
             records: HashMap::new(),
             staff: HashMap::new(),
+            staff_bodies: Vec::new(),
             logged: Vec::new(),
             earlier: HashMap::new(),
             outcomes: Vec::new(),
@@ -879,7 +883,16 @@ impl<'m> Group<'m> {
         let (kind, id) = mutation.target();
         let judged = {
             let view = self.view();
-            judge(&view, user, mutation, view.record((kind, id)), now)
+            // Staff are kept apart from the other records (their own table, with the
+            // password): a mutation of one (going on duty) is judged against it there.
+            let staff = (kind == RecordKind::Staff)
+                .then(|| view.staff(&id).cloned().map(Record::Staff))
+                .flatten();
+            let current = match kind {
+                RecordKind::Staff => staff.as_ref(),
+                _ => view.record((kind, id)),
+            };
+            judge(&view, user, mutation, current, now)
         };
         let outcome = match judged {
             Err((rejection, current)) => MutationOutcome::Rejected {
@@ -906,7 +919,22 @@ impl<'m> Group<'m> {
                     .clone()
                     .or(previous.clone())
                     .ok_or(ServerError::Invariant("a mutation without a record"))?;
-                self.records.insert((kind, id), record.clone());
+                match &record {
+                    Some(Record::Staff(staff)) => {
+                        self.staff.insert(staff.id, staff.clone());
+                        self.staff_bodies.push(staff.id);
+                    }
+                    Some(_) => {
+                        self.records.insert((kind, id), record.clone());
+                    }
+                    // No mutation deletes an account.
+                    None if kind == RecordKind::Staff => {
+                        return Err(ServerError::Invariant("a mutation deleting an account"));
+                    }
+                    None => {
+                        self.records.insert((kind, id), None);
+                    }
+                }
                 let seq = self.append(
                     &target,
                     record.clone(),
@@ -1033,6 +1061,7 @@ impl<'m> Group<'m> {
             version: 1,
             disabled: false,
             must_change_password: account.must_change_password,
+            on_duty: false,
         };
         sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, ?, ?)")
             .bind(staff.id.to_string())
@@ -1239,6 +1268,20 @@ impl<'m> Group<'m> {
             });
             q.push(") AS k JOIN records AS r ON r.kind = k.column1 AND r.id = k.column2)");
             q.build().execute(&mut **tx).await?;
+        }
+        let mut changed_staff = self.staff_bodies.clone();
+        changed_staff.sort_unstable();
+        changed_staff.dedup();
+        for id in changed_staff {
+            let staff = self
+                .staff
+                .get(&id)
+                .ok_or(ServerError::Invariant("a changed account not kept"))?;
+            sqlx::query("UPDATE staff SET body = ? WHERE id = ?")
+                .bind(serde_json::to_string(staff)?)
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?;
         }
         let mut rows = Vec::with_capacity(self.logged.len());
         for (logged, committed_at) in &self.logged {
@@ -1582,7 +1625,6 @@ fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
 #[cfg(test)]
 mod tests {
     use chrono::{Local, NaiveTime};
-    use clinic_protocol::BookingAction;
 
     use super::*;
 
@@ -1611,10 +1653,10 @@ mod tests {
     }
 
     fn cancel_a(id: Uuid) -> Mutation {
-        Mutation::BookingAction {
+        Mutation::CancelBooking {
             id,
             version: 1,
-            action: BookingAction::Cancel,
+            reason: "The client called off.".into(),
         }
     }
 

@@ -32,8 +32,8 @@ use clinic_protocol::rules::{self, visible_to};
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
     Booking, BookingAction, Change, ChangeOp, ClientFrame, ErrorCode, Message, Mutation,
-    MutationOutcome, NewBooking, NewMessage, NewSlot, Record, RecordKind, Role, ServerFrame, Slot,
-    Staff, PROTOCOL_VERSION,
+    MutationOutcome, NewBooking, NewMessage, NewSlot, PaymentMethod, Record, RecordKind, Role,
+    ServerFrame, Slot, Staff, PROTOCOL_VERSION,
 };
 use clinic_server::{AppState, Config, Embedded};
 use clinic_test_kit::{Staffer, TestServer, DEADLINE, PASSWORD};
@@ -116,6 +116,8 @@ enum Act {
     DeleteSlot,
     SendMessage,
     MarkRead,
+    /// A driver goes on or off duty (a staff record).
+    SetOnDuty,
 }
 
 impl Act {
@@ -132,6 +134,7 @@ impl Act {
             DeleteSlot => "delete_slot",
             SendMessage => "send_message",
             MarkRead => "mark_read",
+            SetOnDuty => "set_on_duty",
         }
     }
 
@@ -146,6 +149,10 @@ fn act_of(mutation: &Mutation) -> Act {
     match mutation {
         Mutation::CreateBooking { .. } => CreateBooking,
         Mutation::BookingAction { action, .. } => Step(*action),
+        // The two steps that carry more than the step itself.
+        Mutation::VerifyPayment { .. } => Step(BookingAction::VerifyPayment),
+        Mutation::CancelBooking { .. } => Step(BookingAction::Cancel),
+        Mutation::SetOnDuty { .. } => SetOnDuty,
         Mutation::RescheduleBooking { .. } => RescheduleBooking,
         Mutation::AssignBooking { .. } => AssignBooking,
         Mutation::CreateSlot { .. } => CreateSlot,
@@ -309,6 +316,8 @@ const TABLE: &[Line] = &[
     (K::Staff,   InSnapshot,             Others,    [    A,     A,     A,     A,     A,     A]),
     (K::Staff,   InFeed,                 Own,       [    A,     A,     A,     A,     A,     A]),
     (K::Staff,   InFeed,                 Others,    [    A,     A,     A,     A,     A,     A]),
+    (K::Staff,   SetOnDuty,              Own,       [    F,     F,     F,     A,     F,     F]),
+    (K::Staff,   SetOnDuty,              Others,    [    F,     F,     F,     F,     F,     F]),
 
 ];
 
@@ -325,7 +334,7 @@ fn acts(kind: RecordKind) -> Vec<Act> {
         }
         K::Slot => acts.extend([CreateSlot, UpdateSlot, DeleteSlot]),
         K::Message => acts.extend([SendMessage, MarkRead]),
-        K::Staff => {}
+        K::Staff => acts.push(SetOnDuty),
     }
     acts
 }
@@ -767,12 +776,47 @@ impl Walk {
             }
             Step(action) => {
                 let b = self.booking(rel, who, path_to(action)).await;
-                let m = Mutation::BookingAction {
-                    id: b.id,
-                    version: b.version,
-                    action,
+                let (id, version) = (b.id, b.version);
+                let m = match action {
+                    B::VerifyPayment => Mutation::VerifyPayment {
+                        id,
+                        version,
+                        amount_cents: 9_500,
+                        method: PaymentMethod::Card,
+                        reference: "Authz slip".into(),
+                    },
+                    B::Cancel => Mutation::CancelBooking {
+                        id,
+                        version,
+                        reason: "Authz: the client called off.".into(),
+                    },
+                    _ => Mutation::BookingAction {
+                        id,
+                        version,
+                        action,
+                    },
                 };
                 (m, Some(Record::Booking(b)))
+            }
+            SetOnDuty => {
+                let staff = match rel {
+                    Own => self.user(who).login.user.clone(),
+                    _ => self.therapist2.login.user.clone(),
+                };
+                // The account as it is now (an earlier cell may have put it on duty).
+                let now = self
+                    .user(who)
+                    .snapshot()
+                    .await
+                    .records
+                    .into_iter()
+                    .find_map(|r| r.into_staff().filter(|s| s.id == staff.id));
+                let staff = now.unwrap_or(staff);
+                let m = Mutation::SetOnDuty {
+                    staff_id: staff.id,
+                    on_duty: !staff.on_duty,
+                };
+                (m, Some(Record::Staff(staff)))
             }
             RescheduleBooking => {
                 let b = self.booking(rel, who, &[]).await;
@@ -951,6 +995,14 @@ impl Walk {
                     let got = match about.last().map(|c| &c.op) {
                         None => N,
                         Some(ChangeOp::Upsert { record: r }) if r == record => A,
+                        // Changed by a later cell (a driver going on duty changes their own
+                        // staff record): a later version of it reached the feed, so it did.
+                        Some(ChangeOp::Upsert { record: r })
+                            if (r.kind(), r.id()) == (record.kind(), record.id())
+                                && r.version() > record.version() =>
+                        {
+                            A
+                        }
                         Some(other) => {
                             wrong.push(format!("{cell}: the feed's last word on it: {other:?}"));
                             continue;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
-    BookingAction, Change, ClientFrame, Mutation, MutationOutcome, NewMessage, Record,
-    ResyncReason, ServerFrame, PROTOCOL_VERSION,
+    Change, ClientFrame, Mutation, MutationOutcome, NewMessage, Record, ResyncReason, ServerFrame,
+    PROTOCOL_VERSION,
 };
 use clinic_server::{Config, Embedded};
 use clinic_test_kit::{staff_id, Staffer, TestServer, DEADLINE};
@@ -129,10 +129,10 @@ async fn concurrent_writers_all_land_once_gap_free_each_answered_with_its_own_ou
                 // One refusal among each writer's changes, so that refusals land in the
                 // middle of the groups the server commits.
                 let (body, mutation) = if i == EACH / 2 {
-                    let cancel = Mutation::BookingAction {
+                    let cancel = Mutation::CancelBooking {
                         id: Uuid::new_v4(),
                         version: 1,
-                        action: BookingAction::Cancel,
+                        reason: "The client called off.".into(),
                     };
                     (None, cancel)
                 } else {

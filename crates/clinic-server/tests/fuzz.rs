@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{Local, NaiveDate, NaiveTime};
 use clinic_protocol::wire::{
-    paths, MAX_CLIENT_FRAME_BYTES, MAX_MESSAGE_TEXT, MAX_NOTE_TEXT, MAX_REQUEST_BODY_BYTES,
-    MAX_SHORT_TEXT,
+    paths, MAX_CLIENT_FRAME_BYTES, MAX_MESSAGE_TEXT, MAX_NOTE_TEXT, MAX_PAYMENT_CENTS,
+    MAX_REQUEST_BODY_BYTES, MAX_SHORT_TEXT,
 };
 use clinic_protocol::{
     ApiError, Booking, BookingAction, ClientFrame, ErrorCode, Id, IntakeRequest, LoginRequest,
     LoginResponse, Mutation, MutationOutcome, MutationRequest, NewBooking, NewMessage, NewSlot,
-    Record, ResyncReason, ServerFrame, Snapshot, PROTOCOL_VERSION,
+    PaymentMethod, Record, ResyncReason, ServerFrame, Snapshot, PROTOCOL_VERSION,
 };
 use clinic_test_kit::{Staffer, TestServer, INTAKE_KEY, PASSWORD};
 use futures_util::{SinkExt, StreamExt};
@@ -1293,6 +1293,22 @@ enum Gen {
         version: Ver,
         action: BookingAction,
     },
+    Pay {
+        id: Pick,
+        version: Ver,
+        amount_cents: i64,
+        method: PaymentMethod,
+        reference: String,
+    },
+    Cancel {
+        id: Pick,
+        version: Ver,
+        reason: String,
+    },
+    Duty {
+        staff: Pick,
+        on_duty: bool,
+    },
     Reschedule {
         id: Pick,
         version: Ver,
@@ -1409,8 +1425,31 @@ fn mutation() -> BoxedStrategy<Gen> {
             }
         ),
         (pick(), ver()).prop_map(|(id, version)| Gen::DeleteSlot { id, version }),
-        (new, person, field()).prop_map(|(id, to, body)| Gen::Send { id, to, body }),
+        (new, person.clone(), field()).prop_map(|(id, to, body)| Gen::Send { id, to, body }),
         pick().prop_map(|id| Gen::MarkRead { id }),
+        (
+            pick(),
+            ver(),
+            prop_oneof![
+                3 => 1i64..MAX_PAYMENT_CENTS,
+                1 => prop_oneof![Just(0i64), Just(-1i64), Just(MAX_PAYMENT_CENTS), Just(MAX_PAYMENT_CENTS + 1), Just(i64::MIN), Just(i64::MAX)],
+            ],
+            prop::sample::select(&PaymentMethod::ALL[..]),
+            field()
+        )
+            .prop_map(|(id, version, amount_cents, method, reference)| Gen::Pay {
+                id,
+                version,
+                amount_cents,
+                method,
+                reference
+            }),
+        (pick(), ver(), field()).prop_map(|(id, version, reason)| Gen::Cancel {
+            id,
+            version,
+            reason
+        }),
+        (person, any::<bool>()).prop_map(|(staff, on_duty)| Gen::Duty { staff, on_duty }),
     ]
     .boxed()
 }
@@ -1596,6 +1635,32 @@ impl World {
                 },
             },
             Gen::MarkRead { id: p } => Mutation::MarkRead { id: id(p) },
+            Gen::Pay {
+                id: p,
+                version,
+                amount_cents,
+                method,
+                reference,
+            } => Mutation::VerifyPayment {
+                id: id(p),
+                version: self.version(id(p), version),
+                amount_cents: *amount_cents,
+                method: *method,
+                reference: reference.clone(),
+            },
+            Gen::Cancel {
+                id: p,
+                version,
+                reason,
+            } => Mutation::CancelBooking {
+                id: id(p),
+                version: self.version(id(p), version),
+                reason: reason.clone(),
+            },
+            Gen::Duty { staff, on_duty } => Mutation::SetOnDuty {
+                staff_id: id(staff),
+                on_duty: *on_duty,
+            },
         }
     }
 }

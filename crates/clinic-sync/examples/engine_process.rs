@@ -385,10 +385,25 @@ async fn change(
                 } else {
                     &forward
                 };
-                choices.choose(rng).map(|&action| Mutation::BookingAction {
-                    id: b.id,
-                    version: b.version,
-                    action,
+                choices.choose(rng).map(|&action| match action {
+                    // The two steps that carry more than the step.
+                    BookingAction::Cancel => Mutation::CancelBooking {
+                        id: b.id,
+                        version: b.version,
+                        reason: "Chaos: called off.".into(),
+                    },
+                    BookingAction::VerifyPayment => Mutation::VerifyPayment {
+                        id: b.id,
+                        version: b.version,
+                        amount_cents: 12_000,
+                        method: clinic_protocol::PaymentMethod::Card,
+                        reference: String::new(),
+                    },
+                    _ => Mutation::BookingAction {
+                        id: b.id,
+                        version: b.version,
+                        action,
+                    },
                 })
             })
         }

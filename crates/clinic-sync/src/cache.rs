@@ -82,6 +82,8 @@ pub(crate) struct Write<'a> {
     pub(crate) overlay_clear: Vec<Key>,
     pub(crate) enqueue: Option<&'a Queued>,
     pub(crate) dequeue: Vec<Uuid>,
+    /// A refusal to keep until the user has seen it (see [`Cache::rejections`]).
+    pub(crate) reject: Option<&'a crate::events::Rejected>,
     pub(crate) cursor: Option<u64>,
     pub(crate) cache_seq: Option<u64>,
 }
@@ -191,6 +193,28 @@ impl Cache {
         Ok(())
     }
 
+    /// The refusals not yet seen, oldest first.
+    pub(crate) async fn rejections(&self) -> Result<Vec<crate::events::Rejected>, SyncError> {
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM rejections ORDER BY at, mutation_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(bodies
+            .iter()
+            .map(|b| serde_json::from_str(b))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a refusal the user has seen. Forgetting one that is gone is not an error (two
+    /// windows may acknowledge it).
+    pub(crate) async fn forget_rejection(&self, mutation_id: Uuid) -> Result<(), SyncError> {
+        sqlx::query("DELETE FROM rejections WHERE mutation_id = ?")
+            .bind(mutation_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The server's copy of one record (not the overlay).
     pub(crate) async fn server_record(&self, key: Key) -> Result<Option<Record>, SyncError> {
         let body: Option<String> =
@@ -253,6 +277,16 @@ impl Cache {
             }
             q.push(")");
             q.build().execute(&mut *tx).await?;
+        }
+        if let Some(r) = w.reject {
+            sqlx::query(
+                "INSERT OR REPLACE INTO rejections (mutation_id, body, at) VALUES (?, ?, ?)",
+            )
+            .bind(r.mutation_id.to_string())
+            .bind(serde_json::to_string(r)?)
+            .bind(sortable(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
         }
         let mut meta: Vec<(&str, String)> = Vec::new();
         if let Some(c) = w.cursor {
@@ -398,6 +432,56 @@ mod tests {
     /// SQLite's numbers for `PRAGMA synchronous`.
     const NORMAL: i64 = 1;
     const FULL: i64 = 2;
+
+    #[tokio::test]
+    async fn a_refusal_is_kept_with_its_values_until_seen_even_after_reopening() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("cache.db");
+        let cache = Cache::open(&path).await.expect("a cache");
+        let queued = Queued {
+            mutation_id: Uuid::new_v4(),
+            mutation: Mutation::MarkRead { id: Uuid::new_v4() },
+            queued_at: Utc::now(),
+            tag: Some("operator-3".into()),
+        };
+        cache
+            .write(&Write {
+                enqueue: Some(&queued),
+                ..Write::default()
+            })
+            .await
+            .expect("queued");
+        let refused = crate::events::Rejected {
+            mutation_id: queued.mutation_id,
+            mutation: queued.mutation.clone(),
+            code: clinic_protocol::ErrorCode::Forbidden,
+            message: "No.".into(),
+            current: None,
+            tag: queued.tag.clone(),
+        };
+        // The verdict takes the change out of the outbox and keeps the refusal, at once.
+        cache
+            .write(&Write {
+                dequeue: vec![queued.mutation_id],
+                reject: Some(&refused),
+                ..Write::default()
+            })
+            .await
+            .expect("settled");
+        drop(cache);
+        let cache = Cache::open(&path).await.expect("the cache again");
+        assert!(cache.load().await.expect("loaded").outbox.is_empty());
+        assert_eq!(cache.rejections().await.expect("read"), vec![refused]);
+        cache
+            .forget_rejection(queued.mutation_id)
+            .await
+            .expect("forgotten");
+        cache
+            .forget_rejection(queued.mutation_id)
+            .await
+            .expect("forgetting twice is fine");
+        assert!(cache.rejections().await.expect("read").is_empty());
+    }
 
     #[tokio::test]
     async fn a_queued_change_is_committed_with_a_sync_to_disk_the_rest_normally() {

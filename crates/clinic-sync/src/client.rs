@@ -1,5 +1,6 @@
 //! The HTTP half of talking to the server: sign in, fetch a snapshot, send one mutation,
-//! revoke the token. (The feed's WebSocket is the driver's.)
+//! change a password, manage staff accounts (administrators), revoke the token. (The
+//! feed's WebSocket is the driver's.)
 //!
 //! Every answer is turned into our own terms here: a [`SyncError`] with the server's code
 //! and message, or for a mutation the machine's [`Sent`], so no other module looks at an
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
-    ApiError, ErrorCode, LoginRequest, LoginResponse, MutationOutcome, MutationRequest, Snapshot,
+    ApiError, ErrorCode, Id, IssuedPassword, LoginRequest, LoginResponse, MutationOutcome,
+    MutationRequest, NewStaff, Snapshot, Staff, StaffPatch,
 };
+use serde::de::DeserializeOwned;
 
 use crate::error::SyncError;
 use crate::machine::Sent;
@@ -171,6 +174,41 @@ impl Client {
         Ok(())
     }
 
+    /// Makes a staff account (administrators only): the account and its one-time password.
+    pub(crate) async fn create_staff(
+        &self,
+        token: &str,
+        new: &NewStaff,
+    ) -> Result<IssuedPassword, SyncError> {
+        let request = self.http.post(self.url(paths::STAFF)).json(new);
+        answer(request.bearer_auth(token)).await
+    }
+
+    /// Changes staff account `id` (administrators only): the account as it is now.
+    pub(crate) async fn patch_staff(
+        &self,
+        token: &str,
+        id: Id,
+        patch: &StaffPatch,
+    ) -> Result<Staff, SyncError> {
+        let request = self
+            .http
+            .patch(self.url(&paths::staff_member(id)))
+            .json(patch);
+        answer(request.bearer_auth(token)).await
+    }
+
+    /// Gives staff account `id` a new one-time password (administrators only); every
+    /// session of that account ends.
+    pub(crate) async fn reset_password(
+        &self,
+        token: &str,
+        id: Id,
+    ) -> Result<IssuedPassword, SyncError> {
+        let request = self.http.post(self.url(&paths::staff_password(id)));
+        answer(request.bearer_auth(token)).await
+    }
+
     /// Revokes `token`. Short: signing out must not hang on a server that is away.
     pub(crate) async fn revoke(&self, token: &str) -> Result<(), SyncError> {
         self.http
@@ -181,6 +219,19 @@ impl Client {
             .await?;
         Ok(())
     }
+}
+
+/// Sends `request` and reads its JSON answer, or the server's refusal in our terms. A
+/// token the server no longer takes is [`SyncError::SessionExpired`], as everywhere.
+async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, SyncError> {
+    let response = request.send().await?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(SyncError::SessionExpired);
+    }
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
+    }
+    Ok(response.json().await?)
 }
 
 /// An HTTP error answer: the server's code and message, or what we can say without one.

@@ -47,7 +47,9 @@ impl Link {
         self.writer.replace(snapshot).await
     }
 
-    async fn connect(&self) -> Result<Socket, String> {
+    /// Opens the feed; with the socket, what the server calls itself (its `Server` header
+    /// in the handshake's answer), for the status.
+    async fn connect(&self) -> Result<(Socket, Option<String>), String> {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(MAX_SERVER_FRAME_BYTES))
             .max_frame_size(Some(MAX_SERVER_FRAME_BYTES));
@@ -60,7 +62,14 @@ impl Link {
             Some(Connector::Rustls(self.client.tls())),
         );
         match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Ok((socket, response))) => {
+                let server = response
+                    .headers()
+                    .get(tokio_tungstenite::tungstenite::http::header::SERVER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok((socket, server))
+            }
             Ok(Err(e)) => Err(match tls_failure(&e) {
                 Some(tls) => format!("cannot connect ({}): {tls}", tls.code()),
                 None => format!("cannot connect: {e}"),
@@ -135,8 +144,9 @@ pub(crate) async fn drive(link: Link, mut machine: SyncMachine, mut stop: watch:
                         () = stopped(&mut stop) => return,
                     };
                     events.push_back(match connected {
-                        Ok(ws) => {
+                        Ok((ws, server)) => {
                             socket = Some(ws);
+                            writer.server_version(server);
                             Event::Connected
                         }
                         Err(error) => Event::Disconnected { error },

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clinic_protocol::{ErrorCode, Mutation, Staff};
+use clinic_protocol::{ErrorCode, Id, IssuedPassword, Mutation, NewStaff, Staff, StaffPatch};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -105,18 +105,7 @@ impl Engine {
         password: &str,
     ) -> Result<Engine, SyncError> {
         let client = config.client()?;
-        let login = client.login(username, password).await?;
-        if login.must_change_password {
-            // Such a session may do nothing but change its password: it is not kept. The
-            // caller asks for a new password and calls `login_with_new_password`.
-            let _ = client.revoke(&login.token).await;
-            return Err(SyncError::Refused {
-                code: ErrorCode::PasswordChangeRequired,
-                message: "This is a one-time password: choose a password of your own to \
-                          sign in."
-                    .into(),
-            });
-        }
+        let login = sign_in(&client, username, password, None).await?;
         let dir = config.server_dir();
         let cache = Cache::open(&dir.join(format!("{}.db", login.user.id))).await?;
         cache
@@ -173,6 +162,67 @@ impl Engine {
         Engine::start(config, client, user, token, cache, false).await
     }
 
+    /// Signs the same user in again after the server ended the session (it expired, was
+    /// revoked, or the account was disabled and has been enabled since), and syncs on with
+    /// the new token: the cache, the outbox, the subscribers and the status stay as they
+    /// are, so whatever was queued meanwhile is sent now, once (the server knows each
+    /// mutation id). With `new_password`, `password` is a one-time password that is first
+    /// replaced (as in [`Engine::login_with_new_password`]).
+    ///
+    /// Returns the handle to keep from now on; this one stops syncing (its reads and
+    /// subscriptions go on working: they share the cache). Only one of two concurrent
+    /// calls succeeds; the other is refused with `invalid_value`.
+    pub async fn sign_in_again(
+        &self,
+        password: &str,
+        new_password: Option<&str>,
+    ) -> Result<Engine, SyncError> {
+        let inner = &self.inner;
+        let user = inner.writer.user();
+        let login = sign_in(&inner.client, &user.username, password, new_password).await?;
+        if login.user.id != user.id {
+            let _ = inner.client.revoke(&login.token).await;
+            return Err(SyncError::Refused {
+                code: ErrorCode::InvalidValue,
+                message: "That is another account: sign out to sign in as someone else.".into(),
+            });
+        }
+        // Whoever takes the driver first replaces it; a second caller finds none.
+        let driver = lock(&inner.driver).take();
+        let Some(driver) = driver else {
+            let _ = inner.client.revoke(&login.token).await;
+            return Err(SyncError::Refused {
+                code: ErrorCode::InvalidValue,
+                message: "This session was already signed in again or signed out.".into(),
+            });
+        };
+        inner.stop.send_replace(true);
+        let _ = driver.await;
+        let cache = inner.writer.cache();
+        cache
+            .save_session(&login.token, login.expires_at, &login.user)
+            .await?;
+        std::fs::write(
+            inner.config.server_dir().join("last-user"),
+            login.user.id.to_string(),
+        )
+        .map_err(|e| SyncError::Storage(e.to_string()))?;
+        // Roles that changed while the session was away: a snapshot filtered by the new
+        // ones replaces the cache (and the user), as a live feed's `account_changed` would.
+        let cursor = if login.user.roles == user.roles {
+            cache.meta("cursor").await?.and_then(|c| c.parse().ok())
+        } else {
+            None
+        };
+        Ok(Engine::run(
+            inner.config.clone(),
+            inner.client.clone(),
+            login.token,
+            inner.writer.clone(),
+            cursor,
+        ))
+    }
+
     async fn start(
         config: EngineConfig,
         client: Client,
@@ -196,11 +246,27 @@ impl Engine {
                 Err(e) => tracing::warn!("first snapshot failed, will retry: {e}"),
             }
         }
+        Ok(Engine::run(config, client, token, link.writer, cursor))
+    }
+
+    /// Starts a driver for `writer`'s cache at `cursor` (`None`: from a snapshot).
+    fn run(
+        config: EngineConfig,
+        client: Client,
+        token: String,
+        writer: Arc<Writer>,
+        cursor: Option<u64>,
+    ) -> Engine {
+        let link = Link {
+            writer: writer.clone(),
+            client: client.clone(),
+            token: token.clone(),
+            connect_timeout: config.timing.dead_after,
+        };
         let (stop, stopped) = watch::channel(false);
         let machine = SyncMachine::new(config.timing, cursor, rand::random());
-        let writer = link.writer.clone();
         let driver = tokio::spawn(drive(link, machine, stopped));
-        Ok(Engine {
+        Engine {
             inner: Arc::new(Inner {
                 config,
                 client,
@@ -209,7 +275,7 @@ impl Engine {
                 stop,
                 driver: std::sync::Mutex::new(Some(driver)),
             }),
-        })
+        }
     }
 
     /// The signed-in user (roles as of the last snapshot).
@@ -276,6 +342,62 @@ impl Engine {
         self.inner.writer.submit(mutation, Some(tag)).await
     }
 
+    /// Changes the signed-in user's password, on the server at once (it needs the
+    /// network: [`SyncError::Unreachable`] otherwise, and nothing changes). The server ends
+    /// every other session of the user and keeps this one, so the engine goes on syncing
+    /// with the same token.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), SyncError> {
+        self.inner
+            .client
+            .change_password(&self.inner.token, current, new)
+            .await
+    }
+
+    /// Makes a staff account (administrators only; the server judges): the account and the
+    /// one-time password its owner signs in with once. Over HTTP at once, not through the
+    /// outbox: the password exists only in this answer. The account reaches the cache (and
+    /// every administrator's) through the feed, like any change.
+    pub async fn create_staff(&self, new: &NewStaff) -> Result<IssuedPassword, SyncError> {
+        self.inner.client.create_staff(&self.inner.token, new).await
+    }
+
+    /// Changes staff account `id` (roles, name, disabled), based on the version in `patch`
+    /// (administrators only). Over HTTP at once; the change reaches the cache through the
+    /// feed.
+    pub async fn change_staff(&self, id: Id, patch: &StaffPatch) -> Result<Staff, SyncError> {
+        self.inner
+            .client
+            .patch_staff(&self.inner.token, id, patch)
+            .await
+    }
+
+    /// Gives staff account `id` a new one-time password (administrators only), answered
+    /// once here; every session of that account ends.
+    pub async fn reset_password(&self, id: Id) -> Result<IssuedPassword, SyncError> {
+        self.inner
+            .client
+            .reset_password(&self.inner.token, id)
+            .await
+    }
+
+    /// The server's refusals of this user's changes that the app has not yet said were
+    /// seen ([`Engine::seen_rejection`]), oldest first: each was also sent as a
+    /// [`CacheEvent::Rejected`](crate::CacheEvent::Rejected), but a window that was not
+    /// open then (the app restarted) learns of them here, with the refused change's values.
+    pub async fn rejections(&self) -> Result<Vec<crate::Rejected>, SyncError> {
+        self.inner.writer.cache().rejections().await
+    }
+
+    /// The user has seen refusal `mutation_id` (dismissed it, or reopened its values): it
+    /// is forgotten.
+    pub async fn seen_rejection(&self, mutation_id: Uuid) -> Result<(), SyncError> {
+        self.inner
+            .writer
+            .cache()
+            .forget_rejection(mutation_id)
+            .await
+    }
+
     /// Signs out: stops syncing, revokes the token if the server is reachable, and forgets
     /// the session (the cache and any unsent changes stay on disk for the next login).
     pub async fn logout(&self) -> Result<(), SyncError> {
@@ -294,12 +416,7 @@ impl Engine {
     /// cache; the outbox stays on disk for the next start.
     pub async fn shutdown(&self) {
         self.inner.stop.send_replace(true);
-        let driver = self
-            .inner
-            .driver
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let driver = lock(&self.inner.driver).take();
         if let Some(driver) = driver {
             let _ = driver.await;
         }
@@ -312,4 +429,41 @@ impl Engine {
             synced: false,
         });
     }
+}
+
+/// A std mutex that shrugs off poisoning: the driver's handle is only taken or put.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Signs `username` in; with `new_password`, `password` is a one-time password replaced
+/// first. A session that may do nothing but change its password is not kept: it is
+/// refused with `password_change_required`, and the caller asks for a new password.
+async fn sign_in(
+    client: &Client,
+    username: &str,
+    password: &str,
+    new_password: Option<&str>,
+) -> Result<clinic_protocol::LoginResponse, SyncError> {
+    let password = match new_password {
+        Some(new) => {
+            let once = client.login(username, password).await?;
+            let changed = client.change_password(&once.token, password, new).await;
+            let _ = client.revoke(&once.token).await;
+            changed?;
+            new
+        }
+        None => password,
+    };
+    let login = client.login(username, password).await?;
+    if login.must_change_password {
+        let _ = client.revoke(&login.token).await;
+        return Err(SyncError::Refused {
+            code: ErrorCode::PasswordChangeRequired,
+            message: "This is a one-time password: choose a password of your own to \
+                      sign in."
+                .into(),
+        });
+    }
+    Ok(login)
 }

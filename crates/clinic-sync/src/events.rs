@@ -86,8 +86,11 @@ pub struct CacheChange {
 }
 
 /// The server refused a change of this user's; its optimistic effect has been rolled back
-/// (the [`CacheChange`] just before this event shows the record as it is now).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// (the [`CacheChange`] just before this event shows the record as it is now). It is also
+/// kept in the cache until the app says the user has seen it
+/// ([`Engine::rejections`](crate::Engine::rejections)), so that what was typed survives a
+/// restart even when no window was there to hear the event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejected {
     pub mutation_id: Uuid,
     pub mutation: Mutation,
@@ -138,6 +141,27 @@ pub struct Status {
     /// offline, the cache still answers, the outbox is kept on disk (nothing is deleted);
     /// signing in again is refused until an administrator enables the account.
     pub account_disabled: bool,
+    /// What the server said it is when the feed last connected (its `Server` header, such
+    /// as `clinic-server/0.1.0`); `None` before the first connection.
+    pub server_version: Option<String>,
+    /// The oldest changes in the outbox, in the order they go out: at most
+    /// [`OUTBOX_SHOWN`] of the [`Status::pending`].
+    pub outbox: Vec<PendingChange>,
+}
+
+/// How many outbox entries the status lists: enough for a panel to show what waits, few
+/// enough that publishing the status stays cheap with a long queue offline.
+pub const OUTBOX_SHOWN: usize = 20;
+
+/// A change waiting in the outbox, as the status lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub mutation_id: Uuid,
+    pub mutation: Mutation,
+    /// When it was queued (its age is now minus this).
+    pub queued_at: DateTime<Utc>,
+    /// The tag it was queued with (the app: the window it was made in).
+    pub tag: Option<String>,
 }
 
 /// The receiving end of [`Engine::subscribe`](crate::Engine::subscribe). Unbounded, so
@@ -202,6 +226,8 @@ impl StatusBoard {
             last_error: None,
             session_expired: false,
             account_disabled: false,
+            server_version: None,
+            outbox: Vec::new(),
         });
         let board = StatusBoard {
             status,
@@ -230,6 +256,16 @@ impl StatusBoard {
             if let Some(outbox) = outbox {
                 s.pending = outbox.len() as u64;
                 s.oldest_pending_at = outbox.first().map(|q| q.queued_at);
+                s.outbox = outbox
+                    .iter()
+                    .take(OUTBOX_SHOWN)
+                    .map(|q| PendingChange {
+                        mutation_id: q.mutation_id,
+                        mutation: q.mutation.clone(),
+                        queued_at: q.queued_at,
+                        tag: q.tag.clone(),
+                    })
+                    .collect();
             }
             s.oldest_pending = s
                 .oldest_pending_at
@@ -246,6 +282,18 @@ impl StatusBoard {
                 SyncState::Online if s.pending > 0 => SyncState::Syncing,
                 other => other,
             };
+        });
+    }
+
+    /// What the server calls itself, from the feed's handshake; published only when it
+    /// changes (a server upgraded between two connections).
+    pub(crate) fn server_version(&self, version: Option<String>) {
+        self.status.send_if_modified(|s| {
+            let changed = version.is_some() && s.server_version != version;
+            if changed {
+                s.server_version = version;
+            }
+            changed
         });
     }
 

@@ -25,7 +25,10 @@
 //!   id). The server's verdict wins: a rejection rolls the change back and is reported
 //!   as [`CacheEvent::Rejected`] with the server's code, message and current record, and
 //!   with the tag the change was queued with ([`Engine::submit_tagged`]), which is kept
-//!   in the outbox and so survives a restart.
+//!   in the outbox and so survives a restart. The refusal itself, with the refused change,
+//!   is kept in the cache (committed with the change leaving the outbox) until the app
+//!   says the user saw it ([`Engine::rejections`], [`Engine::seen_rejection`]): what was
+//!   typed is never in neither place.
 //! - A server change to a record with pending changes is the new base; the pending
 //!   changes are re-applied on top (a change that no longer applies stays queued, shown
 //!   as the server's record, until the server rejects it).
@@ -107,7 +110,8 @@ mod writes;
 pub use engine::{Engine, EngineConfig};
 pub use error::SyncError;
 pub use events::{
-    CacheChange, CacheEvent, ChangeKind, Origin, Rejected, Status, Subscription, View, ViewRecord,
+    CacheChange, CacheEvent, ChangeKind, Origin, PendingChange, Rejected, Status, Subscription,
+    View, ViewRecord, OUTBOX_SHOWN,
 };
 pub use machine::{SyncState, Timing};
 pub use queries::{BookingOrder, BookingQuery, Cached, Conversation, Counts, Queries};

@@ -48,6 +48,7 @@ mod tests {
             version: 1,
             disabled: false,
             must_change_password: false,
+            on_duty: false,
         }
     }
 

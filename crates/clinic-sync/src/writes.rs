@@ -86,6 +86,11 @@ impl Writer {
         self.status.report(report);
     }
 
+    /// What the server calls itself (the feed's handshake), for the status.
+    pub(crate) fn server_version(&self, version: Option<String>) {
+        self.status.server_version(version);
+    }
+
     /// Resolves when a change is queued (or was, since the last call).
     pub(crate) async fn wait_queued(&self) {
         self.queued.notified().await;
@@ -360,6 +365,8 @@ impl Writer {
         };
         let mut write = Write {
             dequeue: vec![mutation_id],
+            // Kept with the dequeue: the change's values are in one table or the other.
+            reject: rejected.as_ref(),
             ..Write::default()
         };
         // The server's record, unless the feed already brought a newer one.

@@ -268,10 +268,10 @@ async fn the_loser_of_a_conflict_is_rolled_back_and_told() {
     })
     .await;
     olivia
-        .submit(Mutation::BookingAction {
+        .submit(Mutation::CancelBooking {
             id: b.id,
             version: b.version,
-            action: BookingAction::Cancel,
+            reason: "The client called off.".into(),
         })
         .await
         .unwrap();
@@ -1038,10 +1038,10 @@ async fn a_rejection_after_an_engine_restart_carries_its_tag() {
 
     // Meanwhile Olivia cancels the booking, so Maria's acceptance will lose.
     olivia
-        .submit(Mutation::BookingAction {
+        .submit(Mutation::CancelBooking {
             id: b.id,
             version: b.version,
-            action: BookingAction::Cancel,
+            reason: "The client called off.".into(),
         })
         .await
         .unwrap();

@@ -83,10 +83,10 @@ async fn the_engine_signs_in_and_syncs_over_https_and_wss_with_the_clinic_ca_fil
     // Olivia's own change goes out over https and is confirmed over wss, no longer pending.
     let confirmed = booking(&olivia.view_at().await.unwrap(), requested.id).unwrap();
     olivia
-        .submit(clinic_protocol::Mutation::BookingAction {
+        .submit(clinic_protocol::Mutation::CancelBooking {
             id: confirmed.id,
             version: confirmed.version,
-            action: BookingAction::Cancel,
+            reason: "The client called off.".into(),
         })
         .await
         .expect("queued");

@@ -7,7 +7,7 @@
 use clinic_protocol::wire::paths;
 use clinic_protocol::{
     Booking, BookingAction, LoginRequest, LoginResponse, Mutation, MutationOutcome,
-    MutationRequest, Record, Snapshot,
+    MutationRequest, PaymentMethod, Record, Snapshot,
 };
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -101,12 +101,61 @@ impl Staffer {
         self.send(Uuid::new_v4(), mutation).await
     }
 
-    /// Takes `action` on the booking as this user sees it (its id and version).
+    /// Takes `action` on the booking as this user sees it (its id and version). Cancelling
+    /// and verifying a payment go as their own mutations, with a stock reason ("Cancelled
+    /// in a test.") and payment (80.00 in cash, no reference): see [`Staffer::cancel`] and
+    /// [`Staffer::verify_payment`] for other values.
     pub async fn act(&self, booking: &Booking, action: BookingAction) -> MutationOutcome {
-        self.mutate(Mutation::BookingAction {
+        match action {
+            BookingAction::Cancel => self.cancel(booking, "Cancelled in a test.").await,
+            BookingAction::VerifyPayment => {
+                self.verify_payment(booking, 8_000, PaymentMethod::Cash, "")
+                    .await
+            }
+            _ => {
+                self.mutate(Mutation::BookingAction {
+                    id: booking.id,
+                    version: booking.version,
+                    action,
+                })
+                .await
+            }
+        }
+    }
+
+    /// Cancels the booking as this user sees it, for `reason`.
+    pub async fn cancel(&self, booking: &Booking, reason: &str) -> MutationOutcome {
+        self.mutate(Mutation::CancelBooking {
             id: booking.id,
             version: booking.version,
-            action,
+            reason: reason.into(),
+        })
+        .await
+    }
+
+    /// Records the payment of the booking as this user sees it.
+    pub async fn verify_payment(
+        &self,
+        booking: &Booking,
+        amount_cents: i64,
+        method: PaymentMethod,
+        reference: &str,
+    ) -> MutationOutcome {
+        self.mutate(Mutation::VerifyPayment {
+            id: booking.id,
+            version: booking.version,
+            amount_cents,
+            method,
+            reference: reference.into(),
+        })
+        .await
+    }
+
+    /// Puts this user on or off duty (drivers only).
+    pub async fn set_on_duty(&self, on_duty: bool) -> MutationOutcome {
+        self.mutate(Mutation::SetOnDuty {
+            staff_id: self.login.user.id,
+            on_duty,
         })
         .await
     }

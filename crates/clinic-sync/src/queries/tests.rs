@@ -38,6 +38,8 @@ fn booking_at(d: u32, h: u32, status: BookingStatus, created: i64) -> Booking {
         created_at,
         updated_at: created_at,
         version: 1,
+        payment_detail: None,
+        cancellation: None,
     }
 }
 
