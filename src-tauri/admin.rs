@@ -18,13 +18,15 @@ use crate::ipc::{NewStaffArgs, StaffAnswer};
 use crate::windows::{self, WindowKind};
 
 /// A command's failure in words: the server's refusal as it gave it, and an unreachable
-/// server as what it means here (nothing changed, try again when online).
+/// server as what it means here (nothing changed, try again when online), under the code
+/// the engine gives it. A certificate or TLS failure is not a matter of being offline: it
+/// is said as the engine says it.
 fn refused(e: SyncError) -> UiError {
     match e {
-        SyncError::Unreachable(_) | SyncError::Tls(_) | SyncError::Certificate(_) => {
+        SyncError::Unreachable(_) => {
             tracing::info!("an account change could not reach the server: {e}");
             UiError::new(
-                "offline",
+                e.code(),
                 "The clinic server cannot be reached, so nothing was changed. Accounts and \
                  passwords are changed on the server itself: try again when this computer \
                  is back online.",
@@ -32,7 +34,8 @@ fn refused(e: SyncError) -> UiError {
         }
         SyncError::SessionExpired => UiError::new(
             "session_expired",
-            "Your session has ended, so nothing was changed. Sign out and sign in again.",
+            "Your session has ended, so nothing was changed. Use \"Sign in again\" in the sync \
+             panel, then try again.",
         ),
         e => e.into(),
     }
@@ -47,7 +50,7 @@ async fn admin_engine(backend: &Backend, window: &WebviewWindow) -> Result<Engin
     let admin = WindowKind::Admin;
     if windows::kind_of(window.label()) != Some(admin) || !admin.allowed_for(&session.user().roles)
     {
-        return Err(UiError::forbidden_window(admin.as_str()));
+        return Err(UiError::forbidden_window(admin.title()));
     }
     Ok(session.engine.clone())
 }
@@ -142,7 +145,7 @@ mod tests {
     #[test]
     fn an_unreachable_server_is_said_in_words_and_a_refusal_keeps_its_code() {
         let offline = refused(SyncError::Unreachable("connection refused".into()));
-        assert_eq!(offline.code, "offline");
+        assert_eq!(offline.code, "unreachable");
         assert!(offline.message.contains("nothing was changed"), "{offline}");
         let taken = refused(SyncError::Refused {
             code: ErrorCode::UsernameTaken,
@@ -150,7 +153,37 @@ mod tests {
         });
         assert_eq!(taken.code, "username_taken");
         assert!(taken.message.contains("nova"));
-        assert_eq!(refused(SyncError::SessionExpired).code, "session_expired");
+        let ended = refused(SyncError::SessionExpired);
+        assert_eq!(ended.code, "session_expired");
+        assert!(ended.message.contains("Sign in again"), "{ended}");
+        // A certificate problem is not said as being offline.
+        let tls = refused(SyncError::Tls("bad certificate".into()));
+        assert_ne!(tls.code, "unreachable");
+        assert!(!tls.message.contains("back online"), "{tls}");
+    }
+
+    #[test]
+    fn a_one_time_password_is_not_written_in_a_log() {
+        let staff: clinic_protocol::Staff = serde_json::from_value(serde_json::json!({
+            "id": uuid::Uuid::nil(),
+            "username": "nova",
+            "display_name": "Nova Reed",
+            "roles": ["driver"],
+            "version": 1,
+        }))
+        .expect("a staff record");
+        let issued = clinic_protocol::IssuedPassword {
+            staff: staff.clone(),
+            one_time_password: "secret-one-time".into(),
+        };
+        let answer = StaffAnswer {
+            staff,
+            one_time_password: Some("secret-one-time".into()),
+        };
+        for logged in [format!("{issued:?}"), format!("{answer:?}")] {
+            assert!(!logged.contains("secret-one-time"), "{logged}");
+            assert!(logged.contains("nova"), "{logged}");
+        }
     }
 }
 

@@ -168,27 +168,68 @@ impl Backend {
             .clone();
         let renewed = engine.sign_in_again(password, new_password).await?;
         let unused = match self.session.write().await.as_mut() {
-            Some(session) => {
+            // Still the session this renewal started from: it takes the new engine.
+            Some(session) if session.engine.same(&engine) => {
                 session.engine = renewed;
                 None
             }
-            // Signed out meanwhile: the new engine has nothing to sync for.
-            None => Some(renewed),
+            // Signed out meanwhile (and perhaps in again, maybe as someone else): the new
+            // engine has nothing to sync for, and its token must not outlive the sign-out.
+            _ => Some(renewed),
         };
         if let Some(engine) = unused {
-            engine.shutdown().await;
+            if let Err(e) = engine.logout().await {
+                tracing::warn!("could not forget a renewal that came after signing out: {e}");
+            }
+            return Err(UiError::not_signed_in());
         }
         Ok(())
     }
 
     pub async fn open_dashboard(&self, app: &AppHandle, kind: WindowKind) -> Result<(), UiError> {
-        let session = self.session.read().await;
-        let user = session.as_ref().ok_or_else(UiError::not_signed_in)?.user();
-        if kind == WindowKind::Login || !kind.allowed_for(&user.roles) {
-            return Err(UiError::forbidden_window(kind.as_str()));
+        self.bring_up(app, kind, false).await
+    }
+
+    /// Brings up a dashboard of `kind` for a notification that was clicked: the one open
+    /// already, else a new one; only while signed in and allowed, like
+    /// [`Backend::open_dashboard`] (the role may have gone since the news came).
+    pub async fn focus_dashboard(&self, app: &AppHandle, kind: WindowKind) -> Result<(), UiError> {
+        self.bring_up(app, kind, true).await
+    }
+
+    async fn bring_up(
+        &self,
+        app: &AppHandle,
+        kind: WindowKind,
+        reuse: bool,
+    ) -> Result<(), UiError> {
+        let allowed = |session: &Option<Session>| {
+            let user = session.as_ref().ok_or_else(UiError::not_signed_in)?.user();
+            if kind == WindowKind::Login || !kind.allowed_for(&user.roles) {
+                return Err(UiError::forbidden_window(kind.as_str()));
+            }
+            Ok(())
+        };
+        allowed(&*self.session.read().await)?;
+        let opened = if reuse {
+            windows::focus_or_open(app, kind)
+        } else {
+            windows::open(app, kind, None)
+        };
+        opened.map_err(|e| UiError::internal("Could not open the window", e))?;
+        // The roles may have changed while the window was being made: the change closed the
+        // windows it listed, and this one was not among them yet. Ask again now that it is.
+        if let Err(refused) = allowed(&*self.session.read().await) {
+            for (label, window) in app.webview_windows() {
+                if windows::kind_of(&label) == Some(kind) {
+                    if let Err(e) = window.close() {
+                        tracing::warn!("could not close {label}: {e}");
+                    }
+                }
+            }
+            return Err(refused);
         }
-        windows::open(app, kind, None)
-            .map_err(|e| UiError::internal("Could not open the window", e))
+        Ok(())
     }
 
     /// What window `label` shows now, for `load`, in JSON: only its own dashboard's view,
@@ -254,6 +295,7 @@ impl Backend {
             measure: self.settings.args.measure,
             words: Words::new(),
             min_password_chars: clinic_protocol::wire::MIN_PASSWORD_CHARS,
+            max_short_text: clinic_protocol::wire::MAX_SHORT_TEXT,
             notice,
         }
     }

@@ -94,9 +94,8 @@ pub async fn rejections(
     window: WebviewWindow,
     backend: State<'_, Backend>,
 ) -> Result<Vec<crate::ipc::RejectionPayload>, UiError> {
-    let session = backend.session.read().await;
-    let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
-    session.rejections(&app, window.label()).await
+    let engine = signed_in_engine(&backend).await?;
+    crate::session::rejections(&app, &engine, window.label()).await
 }
 
 /// The user saw a refusal (dismissed it, or reopened its form): it is not told again.
@@ -105,9 +104,16 @@ pub async fn seen_rejection(
     backend: State<'_, Backend>,
     mutation_id: uuid::Uuid,
 ) -> Result<(), UiError> {
+    let engine = signed_in_engine(&backend).await?;
+    Ok(engine.seen_rejection(mutation_id).await?)
+}
+
+/// The signed-in session's engine, cloned so that the session lock is not held across a
+/// cache call (signing out waits for the write lock).
+async fn signed_in_engine(backend: &Backend) -> Result<clinic_sync::Engine, UiError> {
     let session = backend.session.read().await;
     let session = session.as_ref().ok_or_else(UiError::not_signed_in)?;
-    session.seen_rejection(mutation_id).await
+    Ok(session.engine.clone())
 }
 
 #[tauri::command]

@@ -38,6 +38,9 @@ pub struct SessionDto {
     /// The fewest characters the server takes in a new password (the change-password
     /// dialog says so and checks it before asking).
     pub min_password_chars: usize,
+    /// The most characters the server takes in a short text: a cancellation's reason, a
+    /// payment's reference ([`clinic_protocol::wire::MAX_SHORT_TEXT`]; the dialogs' limit).
+    pub max_short_text: usize,
     /// Something this window must say as it opens, once: why windows were closed when the
     /// user's roles changed and none of theirs was left open to say it.
     pub notice: Option<NoticePayload>,
@@ -79,11 +82,36 @@ impl Words {
 impl Serialize for Words {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut words = serializer.serialize_struct("Words", 3)?;
+        let mut words = serializer.serialize_struct("Words", 5)?;
         words.serialize_field("statuses", &Ordered(Statuses))?;
         words.serialize_field("actions", &Ordered(Actions))?;
+        words.serialize_field("dialogs", &Ordered(Dialogs))?;
         words.serialize_field("paymentMethods", &Ordered(PaymentMethods))?;
+        words.serialize_field("duty", &DutyWords::new())?;
         words.end()
+    }
+}
+
+/// A driver's duty in words: the chip ("On duty", "Off duty") and the switch's step ("Go on
+/// duty", "Go off duty"), from [`clinic_protocol::rules::duty_label`] and `duty_step`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DutyWords {
+    on: &'static str,
+    off: &'static str,
+    go_on: &'static str,
+    go_off: &'static str,
+}
+
+impl DutyWords {
+    fn new() -> DutyWords {
+        use clinic_protocol::rules::{duty_label, duty_step};
+        DutyWords {
+            on: duty_label(true),
+            off: duty_label(false),
+            go_on: duty_step(true),
+            go_off: duty_step(false),
+        }
     }
 }
 
@@ -91,7 +119,20 @@ impl Serialize for Words {
 struct Ordered<T>(T);
 struct Statuses;
 struct Actions;
+/// The steps that open a dialog for more than the click, each by the form it is (and is
+/// reopened in after a refusal): `{ "cancel": "cancel_booking", ... }`.
+struct Dialogs;
 struct PaymentMethods;
+
+impl Serialize for Ordered<Dialogs> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            BookingAction::ALL
+                .into_iter()
+                .filter_map(|a| Reopen::for_step(a).map(|form| (a.as_str(), form))),
+        )
+    }
+}
 
 impl Serialize for Ordered<PaymentMethods> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -235,11 +276,24 @@ pub struct NewStaffArgs {
 /// What the Staff dashboard's actions answer: the account as the server has it now, and a
 /// one-time password when one was just made (creating an account, resetting a password),
 /// to be shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StaffAnswer {
     pub staff: Staff,
     pub one_time_password: Option<String>,
+}
+
+/// Written by hand so that the one-time password never reaches a log.
+impl std::fmt::Debug for StaffAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffAnswer")
+            .field("staff", &self.staff)
+            .field(
+                "one_time_password",
+                &self.one_time_password.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -269,6 +323,10 @@ pub struct PaidTodayDto {
     pub amount_cents: i64,
     /// The sum as the clinic reads it ("1,234.50": [`clinic_protocol::rules::money`]).
     pub amount: String,
+    /// What the figure counts, in words, for its tooltip: how many payments, and that only
+    /// bookings of the last days are looked at ("2 payments verified today, for bookings
+    /// of the last 7 days").
+    pub about: String,
 }
 
 /// A driver on the operator's Drivers panel.
@@ -281,8 +339,9 @@ pub struct DriverRow {
     /// The booking of today they are on: the run under way (pickup confirmed, en route,
     /// arrived), else the next one waiting for them; `None` when nothing is left today.
     pub current: Option<DriverRun>,
-    /// Their runs of today not cancelled, and how many of them are done (arrived or
-    /// further along).
+    /// Their runs of today that take time (not cancelled or declined:
+    /// [`BookingStatus::takes_time`]), and how many of them are done (arrived or further
+    /// along).
     pub runs_today: u32,
     pub done_today: u32,
 }
@@ -535,11 +594,19 @@ pub struct RejectionPayload {
     pub message: String,
     /// Where the record stands now, in a sentence ("Booking for Ana is now confirmed.").
     pub detail: Option<String>,
+    /// The day the booking or slot the change was about is on now, when there is one: a
+    /// window showing another week goes there to reopen the change.
+    pub on: Option<NaiveDate>,
     /// The refused change, with every value the user typed: reopening its form fills it in.
     pub mutation: Mutation,
     /// The form that edits such a change, when one does (see [`Reopen`]); the window
-    /// offers "Reopen" with it filled in.
+    /// offers "Reopen" with it filled in. Such a refusal stays until the user dismisses or
+    /// reopens it: what they typed is not dropped on a timer.
     pub reopen: Option<Reopen>,
+    /// The kind of window the change was made in, when `origin` is a window of another
+    /// kind (that one is closed) and the user may open one: `origin` offers to open it, and
+    /// the new window tells the refusal with its form.
+    pub open: Option<WindowDto>,
 }
 
 /// The form a refused change is reopened in, filled with its values.
@@ -558,6 +625,16 @@ pub enum Reopen {
 }
 
 impl Reopen {
+    /// The dialog life-cycle step `action` is taken in, when it needs more than the click
+    /// (a reason, the payment's details): its change is then the one [`Reopen::of`] names.
+    pub fn for_step(action: BookingAction) -> Option<Reopen> {
+        match action {
+            BookingAction::Cancel => Some(Reopen::CancelBooking),
+            BookingAction::VerifyPayment => Some(Reopen::VerifyPayment),
+            _ => None,
+        }
+    }
+
     /// The form for `mutation`, if it was made in one (a life-cycle step is a click).
     pub fn of(mutation: &Mutation) -> Option<Reopen> {
         match mutation {
@@ -647,6 +724,11 @@ mod tests {
         assert_eq!(words["actions"]["verify_payment"], "Verify payment");
         assert_eq!(words["statuses"].as_object().unwrap().len(), 9);
         assert_eq!(words["actions"].as_object().unwrap().len(), 9);
+        // The steps taken in a dialog, by the form a refusal reopens.
+        assert_eq!(
+            words["dialogs"],
+            serde_json::json!({ "verify_payment": "verify_payment", "cancel": "cancel_booking" })
+        );
         // The text keeps the life-cycle order, which a legend follows.
         let text = serde_json::to_string(&super::Words::new()).unwrap();
         let at = |s: &str| text.find(&format!("\"{s}\":{{")).unwrap();
@@ -662,6 +744,11 @@ mod tests {
         let method_at = |s: &str| text.find(&format!("\"{s}\":\"")).unwrap();
         assert!(
             method_at("cash") < method_at("card") && method_at("insurance") < method_at("other")
+        );
+        // A driver's duty: the chip and the switch's step.
+        assert_eq!(
+            words["duty"],
+            serde_json::json!({ "on": "On duty", "off": "Off duty", "goOn": "Go on duty", "goOff": "Go off duty" })
         );
     }
 }

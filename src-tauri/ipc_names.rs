@@ -9,7 +9,7 @@ pub const REJECTION: &str = "sync://rejection";
 /// News shown in-app when native notifications are unavailable, [`NoticePayload`].
 pub const NOTICE: &str = "app://notice";
 
-/// The menu's "Change Password…" was chosen: the window named in the payload (a label)
+/// The menu's "Change password…" was chosen: the window named in the payload (a label)
 /// opens the change-password dialog.
 pub const CHANGE_PASSWORD: &str = "app://change-password";
 

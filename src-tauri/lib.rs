@@ -38,7 +38,7 @@ pub mod watch;
 pub mod windows;
 
 use clap::Parser;
-use tauri::{Listener, Manager, RunEvent, WindowEvent};
+use tauri::{Manager, RunEvent, WindowEvent};
 
 use backend::Backend;
 use windows::{Placement, WindowKind};
@@ -98,17 +98,19 @@ pub fn run() {
             );
             tracing::info!("data in {}", settings.data_dir.display());
             app.manage(Backend::new(settings));
+            // A click on a notification opens its dashboard only as the menu would: signed in
+            // and allowed by the roles the user has then.
+            notify::on_click(|app, kind| {
+                let app = app.clone();
+                tauri::async_runtime::spawn(async move {
+                    let backend = app.state::<Backend>();
+                    if let Err(e) = backend.focus_dashboard(&app, kind).await {
+                        tracing::warn!("not opening the {kind} dashboard: {}", e.message);
+                    }
+                });
+            });
             // The menu follows the user's roles when an administrator changes them.
-            let menu_app = app.handle().clone();
-            app.listen_any(
-                ipc::ROLES_CHANGED,
-                move |event| match serde_json::from_str::<Vec<clinic_protocol::Role>>(
-                    event.payload(),
-                ) {
-                    Ok(roles) => menu::enable_for(&menu_app, &roles),
-                    Err(e) => tracing::warn!("roles changed, but not readably: {e}"),
-                },
-            );
+            session::menu_follows_roles(menu::enable_for);
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let backend = handle.state::<Backend>();

@@ -31,14 +31,15 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Menu<R>> {
     window.append(&MenuItem::with_id(
         app,
         CHANGE_PASSWORD,
-        "Change Password…",
+        // The same words as the page's own Window menu (ui/js/shell.js, ui/js/menu.js).
+        "Change password…",
         false,
         None::<&str>,
     )?)?;
     window.append(&MenuItem::with_id(
         app,
         SIGN_OUT,
-        "Sign Out",
+        "Sign out",
         false,
         None::<&str>,
     )?)?;

@@ -123,7 +123,7 @@ impl Newsroom {
                     (p.therapist_id == Some(me.id) && me.has(Role::Therapist))
                         || (p.driver_id == Some(me.id) && me.has(Role::Driver))
                 });
-                let operator = me.has(Role::Operator) || me.has(Role::Admin);
+                let operator = clinic_protocol::rules::is_operator(me);
                 match previous {
                     None if operator => Some(News::NewBooking(b.clone())),
                     _ if mine && !was_mine => Some(News::AssignedToMe(b.clone())),

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::ipc::{self, NoticePayload};
 use crate::news::Notice;
-use crate::windows;
+use crate::windows::WindowKind;
 
 /// The action id of a click on the notification body (the freedesktop convention).
 const DEFAULT_ACTION: &str = "default";
@@ -25,6 +25,16 @@ pub enum Health {
     Working { server: String },
     /// The service is missing or failed; news is shown inside the app instead.
     Unavailable { error: String },
+}
+
+/// What a click on a notification does with the dashboard it names. Set once at start-up
+/// (lib.rs) to the backend's opener, which checks that the user is signed in and allowed
+/// that dashboard: the backend uses this module, so this module does not use it back.
+static OPENER: std::sync::OnceLock<fn(&AppHandle, WindowKind)> = std::sync::OnceLock::new();
+
+/// Sets what a click on a notification does (once; later calls are ignored).
+pub fn on_click(opener: fn(&AppHandle, WindowKind)) {
+    let _ = OPENER.set(opener);
 }
 
 /// One per process, like the notifications themselves (the session bus is the process's).
@@ -59,6 +69,22 @@ pub fn probe() {
     });
 }
 
+/// `text` as plain text in a notification body: freedesktop notification services may read
+/// the body as markup (links, images, bold), and a body holds what people typed, such as a
+/// client's name from the public intake form, so `&`, `<` and `>` are escaped.
+fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Shows `notice`. Never fails: a missing or broken notification service is logged and the
 /// news is shown inside the app instead.
 pub fn show(app: &AppHandle, notice: Notice) {
@@ -69,7 +95,7 @@ pub fn show(app: &AppHandle, notice: Notice) {
         let shown = Notification::new()
             .appname("Clinic Desk")
             .summary(&notice.summary)
-            .body(&notice.body)
+            .body(&escape_markup(&notice.body))
             .action(DEFAULT_ACTION, "Open")
             .show();
         match shown {
@@ -85,8 +111,11 @@ pub fn show(app: &AppHandle, notice: Notice) {
                 handle.wait_for_action(|action| {
                     if action == DEFAULT_ACTION {
                         tracing::info!("a notification was clicked: bringing up {open}");
-                        if let Err(e) = windows::focus_or_open(&app, open) {
-                            tracing::warn!("could not open the {open} dashboard: {e}");
+                        // Clicked maybe long after it came: signed out since, or the role
+                        // gone, the opener leaves the window closed, as the menu would.
+                        match OPENER.get() {
+                            Some(opener) => opener(&app, open),
+                            None => tracing::warn!("no opener for a clicked notification"),
                         }
                     }
                 });
@@ -108,4 +137,19 @@ pub fn show(app: &AppHandle, notice: Notice) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_markup;
+
+    #[test]
+    fn a_body_is_shown_as_text_not_markup() {
+        assert_eq!(
+            escape_markup("<a href=\"x\">Ann & <b>Bo</b></a>"),
+            "&lt;a href=\"x\"&gt;Ann &amp; &lt;b&gt;Bo&lt;/b&gt;&lt;/a&gt;"
+        );
+        assert_eq!(escape_markup("Plain text, 3 > 2"), "Plain text, 3 &gt; 2");
+        assert_eq!(escape_markup("&amp;"), "&amp;amp;");
+    }
 }

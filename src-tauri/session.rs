@@ -16,7 +16,6 @@ use crate::error::UiError;
 use crate::ipc::{self, ChangesPayload, NoticePayload, RejectionPayload, ViewRequest};
 use crate::news::Newsroom;
 use crate::notify;
-use crate::views::role_label;
 use crate::watch::Watch;
 use crate::windows::{self, WindowKind};
 
@@ -142,32 +141,6 @@ impl Session {
         self.watch.forget(label).await;
     }
 
-    /// The refusals window `label` has to tell and the user has not seen yet: the ones of
-    /// changes made in it, and of changes made in a window that is gone if `label` is the
-    /// one to tell them instead ([`windows::teller`]). Refusals are kept in the cache until
-    /// seen ([`Session::seen_rejection`]): the event is sent once, when the server answers,
-    /// and a window that was not open then (the app restarted in between, or was starting)
-    /// asks for them when it loads. So what was typed in a refused change survives a restart.
-    pub async fn rejections(
-        &self,
-        app: &AppHandle,
-        label: &str,
-    ) -> Result<Vec<RejectionPayload>, UiError> {
-        Ok(self
-            .engine
-            .rejections()
-            .await?
-            .into_iter()
-            .map(|r| rejection_payload(app, r))
-            .filter(|r| r.origin.as_deref() == Some(label))
-            .collect())
-    }
-
-    /// The user saw refusal `mutation_id` (dismissed or reopened it): it is forgotten.
-    pub async fn seen_rejection(&self, mutation_id: Uuid) -> Result<(), UiError> {
-        Ok(self.engine.seen_rejection(mutation_id).await?)
-    }
-
     /// Queues a change made in window `origin`; it shows at once, marked pending. The
     /// window's label is kept with the change in the outbox, so that a refusal, even one
     /// that comes after a restart, is told in that window.
@@ -231,7 +204,11 @@ async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>, held
                     }
                 }
                 CacheEvent::Rejected(rejection) => {
-                    emit(&app, ipc::REJECTION, rejection_payload(&app, rejection));
+                    emit(
+                        &app,
+                        ipc::REJECTION,
+                        rejection_payload(&app, &roles, rejection),
+                    );
                 }
                 CacheEvent::Confirmed { .. } => {}
             }
@@ -253,12 +230,25 @@ async fn forward_changes(app: AppHandle, engine: Engine, watch: Arc<Watch>, held
     }
 }
 
+/// How the app menu follows the user's roles, set once at start-up (lib.rs) to
+/// `menu::enable_for`: the menu module uses the backend, which uses this one, so this one
+/// is handed the function rather than using the menu module.
+static MENU_FOLLOWS: std::sync::OnceLock<fn(&AppHandle, &[Role])> = std::sync::OnceLock::new();
+
+/// Sets how the menu follows a change of roles (once; later calls are ignored).
+pub fn menu_follows_roles(follow: fn(&AppHandle, &[Role])) {
+    let _ = MENU_FOLLOWS.set(follow);
+}
+
 /// The user's roles changed from `before` to `now`: the dashboards they no longer allow
 /// close, and a window that stays says why (or, if none stays, one of the new roles' opens
 /// and says it); the menu follows the new roles.
 fn roles_changed(app: &AppHandle, before: &[Role], now: &[Role], held: &HeldNotice) {
     tracing::info!("the user's roles changed: {before:?} -> {now:?}");
     emit(app, ipc::ROLES_CHANGED, now.to_vec());
+    if let Some(follow) = MENU_FOLLOWS.get() {
+        follow(app, now);
+    }
     let mut closing: Vec<(String, WindowKind)> = Vec::new();
     let mut staying: Vec<String> = Vec::new();
     for label in app.webview_windows().into_keys() {
@@ -315,7 +305,7 @@ fn role_notice(closing: &[(String, WindowKind)], now: &[Role]) -> NoticePayload 
         [first @ .., last] => format!("the {} and {last} windows were closed", first.join(", ")),
         [] => String::new(),
     };
-    let roles: Vec<&str> = now.iter().map(|r| role_label(*r)).collect();
+    let roles: Vec<&str> = now.iter().map(|r| r.label()).collect();
     NoticePayload {
         title: "Your roles changed".into(),
         body: format!(
@@ -327,19 +317,64 @@ fn role_notice(closing: &[(String, WindowKind)], now: &[Role]) -> NoticePayload 
     }
 }
 
+/// The refusals window `label` has to tell and the user has not seen yet: the ones of
+/// changes made in it, and of changes made in a window that is gone if `label` is the one
+/// to tell them instead ([`windows::teller`]). Refusals are kept in the cache until seen
+/// (`Engine::seen_rejection`, when the user dismisses or reopens one): the event is sent
+/// once, when the server answers, and a window that was not open then (the app restarted
+/// in between, or was starting) asks for them when it loads. So what was typed in a
+/// refused change survives a restart. It takes the engine, not the session, so that the
+/// caller does not hold the session lock across the cache read.
+pub async fn rejections(
+    app: &AppHandle,
+    engine: &Engine,
+    label: &str,
+) -> Result<Vec<RejectionPayload>, UiError> {
+    let roles = engine.user().roles;
+    Ok(engine
+        .rejections()
+        .await?
+        .into_iter()
+        .map(|r| rejection_payload(app, &roles, r))
+        .filter(|r| r.origin.as_deref() == Some(label))
+        .collect())
+}
+
 /// A refusal as the windows hear it: told in the window the change was made in, or another
-/// of its kind if that one is gone.
-fn rejection_payload(app: &AppHandle, rejection: clinic_sync::Rejected) -> RejectionPayload {
+/// of its kind if that one is gone, or else the first dashboard ([`windows::teller`]). When
+/// that last one is of another kind and the change has a form, it offers to open a window
+/// of the change's kind (if `roles` allow one), which then tells it with its form: a window
+/// of another kind has no form to put the typed values back in.
+fn rejection_payload(
+    app: &AppHandle,
+    roles: &[Role],
+    rejection: clinic_sync::Rejected,
+) -> RejectionPayload {
+    let origin = windows::teller(app, rejection.tag.as_deref());
+    let reopen = ipc::Reopen::of(&rejection.mutation);
+    let made_in = rejection.tag.as_deref().and_then(windows::kind_of);
+    let open = match (reopen, made_in) {
+        (Some(_), Some(kind))
+            if origin.as_deref().and_then(windows::kind_of) != Some(kind)
+                && kind.allowed_for(roles) =>
+        {
+            Some(kind.dto(None))
+        }
+        _ => None,
+    };
     RejectionPayload {
-        origin: rejection
-            .tag
-            .as_deref()
-            .and_then(|t| windows::teller(app, t)),
+        origin,
         mutation_id: rejection.mutation_id,
         code: rejection.code,
         message: rejection.message,
         detail: rejection.current.as_ref().and_then(detail),
-        reopen: ipc::Reopen::of(&rejection.mutation),
+        on: match &rejection.current {
+            Some(Record::Booking(b)) => Some(b.date),
+            Some(Record::Slot(s)) => Some(s.date),
+            _ => None,
+        },
+        reopen,
+        open,
         mutation: rejection.mutation,
     }
 }

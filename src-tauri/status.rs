@@ -101,12 +101,7 @@ pub(crate) fn describe(mutation: &Mutation) -> String {
             method.label()
         ),
         Mutation::CancelBooking { .. } => "Cancel a booking".into(),
-        Mutation::SetOnDuty { on_duty, .. } => if *on_duty {
-            "Go on duty"
-        } else {
-            "Go off duty"
-        }
-        .into(),
+        Mutation::SetOnDuty { on_duty, .. } => clinic_protocol::rules::duty_step(*on_duty).into(),
     }
 }
 

@@ -243,7 +243,9 @@ async fn operator(
 /// so that the figure reads a few days of bookings (an index range), not the history.
 const PAID_LOOKBACK_DAYS: i64 = 7;
 
-/// The payments verified today (the clinic's local date) among `bookings`.
+/// The payments verified today (the clinic's local date) among `bookings` (those of the last
+/// [`PAID_LOOKBACK_DAYS`] days: a payment verified today for an older booking is not
+/// counted, which the figure's words say).
 fn paid_today(bookings: &[Cached<Booking>], today: NaiveDate) -> PaidTodayDto {
     let (count, amount_cents) = bookings
         .iter()
@@ -252,10 +254,18 @@ fn paid_today(bookings: &[Cached<Booking>], today: NaiveDate) -> PaidTodayDto {
         .fold((0u64, 0i64), |(n, sum), p| {
             (n + 1, sum.saturating_add(p.amount_cents))
         });
+    let payments = if count == 1 {
+        "1 payment".to_owned()
+    } else {
+        format!("{count} payments")
+    };
     PaidTodayDto {
         count,
         amount_cents,
         amount: rules::money(amount_cents),
+        about: format!(
+            "{payments} verified today, for bookings of the last {PAID_LOOKBACK_DAYS} days"
+        ),
     }
 }
 
@@ -271,7 +281,7 @@ fn driver_board(staff: &[Staff], bookings: &[Cached<Booking>], today: NaiveDate)
                 .filter(|b| {
                     b.record.date == today
                         && b.record.driver_id == Some(d.id)
-                        && b.record.status != S::Cancelled
+                        && b.record.status.takes_time()
                 })
                 .collect();
             let done = |s: S| matches!(s, S::Arrived | S::InSession | S::Completed);
@@ -536,17 +546,6 @@ async fn messages(
     })
 }
 
-/// How the app names a role (the Staff dashboard's checkboxes, a role change's notice).
-pub fn role_label(role: Role) -> &'static str {
-    match role {
-        Role::Operator => "Operator",
-        Role::Scheduler => "Scheduler",
-        Role::Therapist => "Therapist",
-        Role::Driver => "Driver",
-        Role::Admin => "Administrator",
-    }
-}
-
 /// Every staff account (staff records reach every user, administrators included, with
 /// their state), by name.
 async fn admin(queries: &Queries, user: &Staff) -> Result<AdminView, SyncError> {
@@ -576,8 +575,90 @@ async fn admin(queries: &Queries, user: &Staff) -> Result<AdminView, SyncError> 
             .into_iter()
             .map(|value| RoleDto {
                 value,
-                label: role_label(value),
+                label: value.label(),
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveTime, Utc};
+    use clinic_protocol::NewBooking;
+
+    fn t(s: &str) -> NaiveTime {
+        NaiveTime::parse_from_str(s, "%H:%M").expect("a time")
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 1).expect("a date")
+    }
+
+    fn driver(name: &str) -> Staff {
+        serde_json::from_value(serde_json::json!({
+            "id": uuid::Uuid::new_v4(),
+            "username": name.to_lowercase(),
+            "display_name": name,
+            "roles": ["driver"],
+            "version": 1,
+        }))
+        .expect("a staff record")
+    }
+
+    fn run(who: &Staff, start: &str, end: &str, status: BookingStatus) -> Cached<Booking> {
+        let fields = NewBooking {
+            id: uuid::Uuid::new_v4(),
+            client_name: "Ana Lopez".into(),
+            client_phone: String::new(),
+            address: "1 Main St".into(),
+            service: "Massage".into(),
+            date: today(),
+            start: t(start),
+            end: t(end),
+            therapist_id: None,
+            driver_id: Some(who.id),
+            notes: String::new(),
+        };
+        let booking = rules::new_booking(&fields, None, Utc::now()).expect("a valid booking");
+        Cached {
+            record: Booking { status, ..booking },
+            pending: false,
+        }
+    }
+
+    #[test]
+    fn the_drivers_panel_counts_only_runs_that_take_time() {
+        let lee = driver("Lee");
+        let bookings = [
+            run(&lee, "09:00", "10:00", BookingStatus::Declined),
+            run(&lee, "10:00", "11:00", BookingStatus::Cancelled),
+            run(&lee, "11:00", "12:00", BookingStatus::Completed),
+            run(&lee, "13:00", "14:00", BookingStatus::Confirmed),
+        ];
+        let board = driver_board(std::slice::from_ref(&lee), &bookings, today());
+        assert_eq!(board.len(), 1);
+        let row = &board[0];
+        // The same rule as "who is busy": declined and cancelled runs are not his.
+        let taking: Vec<_> = bookings
+            .iter()
+            .filter(|b| b.record.status.takes_time())
+            .collect();
+        assert_eq!(row.runs_today as usize, taking.len());
+        assert_eq!((row.runs_today, row.done_today), (2, 1));
+        let current = row.current.as_ref().expect("the next run");
+        assert_eq!(current.booking_id, bookings[3].record.id);
+    }
+
+    #[test]
+    fn paid_today_says_what_it_counts() {
+        let none = paid_today(&[], today());
+        assert_eq!((none.count, none.amount_cents), (0, 0));
+        assert_eq!(
+            none.about,
+            format!(
+                "0 payments verified today, for bookings of the last {PAID_LOOKBACK_DAYS} days"
+            )
+        );
+    }
 }

@@ -416,13 +416,16 @@ fn share_web_process(
 }
 
 /// The window that should tell the user about a change made in window `label`: that one
-/// if it is still open, otherwise another window of the same kind, otherwise any dashboard.
-pub fn teller(app: &AppHandle, label: &str) -> Option<String> {
+/// if it is still open, otherwise another window of the same kind, otherwise the first
+/// dashboard (which offers to open a window of the right kind when the change has a form:
+/// see [`crate::ipc::RejectionPayload::open`]). A change with no window named (`None`,
+/// queued by an older app) is told in the first dashboard.
+pub fn teller(app: &AppHandle, label: Option<&str>) -> Option<String> {
     let open = app.webview_windows();
-    if open.contains_key(label) {
+    if let Some(label) = label.filter(|l| open.contains_key(*l)) {
         return Some(label.to_owned());
     }
-    let kind = kind_of(label);
+    let kind = label.and_then(kind_of);
     let mut dashboards: Vec<&String> = open
         .keys()
         .filter(|l| kind_of(l).is_some_and(|k| k != WindowKind::Login))

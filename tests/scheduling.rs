@@ -3,9 +3,10 @@
 //! - a booking from the web intake shows in the Scheduling window's unassigned lane; a
 //!   scheduler assigns it there and the therapist's app shows it;
 //! - a form's "Who is free" list follows other clients' availability and bookings live;
-//! - a new booking the server refuses is told in its window with "Reopen", which survives
-//!   a restart and fills the form again with what was typed; a refused assignment reopens
-//!   the booking's editor in the Scheduling window the same way.
+//! - a new booking the server refuses is told in its window with "Reopen"; closed with that
+//!   window and the app restarted, it is told in another dashboard, which offers to open an
+//!   Operator window, where "Reopen" fills the form again with what was typed; a refused
+//!   assignment reopens the booking's editor in the Scheduling window the same way.
 
 mod common;
 
@@ -334,8 +335,10 @@ async fn the_forms_free_list_follows_other_clients_live() {
 }
 
 /// 3. A new booking the server refuses (outside the therapist's availability: a rule only
-///    the server checks) is told in the window it was made in with "Reopen"; the offer is
-///    still there after the app restarts, and one click puts every typed value back.
+///    the server checks) is told in the window it was made in with "Reopen". The user
+///    closes that window and restarts the app: the refusal is told in another dashboard,
+///    which has no such form and offers to open the Operator window; there one click puts
+///    every typed value back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_new_booking_reopens_its_form_with_the_typed_values() {
     let server = TestServer::start().await;
@@ -406,11 +409,62 @@ async fn a_refused_new_booking_reopens_its_form_with_the_typed_values() {
         json!(""),
         "the form was cleared when the booking was queued"
     );
+
+    // The user closes the Operator window without dismissing the refusal: it is kept.
+    app.eval(
+        &operator,
+        "window.__TAURI__.window.getCurrentWindow().close(); return true",
+        vec![],
+    )
+    .await;
+    let layout = data.path().join("layout.json");
+    poll("the Operator window gone from the saved layout", || async {
+        let saved = std::fs::read_to_string(&layout).ok()?;
+        (!saved.contains("\"operator\"") && saved.contains("\"messages\"")).then_some(())
+    })
+    .await;
     app.close().await;
 
-    // After a restart the offer is still there, in the same window.
+    // After a restart only the other dashboards open. The first one tells the refusal: it
+    // has no form for it, so it offers to open the Operator window instead (and never lets
+    // it go on a timer).
     let mut app = resumed(&server.url(), data.path()).await;
-    app.window(&operator).await;
+    let other = app.window_like("messages-").await;
+    let offer = "#toasts .toast-rejection .toast-open[data-kind=\"operator\"]";
+    let words = app
+        .wait_for(
+            &other,
+            "the offer to open the Operator window",
+            &format!(
+                "const b = document.querySelector('{}'); return b && b.textContent",
+                offer.replace('\'', "\\'")
+            ),
+        )
+        .await;
+    assert_eq!(words, json!("Open the Operator window"));
+    assert!(
+        app.labels()
+            .await
+            .iter()
+            .all(|l| !l.starts_with("operator-")),
+        "no Operator window yet"
+    );
+    press(&mut app, &other, offer).await;
+    // The new Operator window tells it with Reopen; the offer goes from the other window
+    // (without forgetting the refusal: the Operator window still has it to tell).
+    let operator = app.window_like("operator-").await;
+    let client = app.window(&other).await.clone();
+    poll("the offer gone once the Operator window opened", || async {
+        let left = client
+            .execute(
+                "return document.querySelectorAll('#toasts .toast-rejection').length",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (left.as_u64()? == 0).then_some(())
+    })
+    .await;
     app.click(&operator, &format!("{toast} .toast-reopen"))
         .await;
     let form = app

@@ -671,6 +671,40 @@ async fn clicking_a_notification_opens_or_focuses_the_right_dashboard() {
     app.close().await;
 }
 
+/// Waits until the app that ran on `data` has exited; one still there after a grace period
+/// is killed, as a crash would (what it left on disk is then what the next start reads).
+async fn gone(data: &std::path::Path) {
+    let entry = format!("CLINIC_DESK_DATA_DIR={}", data.display());
+    let exe = common::app_binary();
+    let running = || -> Vec<String> {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        procs
+            .flatten()
+            .filter(|p| {
+                std::fs::read_link(p.path().join("exe")).is_ok_and(|e| e.ends_with(&exe))
+                    && std::fs::read(p.path().join("environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+            })
+            .filter_map(|p| p.file_name().to_str().map(str::to_owned))
+            .collect()
+    };
+    let grace = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    poll("the app to exit", || {
+        let left = running();
+        if !left.is_empty() && std::time::Instant::now() > grace {
+            for pid in &left {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", pid])
+                    .status();
+            }
+        }
+        async move { left.is_empty().then_some(()) }
+    })
+    .await;
+}
+
 /// 5. The open dashboards come back after a restart under their labels, each where the
 ///    layout says it was and as big. (The place is written into the saved layout here:
 ///    moving a window through WebDriver is not always reported to the app under Xvfb,
@@ -683,6 +717,9 @@ async fn the_open_dashboards_and_their_places_come_back_after_a_restart() {
     app.window_like("therapist-").await;
     let before = app.labels().await;
     app.close().await;
+    // The app writes its layout on the way out: the edit below must come after that, or
+    // the exiting app overwrites it.
+    gone(data.path()).await;
 
     let file = data.path().join("layout.json");
     let mut layout: Vec<Value> =

@@ -14,7 +14,9 @@ startDashboard({ spec: { dashboard: "admin" }, build });
 
 function build(ctx) {
   const { main } = ctx;
-  // Per-account local state: id -> { editing (roles being chosen) | null, error, busy }.
+  // Per-account local state: id -> { editing (roles being chosen) | null, editingVersion
+  // (the account's version the ticks started from: a change by someone else meanwhile is
+  // then refused as a conflict instead of being overwritten), error, busy }.
   const rows = new Map();
   let last = null;
 
@@ -42,7 +44,7 @@ function build(ctx) {
   );
 
   const stateOf = (id) => {
-    if (!rows.has(id)) rows.set(id, { editing: null, error: "", busy: false });
+    if (!rows.has(id)) rows.set(id, { editing: null, editingVersion: null, error: "", busy: false });
     return rows.get(id);
   };
   const repaint = () => last && render(last);
@@ -105,6 +107,7 @@ function build(ctx) {
         disabled: state.busy,
         onClick: () => {
           state.editing = state.editing ? null : new Set(s.roles);
+          state.editingVersion = state.editing ? s.version : null;
           state.error = "";
           repaint();
         },
@@ -138,8 +141,9 @@ function build(ctx) {
           onSubmit: (e) => {
             e.preventDefault();
             const picked = roles.map((r) => r.value).filter((v) => chosen.has(v));
-            run(s.id, COMMANDS.CHANGE_STAFF, { id: s.id, version: s.version, roles: picked }, () => {
+            run(s.id, COMMANDS.CHANGE_STAFF, { id: s.id, version: state.editingVersion, roles: picked }, () => {
               state.editing = null;
+              state.editingVersion = null;
             });
           },
         },
@@ -148,7 +152,7 @@ function build(ctx) {
           "div",
           { class: "editor-buttons" },
           h("button", { type: "submit", class: "btn btn-primary", disabled: state.busy }, "Save roles"),
-          h("button", { type: "button", class: "btn btn-quiet", onClick: () => { state.editing = null; state.error = ""; repaint(); } }, "Close"),
+          h("button", { type: "button", class: "btn btn-quiet", onClick: () => { state.editing = null; state.editingVersion = null; state.error = ""; repaint(); } }, "Close"),
         ),
       );
     }

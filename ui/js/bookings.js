@@ -4,10 +4,7 @@
 
 import { h } from "./dom.js";
 import { clock, dayName, timeRange, when } from "./format.js";
-import { stepDialogs } from "./stepdialogs.js";
-
-// The steps that open a dialog for more than the click (a reason, the payment's details).
-const DIALOG_STEPS = { cancel: "cancel", verify_payment: "pay" };
+import { stepDialogFor } from "./stepdialogs.js";
 
 /** A status chip: the backend's label; its colour is CSS's (by data-status). */
 function statusChip(words, status) {
@@ -36,9 +33,11 @@ export function bookingCard(ctx, row, { show = {}, today, tools = null, extra = 
   // In the order the backend gives; CSS moves the destructive ones to the end of the line.
   const buttons = (row.actions || []).map((action) => {
     const label = words.action(action);
-    const dialog = DIALOG_STEPS[action];
+    // The steps that need more than the click (a reason, the payment's details) open a
+    // dialog: the backend says which.
+    const dialog = stepDialogFor(ctx, action);
     if (dialog) {
-      return h("button", { type: "button", class: "btn", dataset: { action }, "aria-haspopup": "dialog", onClick: () => stepDialogs(ctx)[dialog](row) }, `${label}…`);
+      return h("button", { type: "button", class: "btn", dataset: { action }, "aria-haspopup": "dialog", onClick: () => dialog(row) }, `${label}…`);
     }
     return act(h("button", { type: "button", class: "btn", dataset: { action } }, label), () => ({ op: "booking_action", id: b.id, version: b.version, action }));
   });

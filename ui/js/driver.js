@@ -17,8 +17,8 @@ function build(ctx) {
   const summary = h("span", { class: "muted tabular" }, "");
   // The duty switch: the state the view says (pending included), and the button to change it.
   let onDuty = null;
-  const dutyState = h("span", { class: "chip duty", id: "duty-state", dataset: { duty: "off" } }, "Off duty");
-  const dutyButton = h("button", { type: "button", class: "btn", id: "duty-toggle", disabled: true }, "Go on duty");
+  const dutyState = h("span", { class: "chip duty", id: "duty-state", dataset: { duty: "off" } }, ctx.words.duty(false));
+  const dutyButton = h("button", { type: "button", class: "btn", id: "duty-toggle", disabled: true }, ctx.words.dutyStep(true));
   dutyButton.addEventListener("click", () => {
     if (onDuty === null || dutyButton.disabled) return;
     dutyButton.disabled = true;
@@ -41,8 +41,8 @@ function build(ctx) {
     if (typeof d.onDuty === "boolean" && d.onDuty !== onDuty) {
       onDuty = d.onDuty;
       dutyState.dataset.duty = onDuty ? "on" : "off";
-      setText(dutyState, onDuty ? "On duty" : "Off duty");
-      setText(dutyButton, onDuty ? "Go off duty" : "Go on duty");
+      setText(dutyState, ctx.words.duty(onDuty));
+      setText(dutyButton, ctx.words.dutyStep(!onDuty));
       dutyButton.disabled = false;
     } else if (onDuty !== null && typeof d.onDuty === "boolean") {
       dutyButton.disabled = false;

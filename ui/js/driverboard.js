@@ -14,7 +14,7 @@ export function driversPanel(ctx) {
 
   function item(d) {
     const run = d.current;
-    const duty = h("span", { class: "chip duty", dataset: { duty: d.onDuty ? "on" : "off" } }, d.onDuty ? "On duty" : "Off duty");
+    const duty = h("span", { class: "chip duty", dataset: { duty: d.onDuty ? "on" : "off" } }, ctx.words.duty(d.onDuty));
     const step = run
       ? h(
           "div",

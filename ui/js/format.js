@@ -136,6 +136,7 @@ export function wordsFrom(words) {
   const statuses = (words && words.statuses) || {};
   const actions = (words && words.actions) || {};
   const methods = (words && words.paymentMethods) || {};
+  const duty = (words && words.duty) || {};
   const own = (map, key) => (Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined);
   return Object.freeze({
     /** Chip and legend label: "Pickup confirmed". */
@@ -148,6 +149,10 @@ export function wordsFrom(words) {
     statuses: Object.keys(statuses),
     /** The payment methods as picker options, in the backend's order: [{ value, label }]. */
     paymentMethods: Object.entries(methods).map(([value, label]) => ({ value, label })),
+    /** A driver's duty as a chip reads: duty(true) -> "On duty". */
+    duty: (on) => (on ? own(duty, "on") ?? "on" : own(duty, "off") ?? "off"),
+    /** The step that puts a driver on duty (true) or off it: dutyStep(false) -> "Go off duty". */
+    dutyStep: (on) => (on ? own(duty, "goOn") ?? "on" : own(duty, "goOff") ?? "off"),
   });
 }
 
@@ -164,11 +169,13 @@ export function accountText(status) {
 
 /**
  * An amount as typed ("120.5", "1,234.50", "80") -> cents (12050), or null when it is not
- * an amount with at most two decimals. Whether the amount is allowed is the backend's call.
+ * an amount with at most two decimals. A comma is read only as a thousands separator, in
+ * its places ("1,234"): "12,50" is refused rather than taken for 1,250 (or for 12.50, as a
+ * decimal comma would mean). Whether the amount is allowed is the backend's call.
  */
 export function parseCents(text) {
-  const s = String(text ?? "").trim().replace(/[,\s]/g, "");
-  const m = /^(\d{1,12})(?:\.(\d{0,2}))?$/.exec(s);
+  const s = String(text ?? "").trim();
+  const m = /^(\d{1,12}|\d{1,3}(?:,\d{3}){1,3})(?:\.(\d{0,2}))?$/.exec(s);
   if (!m) return null;
-  return Number(m[1]) * 100 + Number((m[2] || "").padEnd(2, "0"));
+  return Number(m[1].replace(/,/g, "")) * 100 + Number((m[2] || "").padEnd(2, "0"));
 }

@@ -68,8 +68,9 @@ export function annotatedOptions(people, list, none) {
 }
 
 /**
- * The form a refused change reopens and the values to fill it with, from the change itself
- * (the RejectionPayload's `mutation`): { form, id, values }.
+ * The values to fill a refused change's form with, from the change itself (the
+ * RejectionPayload's `mutation`): { id, values }. Which form that is, the backend says
+ * (the payload's `reopen`).
  */
 export function reopenValues(mutation) {
   if (!mutation) return null;
@@ -77,7 +78,6 @@ export function reopenValues(mutation) {
     case "create_booking": {
       const b = mutation.booking;
       return {
-        form: "new_booking",
         id: b.id,
         values: {
           client_name: b.client_name || "",
@@ -94,15 +94,15 @@ export function reopenValues(mutation) {
       };
     }
     case "assign_booking":
-      return { form: "assign", id: mutation.id, values: { therapist_id: mutation.therapist_id || "", driver_id: mutation.driver_id || "" } };
+      return { id: mutation.id, values: { therapist_id: mutation.therapist_id || "", driver_id: mutation.driver_id || "" } };
     case "reschedule_booking":
-      return { form: "reschedule", id: mutation.id, values: { date: mutation.date, start: hm(mutation.start), end: hm(mutation.end) } };
+      return { id: mutation.id, values: { date: mutation.date, start: hm(mutation.start), end: hm(mutation.end) } };
     case "create_slot": {
       const s = mutation.slot;
-      return { form: "new_slot", id: s.id, values: { staff_id: s.staff_id, date: s.date, start: hm(s.start), end: hm(s.end), note: s.note || "" } };
+      return { id: s.id, values: { staff_id: s.staff_id, date: s.date, start: hm(s.start), end: hm(s.end), note: s.note || "" } };
     }
     case "update_slot":
-      return { form: "edit_slot", id: mutation.id, values: { date: mutation.date, start: hm(mutation.start), end: hm(mutation.end), note: mutation.note || "" } };
+      return { id: mutation.id, values: { date: mutation.date, start: hm(mutation.start), end: hm(mutation.end), note: mutation.note || "" } };
     default:
       return null;
   }

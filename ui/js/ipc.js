@@ -16,7 +16,7 @@
 //                      -> { staff, oneTimePassword } (the password only when one was made)
 // SessionDto also has minPasswordChars and notice (a NOTICE held for this window, once).
 // Events: STATUS StatusPayload,
-//   REJECTION { origin, mutationId, code, message, detail, mutation, reopen }, NOTICE { title, body, kind, to? }
+//   REJECTION { origin, mutationId, code, message, detail, on, mutation, reopen, open }, NOTICE { title, body, kind, to? }
 //   (`to`: the one window that shows it), CHANGE_PASSWORD label (that window opens the
 //   change-password dialog), ROLES_CHANGED [role] (ask for the session again).
 

@@ -7,6 +7,7 @@
 
 import { COMMANDS, invoke, windowLabel } from "./ipc.js";
 import { h, field, setText } from "./dom.js";
+import { checkNewPassword } from "./password.js";
 
 async function main() {
   const body = document.body;
@@ -41,9 +42,12 @@ async function main() {
   );
   body.replaceChildren(h("main", { class: "login-page" }, form));
 
+  // The fewest characters of a new password: the backend's (the server's own limit).
+  let minChars = 0;
   // Prefilled before the page says it is ready, so nothing typed meanwhile is overwritten.
   try {
     const s = await invoke(COMMANDS.SESSION);
+    if (s && s.minPasswordChars) minChars = s.minPasswordChars;
     if (s && s.window && s.window.title) document.title = s.window.title;
     if (s && s.server) server.value = s.server;
     if (s && s.lastUsername) username.value = s.lastUsername;
@@ -72,13 +76,14 @@ async function main() {
     submit.disabled = true;
     setText(submit, "Signing in…");
     const changing = !choose.hidden;
-    if (changing && newPassword.value !== repeat.value) {
-      setText(error, "The two new passwords differ.");
-      error.dataset.code = "passwords_differ";
+    const wrong = changing ? checkNewPassword(newPassword.value, repeat.value, minChars) : null;
+    if (wrong) {
+      setText(error, wrong.message);
+      error.dataset.code = wrong.code;
       busy = false;
       submit.disabled = false;
       setText(submit, "Set password and sign in");
-      repeat.focus();
+      (wrong.code === "passwords_differ" ? repeat : newPassword).focus();
       return;
     }
     try {

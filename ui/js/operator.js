@@ -91,7 +91,7 @@ function build(ctx) {
     const paid = document.getElementById("paid-today");
     setText(paid, d.paidToday.amount);
     paid.dataset.cents = String(d.paidToday.amountCents);
-    paid.title = d.paidToday.count === 1 ? "1 payment verified today" : `${d.paidToday.count} payments verified today`;
+    paid.title = d.paidToday.about;
     drivers.render(d);
     const unsynced = d.counts.unsynced ? ` · ${d.counts.unsynced} unsynced` : "";
     setText(shownCount, `${d.bookings.length}${d.more ? "+" : ""} shown${unsynced}`);
@@ -122,11 +122,23 @@ function build(ctx) {
     form.fill(reopenValues(mutation).values);
     return true;
   });
+  // A booking not in the list shown (another filter, or further down than the page):
+  // show all bookings, or say to show more; the toast stays for a second click.
+  const notListed = () => {
+    if (!last) return "This window is still loading: try again in a moment.";
+    if ((view.spec.filter || "all") !== "all") {
+      filterSelect.value = "all";
+      view.show({ dashboard: "operator", filter: "all" });
+      return "The booking was not in the list shown: all bookings are shown now. Press Reopen again.";
+    }
+    if (last.data.more) return "The booking is further down than the list shows: press “Show more”, then Reopen again.";
+    return "The booking is not shown here any more, or can no longer be changed.";
+  };
   for (const mode of ["assign", "reschedule"]) {
     ctx.onReopen(mode, (mutation) => {
       const { id, values } = reopenValues(mutation);
       const row = last && last.data.bookings.find((r) => r.record.id === id && r.editable);
-      if (!row) return false;
+      if (!row) return notListed();
       editing.set(id, { mode, values, error: "" });
       repaint();
       const el = list.querySelector(`[data-booking-id="${id}"]`);

@@ -45,6 +45,8 @@ export function passwordDialog({ minChars }) {
   const dialog = h("dialog", { class: "dialog", id: "password-dialog", dataset: { state: "closed" } }, form);
   dialog.addEventListener("close", () => {
     dialog.dataset.state = "closed";
+    // Closed by Cancel or Esc too: what was typed does not stay in the page.
+    form.reset();
   });
   document.body.appendChild(dialog);
 

@@ -150,14 +150,24 @@ function build(ctx) {
     bookingForm.fill(reopenValues(mutation).values);
     return true;
   });
+  // A booking or slot not in the week shown: go to its week (the refusal says which day it
+  // is on now) and say so; the toast stays for a second click once that week is shown.
+  const elsewhere = (r, what) => {
+    if (!last) return "This window is still loading: try again in a moment.";
+    if (r && r.on && !last.data.days.includes(r.on)) {
+      view.show({ dashboard: "scheduling", week: r.on });
+      return `The ${what} is on ${r.on}, not in the week that was shown: its week is shown now. Press Reopen again.`;
+    }
+    return `The ${what} is not shown here any more, or can no longer be changed.`;
+  };
   for (const mode of ["assign", "reschedule"]) {
-    ctx.onReopen(mode, (mutation) => {
+    ctx.onReopen(mode, (mutation, r) => {
       const { id, values } = reopenValues(mutation);
-      if (!last) return false;
+      if (!last) return elsewhere(r, "booking");
       picked = { id, mode, values, error: "" };
       if (!pickedRow(last.data)) {
         picked = null;
-        return false;
+        return elsewhere(r, "booking");
       }
       repaint();
       return true;
@@ -167,13 +177,13 @@ function build(ctx) {
     const { values } = reopenValues(mutation);
     return newForm.fill(values);
   });
-  ctx.onReopen("edit_slot", (mutation) => {
+  ctx.onReopen("edit_slot", (mutation, r) => {
     const { id, values } = reopenValues(mutation);
-    if (!last) return false;
+    if (!last) return elsewhere(r, "availability slot");
     selected = { id, values, error: "" };
     if (!selectedRow(last.data)) {
       selected = null;
-      return false;
+      return elsewhere(r, "availability slot");
     }
     repaint();
     return true;

@@ -38,6 +38,7 @@ export async function startDashboard({ spec, build }) {
   ui.panel = createSyncPanel({
     trigger: ui.sync,
     signInAgain: (password, newPassword) => invoke(COMMANDS.SIGN_IN_AGAIN, { password, newPassword }),
+    minChars: () => (session && session.minPasswordChars) || 0,
   });
   ui.root.appendChild(ui.panel.el);
   ui.notices.insertBefore(ui.panel.offer, ui.loadError);
@@ -77,12 +78,16 @@ export async function startDashboard({ spec, build }) {
   const toasts = toaster(ui.toasts);
   const notices = noticer(ui.notices);
   const refusals = rejectionToaster(ui.toasts);
-  // The forms this dashboard can reopen a refused change in: form name -> open(mutation),
-  // which returns false when it cannot (the booking is not shown here any more).
+  // The forms this dashboard can reopen a refused change in: form name -> open(mutation,
+  // refusal), which returns true when it did, or false or a sentence saying why it could
+  // not (the booking is not shown here: the toast says so and stays).
   const reopeners = new Map();
+  // A refusal whose form this window lacks offers to open the window of the change's kind
+  // (the backend says which, in r.open), which tells it again with its form.
   const tell = (r) =>
     refusals.show(r, {
-      reopen: r.reopen && reopeners.has(r.reopen) ? () => reopeners.get(r.reopen)(r.mutation) : null,
+      reopen: r.reopen && reopeners.has(r.reopen) ? () => reopeners.get(r.reopen)(r.mutation, r) : null,
+      open: r.open ? () => invoke(COMMANDS.OPEN_WINDOW, { kind: r.open.kind }) : null,
       seen: () => invoke(COMMANDS.SEEN_REJECTION, { mutationId: r.mutationId }).catch((err) => console.warn("seen_rejection failed", err)),
     });
 

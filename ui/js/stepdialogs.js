@@ -9,14 +9,35 @@ import { parseCents, timeRange } from "./format.js";
 
 const dialogs = new WeakMap();
 
-/** The window's step dialogs, made on first use: { cancel(row), pay(row) }. */
+/**
+ * The window's step dialogs, made on first use, by the form name the backend gives the
+ * step (session.words.dialogs, which also says which steps need one):
+ * { cancel_booking(row, values?), verify_payment(row, values?) }.
+ */
 export function stepDialogs(ctx) {
   let made = dialogs.get(ctx);
   if (!made) {
-    made = { cancel: cancelDialog(ctx), pay: paymentDialog(ctx) };
+    made = { cancel_booking: cancelDialog(ctx), verify_payment: paymentDialog(ctx) };
     dialogs.set(ctx, made);
   }
   return made;
+}
+
+/** The steps the backend says are taken in a dialog: { action: form name }. */
+function dialogSteps(ctx) {
+  return (ctx.session && ctx.session.words && ctx.session.words.dialogs) || {};
+}
+
+/**
+ * The dialog life-cycle step `action` opens, as open(row), or null when the step is a
+ * plain click (or this window has no dialog for it).
+ */
+export function stepDialogFor(ctx, action) {
+  const steps = dialogSteps(ctx);
+  const form = Object.prototype.hasOwnProperty.call(steps, action) ? steps[action] : null;
+  if (!form) return null;
+  const open = stepDialogs(ctx)[form];
+  return open ? (row) => open(row) : null;
 }
 
 /** What the dialog is about: "Ana Lopez · Massage · 2026-11-22 10:00–11:00". */
@@ -99,7 +120,7 @@ function stepDialog(ctx, { name, title, confirm, keep, danger, fields, hint, mak
 }
 
 function cancelDialog(ctx) {
-  const reason = h("input", { type: "text", name: "reason", id: "cancel-reason", required: true, maxlength: 200, autocomplete: "off" });
+  const reason = h("input", { type: "text", name: "reason", id: "cancel-reason", required: true, maxlength: ctx.session.maxShortText, autocomplete: "off" });
   return stepDialog(ctx, {
     name: "cancel",
     title: "Cancel this booking?",
@@ -119,7 +140,7 @@ function cancelDialog(ctx) {
 function paymentDialog(ctx) {
   const amount = h("input", { type: "text", name: "amount", id: "payment-amount", required: true, inputmode: "decimal", autocomplete: "off", placeholder: "e.g. 80.00" });
   const method = select({ name: "method", id: "payment-method" }, ctx.words.paymentMethods, (ctx.words.paymentMethods[0] || {}).value);
-  const reference = h("input", { type: "text", name: "reference", id: "payment-reference", maxlength: 200, autocomplete: "off", placeholder: "Receipt, slip or claim number" });
+  const reference = h("input", { type: "text", name: "reference", id: "payment-reference", maxlength: ctx.session.maxShortText, autocomplete: "off", placeholder: "Receipt, slip or claim number" });
   return stepDialog(ctx, {
     name: "payment",
     title: "Verify payment",
@@ -148,12 +169,15 @@ function paymentDialog(ctx) {
  * the step is no longer offered on it).
  */
 export function reopenSteps(ctx, rowOf) {
-  const reopen = (action, dialog) => (mutation) => {
-    const row = rowOf(mutation.id);
-    if (!row || !(row.actions || []).includes(action)) return false;
-    stepDialogs(ctx)[dialog](row, mutation);
-    return true;
-  };
-  ctx.onReopen("cancel_booking", reopen("cancel", "cancel"));
-  ctx.onReopen("verify_payment", reopen("verify_payment", "pay"));
+  const made = stepDialogs(ctx);
+  for (const [action, form] of Object.entries(dialogSteps(ctx))) {
+    if (!made[form]) continue;
+    ctx.onReopen(form, (mutation) => {
+      const row = rowOf(mutation.id);
+      if (!row) return "The booking is not shown here any more.";
+      if (!(row.actions || []).includes(action)) return `${ctx.words.action(action)} is no longer offered on this booking.`;
+      made[form](row, mutation);
+      return true;
+    });
+  }
 }

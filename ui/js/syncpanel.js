@@ -9,7 +9,8 @@
 // builds the panel with dom.js, text only.
 
 import { h, replaceChildren, setText } from "./dom.js";
-import { ago, clock } from "./format.js";
+import { accountText, ago, clock } from "./format.js";
+import { checkNewPassword } from "./password.js";
 
 /** The connection in words, the session's end first: it is why nothing syncs. */
 export function connectionText(status) {
@@ -41,7 +42,8 @@ export function figures(status, now = Date.now()) {
   const s = status || {};
   const pending = s.pending || 0;
   const lag = s.lag || 0;
-  const notifications = s.notifications || { state: "unknown", words: "Not known yet whether desktop notifications work." };
+  // Before the first status the words are the backend's to say; nothing is shown meanwhile.
+  const notifications = s.notifications || { state: "unknown", words: "—" };
   return [
     { key: "state", label: "Connection", value: s.accountDisabled ? "disabled" : s.sessionExpired ? "expired" : s.state || "", text: connectionText(status) },
     { key: "server", label: "Server", value: s.server || "", text: s.server || "—" },
@@ -80,24 +82,14 @@ export function waitedText(ms) {
   return a === "just now" ? a : `waiting ${a.replace(/ ago$/, "")}`;
 }
 
-/** Whether the panel offers to sign in again, and why, in words ("" when it does not). */
-export function signInOffer(status) {
-  if (status && status.accountDisabled) {
-    return "An administrator disabled your account. Once it is enabled again, sign in here; your unsent changes are kept and go out then.";
-  }
-  if (status && status.sessionExpired) {
-    return "The server ended your session. Sign in again to go on: your unsent changes are kept and go out once, after you sign in.";
-  }
-  return "";
-}
-
 /**
- * The panel, for the dashboard shell: createSyncPanel({ trigger, signInAgain }) where
- * `trigger` is the sync indicator (a button) and signInAgain(password, newPassword) asks
- * the backend. Returns { el, offer, render(status), open({ signIn }), close() }; `offer` is
+ * The panel, for the dashboard shell: createSyncPanel({ trigger, signInAgain, minChars })
+ * where `trigger` is the sync indicator (a button), signInAgain(password, newPassword) asks
+ * the backend and minChars() is the fewest characters of a new password (the session's
+ * `minPasswordChars`, asked when needed: the panel exists before the session is known). Returns { el, offer, render(status), open({ signIn }), close() }; `offer` is
  * the "Sign in again…" button the shell shows next to the session-ended banner.
  */
-export function createSyncPanel({ trigger, signInAgain }) {
+export function createSyncPanel({ trigger, signInAgain, minChars = () => 0 }) {
   let status = null;
   const title = h("h2", { id: "sync-panel-title" }, "Sync");
   const close = h("button", { type: "button", class: "btn btn-quiet sync-panel-close", "aria-label": "Close", title: "Close (Esc)", onClick: () => hide(true) }, "×");
@@ -167,15 +159,17 @@ export function createSyncPanel({ trigger, signInAgain }) {
   async function send() {
     if (submit.disabled) return;
     const wantsNew = !choose.hidden;
-    if (wantsNew && newPassword.value !== repeat.value) {
-      return fail({ code: "passwords_differ", message: "The two new passwords differ." });
+    const wrong = wantsNew ? checkNewPassword(newPassword.value, repeat.value, minChars()) : null;
+    if (wrong) {
+      (wrong.code === "passwords_differ" ? repeat : newPassword).focus();
+      return fail(wrong);
     }
     submit.disabled = true;
     setText(error, "");
     delete error.dataset.code;
     try {
       await signInAgain(password.value, wantsNew ? newPassword.value : null);
-      for (const input of [password, newPassword, repeat]) input.value = "";
+      forget();
       choose.hidden = true;
       form.dataset.done = "true";
     } catch (err) {
@@ -220,10 +214,11 @@ export function createSyncPanel({ trigger, signInAgain }) {
     );
     setText(more, beyond > 0 ? `and ${changes(beyond)} more` : "");
     more.hidden = beyond === 0;
-    const offerWhy = signInOffer(status);
+    const offerWhy = accountText(status);
     setText(why, offerWhy);
     form.hidden = offerWhy === "";
     if (offerWhy !== "") delete form.dataset.done;
+    else forget();
   }
 
   function show({ signIn = false }) {
@@ -234,9 +229,15 @@ export function createSyncPanel({ trigger, signInAgain }) {
     else close.focus();
   }
 
+  // Passwords are not kept in the page once the form is out of sight.
+  function forget() {
+    for (const input of [password, newPassword, repeat]) input.value = "";
+  }
+
   function hide(returnFocus) {
     if (el.hidden) return;
     el.hidden = true;
+    forget();
     trigger.setAttribute("aria-expanded", "false");
     if (returnFocus) trigger.focus();
   }
@@ -246,7 +247,7 @@ export function createSyncPanel({ trigger, signInAgain }) {
     offer,
     render(next) {
       status = next;
-      offer.hidden = signInOffer(status) === "";
+      offer.hidden = accountText(status) === "";
       if (!el.hidden) draw();
     },
     open: show,

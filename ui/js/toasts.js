@@ -46,48 +46,80 @@ export function toaster(area) {
 }
 
 /**
- * A refusal of a change made in this window (a RejectionPayload): the reason in words and,
- * when the dashboard can reopen the change's form (`reopen`, a function, or null), a
- * "Reopen" button that does so with the typed values. Such a toast stays until the user
- * dismisses it or reopens: what was typed is not dropped on a timer. Either way `seen()` is
- * called, so the backend forgets it (it is kept across restarts until then). Shown once per
- * mutation id (the event and the list asked for at load may both bring it).
+ * A refusal of a change (a RejectionPayload) told in this window: the reason in words and
+ *  - when this dashboard can reopen the change's form (`reopen`, a function, or null), a
+ *    "Reopen" button that does so with the typed values. reopen() returns true (or nothing)
+ *    when it did, false or a sentence saying why it could not (shown in the toast, which
+ *    stays);
+ *  - otherwise, when the change was made in a window of another kind (`r.open`, from the
+ *    backend), a button that opens one (`open`, a function returning a promise): the new
+ *    window tells the refusal with its form, so this toast goes without forgetting it.
+ * A refusal with a form (`r.reopen`) stays until the user dismisses or reopens it, whether
+ * or not this window can reopen it: what was typed is never dropped on a timer. Only then
+ * is `seen()` called, so the backend forgets it (it is kept across restarts until then).
+ * A refusal with nothing typed goes after a while like any toast. Shown once per mutation
+ * id (the event and the list asked for at load may both bring it).
  */
 export function rejectionToaster(area) {
   const live = new Map();
   return {
-    show(r, { reopen = null, seen = () => {} } = {}) {
+    show(r, { reopen = null, open = null, seen = () => {} } = {}) {
       if (!r || live.has(r.mutationId)) return;
-      const done = () => {
+      const note = h("span", { class: "toast-detail toast-why" });
+      note.hidden = true;
+      const say = (text) => {
+        setText(note, text);
+        note.hidden = !text;
+      };
+      const remove = () => {
         const t = live.get(r.mutationId);
         if (t) clearTimeout(t.timer);
         el.remove();
         live.delete(r.mutationId);
+      };
+      const done = () => {
+        remove();
         seen();
       };
+      let action = null;
+      if (reopen) {
+        action = h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-quiet toast-reopen",
+            title: "Open the form again with what you typed",
+            onClick: () => {
+              const result = reopen();
+              if (result === true || result === undefined) done();
+              else say(typeof result === "string" && result ? result : "This change cannot be reopened here now.");
+            },
+          },
+          "Reopen",
+        );
+      } else if (open && r.open) {
+        action = h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-quiet toast-open",
+            dataset: { kind: r.open.kind },
+            title: "That window can reopen the form with what you typed",
+            onClick: () =>
+              Promise.resolve(open()).then(remove, (err) => say((err && err.message) || `The ${r.open.title} window could not be opened.`)),
+          },
+          `Open the ${r.open.title} window`,
+        );
+      }
       const el = h(
         "div",
         { class: "toast toast-rejection", role: "alert", dataset: { code: r.code, mutationId: r.mutationId, reopen: reopen ? r.reopen : "" } },
-        h("div", { class: "toast-text" }, h("span", { class: "toast-message" }, r.message), r.detail ? h("span", { class: "toast-detail" }, r.detail) : null),
-        reopen
-          ? h(
-              "button",
-              {
-                type: "button",
-                class: "btn btn-quiet toast-reopen",
-                title: "Open the form again with what you typed",
-                onClick: () => {
-                  if (reopen() !== false) done();
-                },
-              },
-              "Reopen",
-            )
-          : null,
+        h("div", { class: "toast-text" }, h("span", { class: "toast-message" }, r.message), r.detail ? h("span", { class: "toast-detail" }, r.detail) : null, note),
+        action,
         h("button", { type: "button", class: "toast-close", "aria-label": "Dismiss", title: "Dismiss", onClick: done }, "×"),
       );
       area.appendChild(el);
-      // Nothing to reopen: the words alone, gone after a while like any toast.
-      live.set(r.mutationId, { el, timer: reopen ? null : setTimeout(done, TOAST_MS) });
+      live.set(r.mutationId, { el, timer: r.reopen ? null : setTimeout(done, TOAST_MS) });
     },
   };
 }

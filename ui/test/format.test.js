@@ -11,6 +11,7 @@ const WORDS = {
     requested: { label: "Requested", words: "waiting for the therapist" },
   },
   actions: { confirm_pickup: "Confirm pickup", cancel: "Cancel booking" },
+  duty: { on: "On duty", off: "Off duty", goOn: "Go on duty", goOff: "Go off duty" },
 };
 
 test("wordsFrom gives the backend's labels", () => {
@@ -20,6 +21,10 @@ test("wordsFrom gives the backend's labels", () => {
   assert.equal(w.action("confirm_pickup"), "Confirm pickup");
   assert.equal(w.action("cancel"), "Cancel booking");
   assert.deepEqual(w.statuses, ["en_route", "requested"]);
+  assert.equal(w.duty(true), "On duty");
+  assert.equal(w.duty(false), "Off duty");
+  assert.equal(w.dutyStep(true), "Go on duty");
+  assert.equal(w.dutyStep(false), "Go off duty");
 });
 
 test("wordsFrom falls back to the wire name, never to an inherited property", () => {
@@ -30,6 +35,8 @@ test("wordsFrom falls back to the wire name, never to an inherited property", ()
   assert.equal(w.action("toString"), "toString");
   const none = wordsFrom(undefined);
   assert.equal(none.status("completed"), "completed");
+  assert.equal(none.duty(true), "on");
+  assert.equal(none.dutyStep(false), "off");
   assert.deepEqual(none.statuses, []);
 });
 

@@ -68,13 +68,12 @@ test("a refused change reopens its form with every value typed", () => {
     notes: "gate code 12",
   };
   assert.deepEqual(reopenValues({ op: "create_booking", booking }), {
-    form: "new_booking",
     id: "b9",
     values: { client_name: "Ana", client_phone: "555", address: "1 Main St", service: "Massage", date: "2026-12-01", start: "10:00", end: "11:00", therapist_id: "t1", driver_id: "", notes: "gate code 12" },
   });
-  assert.deepEqual(reopenValues({ op: "assign_booking", id: "b1", version: 3, therapist_id: null, driver_id: "d1" }), { form: "assign", id: "b1", values: { therapist_id: "", driver_id: "d1" } });
+  assert.deepEqual(reopenValues({ op: "assign_booking", id: "b1", version: 3, therapist_id: null, driver_id: "d1" }), { id: "b1", values: { therapist_id: "", driver_id: "d1" } });
   assert.deepEqual(reopenValues({ op: "reschedule_booking", id: "b1", version: 3, date: "2026-12-02", start: "09:30:00", end: "10:30:00" }).values, { date: "2026-12-02", start: "09:30", end: "10:30" });
-  assert.equal(reopenValues({ op: "create_slot", slot: { id: "s1", staff_id: "t1", date: "2026-12-01", start: "09:00:00", end: "12:00:00", note: "" } }).form, "new_slot");
+  assert.equal(reopenValues({ op: "create_slot", slot: { id: "s1", staff_id: "t1", date: "2026-12-01", start: "09:00:00", end: "12:00:00", note: "" } }).id, "s1");
   assert.deepEqual(reopenValues({ op: "update_slot", id: "s1", version: 2, date: "2026-12-01", start: "09:00:00", end: "13:00:00", note: "late" }).values, { date: "2026-12-01", start: "09:00", end: "13:00", note: "late" });
   assert.equal(reopenValues({ op: "booking_action", id: "b1", version: 1, action: "accept" }), null);
 });

@@ -10,7 +10,11 @@ test("an amount as typed becomes cents, or null when it is not one", () => {
   assert.equal(parseCents(" 1,234.50 "), 123450);
   assert.equal(parseCents("0.05"), 5);
   assert.equal(parseCents("12."), 1200);
-  for (const bad of ["", "  ", "-5", "1.234", "abc", "1e3", "12,5.0.1", null, undefined]) {
+  assert.equal(parseCents("1,234,567"), 123456700);
+  assert.equal(parseCents("999,999,999,999.99"), 99999999999999);
+  // A comma only as a thousands separator: a decimal comma or a stray one is not an amount.
+  const commas = ["12,50", "12,5", "1,2345", ",123", "123,", "1,,234", "1,234,56", "1 234"];
+  for (const bad of ["", "  ", "-5", "1.234", "abc", "1e3", "12,5.0.1", null, undefined, ...commas]) {
     assert.equal(parseCents(bad), null, String(bad));
   }
 });

@@ -3,7 +3,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { changes, connectionText, figures, signInOffer, sinceText, waitedText, waiting } from "../js/syncpanel.js";
+import { changes, connectionText, figures, sinceText, waitedText, waiting } from "../js/syncpanel.js";
 
 const NOW = Date.parse("2026-11-30T10:00:00Z");
 
@@ -78,13 +78,6 @@ test("waiting changes say what, from which window, and for how long", () => {
   assert.equal(waitedText(500), "just now");
   assert.equal(more, 21, "the backend lists the first few; the rest are counted");
   assert.deepEqual(waiting(null, NOW), { items: [], more: 0 });
-});
-
-test("signing in again is offered only when the server ended the session", () => {
-  assert.equal(signInOffer(STATUS), "");
-  assert.equal(signInOffer(null), "");
-  assert.match(signInOffer({ sessionExpired: true }), /Sign in again.*kept/);
-  assert.match(signInOffer({ accountDisabled: true, sessionExpired: true }), /disabled your account/);
 });
 
 test("small words", () => {

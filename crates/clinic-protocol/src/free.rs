@@ -28,7 +28,12 @@ pub struct FreeQuery {
 pub enum Standing {
     /// Inside their availability (therapists) and with no other booking then.
     Free,
-    /// Another booking of theirs overlaps the time.
+    /// Another booking of theirs overlaps the time, as therapist or as driver (someone with
+    /// both roles cannot drive while giving a session). Any booking that takes time
+    /// ([`BookingStatus::takes_time`]) counts, a requested one too, although the server only
+    /// refuses a clash with a booking the therapist has taken on
+    /// ([`crate::rules::check_schedule`], [`BookingStatus::holds_therapist`]): the form warns
+    /// earlier than the server refuses, so the operator does not promise a time twice.
     Busy {
         booking: Id,
         client_name: String,
@@ -100,12 +105,6 @@ pub struct FreeBusy {
     pub drivers: Vec<Person>,
 }
 
-/// Whether a booking takes up its people's time: not once cancelled or declined (a declined
-/// booking goes back to be reassigned).
-fn takes_time(b: &Booking) -> bool {
-    !matches!(b.status, BookingStatus::Cancelled | BookingStatus::Declined)
-}
-
 /// Each therapist and driver in `staff` as they stand at `query`'s time, judged on `slots`
 /// (availability: therapists only; drivers have none and are free unless busy) and
 /// `bookings` (any of that day may be given; others are ignored).
@@ -115,14 +114,13 @@ pub fn free_busy(
     bookings: &[Booking],
     query: &FreeQuery,
 ) -> FreeBusy {
-    let clash = |id: Id, role: Role| {
+    // A person's bookings in either role count in both lists: a therapist who also drives
+    // is busy driving while giving a session, and the other way round.
+    let clash = |id: Id| {
         bookings
             .iter()
-            .filter(|b| Some(b.id) != query.booking && takes_time(b))
-            .filter(|b| match role {
-                Role::Driver => b.driver_id == Some(id),
-                _ => b.therapist_id == Some(id),
-            })
+            .filter(|b| Some(b.id) != query.booking && b.status.takes_time())
+            .filter(|b| b.therapist_id == Some(id) || b.driver_id == Some(id))
             .filter(|b| b.overlaps(query.date, query.start, query.end))
             .min_by_key(|b| (b.start, b.id))
     };
@@ -130,7 +128,7 @@ pub fn free_busy(
         if s.disabled {
             return Standing::Off { disabled: true };
         }
-        if let Some(b) = clash(s.id, role) {
+        if let Some(b) = clash(s.id) {
             return Standing::Busy {
                 booking: b.id,
                 client_name: b.client_name.clone(),
@@ -381,6 +379,59 @@ mod tests {
             &query("10:00", "11:00", None),
         );
         assert_eq!(standing_of(&free, &elena), Standing::Free);
+    }
+
+    #[test]
+    fn a_therapist_who_also_drives_is_busy_in_both_lists() {
+        let elena = person("Elena", &[Role::Therapist, Role::Driver]);
+        let tom = person("Tom", &[Role::Driver]);
+        let slots = [slot(&elena, day(), "09:00", "17:00")];
+        let staff = [elena.clone(), tom.clone()];
+        // Giving a session: not free to drive then.
+        let giving = booking(
+            Some(&elena),
+            Some(&tom),
+            "10:00",
+            "11:00",
+            BookingStatus::Confirmed,
+        );
+        // Driving: not free to give a session then.
+        let driving = booking(
+            None,
+            Some(&elena),
+            "14:00",
+            "15:00",
+            BookingStatus::Confirmed,
+        );
+        let bookings = [giving.clone(), driving.clone()];
+        let busy_with = |answer: &FreeBusy, list: Role| {
+            let people = match list {
+                Role::Driver => &answer.drivers,
+                _ => &answer.therapists,
+            };
+            match &people
+                .iter()
+                .find(|p| p.id == elena.id)
+                .expect("listed")
+                .standing
+            {
+                Standing::Busy { booking, .. } => Some(*booking),
+                _ => None,
+            }
+        };
+        let morning = free_busy(&staff, &slots, &bookings, &query("10:30", "11:30", None));
+        assert_eq!(busy_with(&morning, Role::Therapist), Some(giving.id));
+        assert_eq!(busy_with(&morning, Role::Driver), Some(giving.id));
+        let afternoon = free_busy(&staff, &slots, &bookings, &query("14:30", "15:30", None));
+        assert_eq!(busy_with(&afternoon, Role::Therapist), Some(driving.id));
+        assert_eq!(busy_with(&afternoon, Role::Driver), Some(driving.id));
+        // Between the two, free in both lists.
+        let noon = free_busy(&staff, &slots, &bookings, &query("12:00", "13:00", None));
+        assert_eq!(busy_with(&noon, Role::Therapist), None);
+        assert_eq!(busy_with(&noon, Role::Driver), None);
+        for p in noon.therapists.iter().chain(&noon.drivers) {
+            assert_eq!(p.standing, Standing::Free, "{}", p.name);
+        }
     }
 
     #[test]

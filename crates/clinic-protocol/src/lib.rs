@@ -37,8 +37,8 @@
 //!    `{"seq":41,"user":{...},"records":[{"kind":"booking",...},...]}`: every record the
 //!    user may see, as of change 41. The client replaces its cache and sets its cursor to 41.
 //! 3. **Feed.** The client opens ONE WebSocket at `/v1/feed` and sends
-//!    `{"type":"hello","protocol":1,"token":"...","cursor":41}`. The server answers
-//!    `{"type":"welcome","protocol":1,"user_id":"...","head":45}`, then every later change
+//!    `{"type":"hello","protocol":2,"token":"...","cursor":41}`. The server answers
+//!    `{"type":"welcome","protocol":2,"user_id":"...","head":45}`, then every later change
 //!    the user may see, in order, many per frame when catching up:
 //!    `{"type":"changes","changes":[{"seq":43,"actor":"...","mutation_id":"...","op":{"type":"upsert","record":{...}}}],"upto":45}`.
 //!    After applying a frame the client's cursor is `upto` (44 and 45 were not for this user).
@@ -135,7 +135,7 @@
 //! use clinic_protocol::wire::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 //! let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, token: "t".into(), cursor: 41 };
 //! let json = serde_json::to_string(&hello).unwrap();
-//! assert_eq!(json, r#"{"type":"hello","protocol":1,"token":"t","cursor":41}"#);
+//! assert_eq!(json, r#"{"type":"hello","protocol":2,"token":"t","cursor":41}"#);
 //! let beat: ServerFrame = serde_json::from_str(r#"{"type":"heartbeat","head":45}"#).unwrap();
 //! assert_eq!(beat, ServerFrame::Heartbeat { head: 45 });
 //! // Unknown fields are refused rather than silently dropped.

@@ -44,6 +44,18 @@ impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
+
+    /// How the app names the role to a person (the Staff dashboard's checkboxes, a role
+    /// change's notice).
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Operator => "Operator",
+            Role::Scheduler => "Scheduler",
+            Role::Therapist => "Therapist",
+            Role::Driver => "Driver",
+            Role::Admin => "Administrator",
+        }
+    }
 }
 
 /// The kinds of record. Used in removals and as the cache's table discriminator.
@@ -196,6 +208,15 @@ impl BookingStatus {
                 | BookingStatus::Arrived
                 | BookingStatus::InSession
         )
+    }
+
+    /// Whether a booking in this status takes up its therapist's and driver's time: every
+    /// status but cancelled and declined (a declined booking goes back to be reassigned).
+    /// The one rule for "who is busy" ([`crate::free::free_busy`]) and for a driver's runs
+    /// (the app's Drivers panel). Wider than [`BookingStatus::holds_therapist`], which is what
+    /// the server refuses to overlap.
+    pub fn takes_time(self) -> bool {
+        !matches!(self, BookingStatus::Cancelled | BookingStatus::Declined)
     }
 
     /// Before the session starts the operator may still cancel, reschedule and reassign.

@@ -139,7 +139,9 @@ pub fn visible_to(user: &Staff, record: &Record) -> bool {
     sees_all(user, record.kind()) || record.parties().contains(&user.id)
 }
 
-fn is_operator(user: &Staff) -> bool {
+/// Whether `user` works as an operator: operators, and administrators who may do all an
+/// operator does. Public so that the app (its notifications) asks the same question.
+pub fn is_operator(user: &Staff) -> bool {
     user.has(Role::Operator) || user.has(Role::Admin)
 }
 
@@ -1025,6 +1027,24 @@ fn not_found(what: &str) -> Rejection {
 /// "14:30": times in messages, without seconds.
 pub fn hm(t: NaiveTime) -> String {
     t.format("%H:%M").to_string()
+}
+
+/// A driver's duty as a chip reads: "On duty" or "Off duty" (a staff record's `on_duty`).
+pub fn duty_label(on_duty: bool) -> &'static str {
+    if on_duty {
+        "On duty"
+    } else {
+        "Off duty"
+    }
+}
+
+/// The step that puts a driver on duty (`true`) or off it: "Go on duty", "Go off duty".
+pub fn duty_step(on_duty: bool) -> &'static str {
+    if on_duty {
+        "Go on duty"
+    } else {
+        "Go off duty"
+    }
 }
 
 /// How a status reads in a sentence: "confirmed", "on the way", ...

@@ -9,8 +9,12 @@ use crate::mutation::Mutation;
 use crate::records::{Id, Record, RecordKind, Role, Staff};
 
 /// The protocol version spoken by this crate. A hello with another version is refused with
-/// [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// [`ErrorCode::UnsupportedVersion`] and a sentence saying to update the app.
+///
+/// Records and frames refuse unknown fields, so a client of an older version cannot read
+/// what a newer server sends: every new field is a new version. 2 (issue 11): bookings carry
+/// `payment_detail` and `cancellation`, staff records `on_duty`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame a client may send on the feed socket, and largest HTTP request body.
 /// Everything a client legitimately sends is far smaller; the limit keeps a hostile peer
@@ -149,11 +153,21 @@ pub struct StaffPatch {
 /// An account with the one-time password just made for it (`POST /v1/staff`,
 /// `POST /v1/staff/{id}/password`). The server keeps only its hash: this is the one time
 /// it can be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuedPassword {
     pub staff: Staff,
     pub one_time_password: String,
+}
+
+/// Written by hand so that the password never reaches a log or a panic message.
+impl std::fmt::Debug for IssuedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedPassword")
+            .field("staff", &self.staff)
+            .field("one_time_password", &"<hidden>")
+            .finish()
+    }
 }
 
 /// `GET /v1/staff`: every account, disabled ones too, as of change `seq`.

@@ -438,9 +438,16 @@ async fn hello(socket: &mut WebSocket, state: &AppState) -> Result<(Staff, u64, 
     } = serde_json::from_str(text.as_str())
         .map_err(|e| End::Error(ErrorCode::Malformed, format!("Not a hello frame: {e}")))?;
     if protocol != PROTOCOL_VERSION {
+        // Say which side is behind: an older app is updated by its user, an older server
+        // by the clinic's administrator.
+        let update = if protocol < PROTOCOL_VERSION {
+            "Update Clinic Desk on this computer."
+        } else {
+            "Ask the clinic's administrator to update the server."
+        };
         return Err(End::Error(
             ErrorCode::UnsupportedVersion,
-            format!("This server speaks protocol {PROTOCOL_VERSION}, not {protocol}. Update Clinic Desk."),
+            format!("This server speaks protocol {PROTOCOL_VERSION}, not {protocol}. {update}"),
         ));
     }
     // Watch for the session's end BEFORE looking the token up: one committed after the

@@ -1113,6 +1113,12 @@ impl<'m> Group<'m> {
         if let Some(disabled) = edit.disabled {
             after.disabled = disabled;
         }
+        // On duty only while an enabled driver: a disabled account, or one no longer a
+        // driver, cannot go off duty itself (the Drivers panel would list it as ready for
+        // good). Enabled again, or a driver again, they go on duty themselves.
+        if after.disabled || !after.has(Role::Driver) {
+            after.on_duty = false;
+        }
         if after == before {
             // Nothing to change: no new version, nothing logged (as for a mutation).
             return Ok(Ok(AccountChange {

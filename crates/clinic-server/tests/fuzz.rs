@@ -333,7 +333,9 @@ impl Say {
             } => {
                 let deep = gen::deep(*depth, *object);
                 Message::text(if *in_hello {
-                    format!(r#"{{"type":"hello","protocol":1,"token":{deep},"cursor":0}}"#)
+                    format!(
+                        r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"token":{deep},"cursor":0}}"#
+                    )
                 } else {
                     deep
                 })
@@ -343,10 +345,12 @@ impl Say {
                     Message::binary(vec![b'{'; *len])
                 } else {
                     // A hello with a token that makes the frame `len` bytes long.
-                    let shell = r#"{"type":"hello","protocol":1,"token":"","cursor":0}"#;
+                    let shell = format!(
+                        r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"token":"","cursor":0}}"#
+                    );
                     let token = "t".repeat(len.saturating_sub(shell.len()));
                     Message::text(format!(
-                        r#"{{"type":"hello","protocol":1,"token":"{token}","cursor":0}}"#
+                        r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"token":"{token}","cursor":0}}"#
                     ))
                 }
             }

@@ -5,10 +5,11 @@
 //! SQLite, real HTTP; no sleeps.
 
 use chrono::{TimeDelta, Utc};
-use clinic_protocol::wire::{paths, MAX_PAYMENT_CENTS};
+use clinic_protocol::wire::{paths, StaffPatch, MAX_PAYMENT_CENTS};
 use clinic_protocol::{
     Booking, BookingAction, BookingStatus, ChangeOp, ClientFrame, ErrorCode, Mutation,
-    MutationOutcome, PaymentMethod, PaymentStatus, Record, ServerFrame, Staff, PROTOCOL_VERSION,
+    MutationOutcome, PaymentMethod, PaymentStatus, Record, Role, ServerFrame, Staff,
+    PROTOCOL_VERSION,
 };
 use clinic_test_kit::{bookings, Staffer, TestServer, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
@@ -366,6 +367,122 @@ async fn a_driver_goes_on_and_off_duty_themselves_only() {
     assert_eq!(staff_of(&olivia, "lee").await, off);
     assert!(staff_of(&olivia, "dan").await.on_duty);
     server.login("lee").await;
+}
+
+/// `admin` changes `who`'s account (`PATCH /v1/staff/{id}`); the account as it is now.
+async fn edit_account(admin: &Staffer, who: &Staff, patch: &StaffPatch) -> Staff {
+    let response = admin
+        .http()
+        .patch(format!("{}{}", admin.server(), paths::staff_member(who.id)))
+        .bearer_auth(&admin.login.token)
+        .json(patch)
+        .send()
+        .await
+        .expect("the server answers");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("the account")
+}
+
+#[tokio::test]
+async fn a_driver_disabled_or_no_longer_a_driver_is_off_duty() {
+    let server = TestServer::start().await;
+    let admin = server.login("admin").await;
+    let olivia = server.login("olivia").await;
+    let lee = server.login("lee").await;
+    // The demo clinic has Dan on duty; Lee goes on duty too.
+    let dan = staff_of(&olivia, "dan").await;
+    assert!(dan.on_duty);
+    applied(&lee.set_on_duty(true).await);
+    let lee = staff_of(&olivia, "lee").await;
+    assert!(lee.on_duty);
+
+    // Dan is no longer a driver: off duty with it, in one new version.
+    let edit = |roles: Option<Vec<Role>>, disabled: Option<bool>, version: i64| StaffPatch {
+        display_name: None,
+        roles,
+        disabled,
+        version,
+    };
+    let dispatcher = edit_account(
+        &admin,
+        &dan,
+        &edit(Some(vec![Role::Operator]), None, dan.version),
+    )
+    .await;
+    assert_eq!(dispatcher.roles, [Role::Operator]);
+    assert!(!dispatcher.on_duty, "off duty once not a driver");
+    assert_eq!(dispatcher.version, dan.version + 1);
+    assert_eq!(staff_of(&olivia, "dan").await, dispatcher);
+    // A driver again: still off duty until he goes on duty himself.
+    let driver_again = edit_account(
+        &admin,
+        &dispatcher,
+        &edit(Some(vec![Role::Driver]), None, dispatcher.version),
+    )
+    .await;
+    assert!(!driver_again.on_duty);
+
+    // Lee's account disabled: off duty with it; enabled again, still off.
+    let disabled = edit_account(&admin, &lee, &edit(None, Some(true), lee.version)).await;
+    assert!(disabled.disabled && !disabled.on_duty);
+    assert_eq!(staff_of(&olivia, "lee").await, disabled);
+    let enabled = edit_account(
+        &admin,
+        &disabled,
+        &edit(None, Some(false), disabled.version),
+    )
+    .await;
+    assert!(!enabled.disabled && !enabled.on_duty);
+
+    // Kept in the database: a restart still has both off duty.
+    let mut server = server;
+    server.restart().await;
+    let olivia = server.login("olivia").await;
+    assert!(!staff_of(&olivia, "dan").await.on_duty);
+    assert!(!staff_of(&olivia, "lee").await.on_duty);
+}
+
+#[tokio::test]
+async fn an_app_of_the_protocol_before_these_records_is_told_to_update() {
+    // Records refuse unknown fields: an app of protocol 1 cannot read a payment's details, a
+    // cancellation or a driver's duty, so its feed is refused with a stable code and a
+    // sentence saying what to do, not fed records it would choke on.
+    assert_eq!(PROTOCOL_VERSION, 2);
+    let server = TestServer::start().await;
+    let olivia = server.login("olivia").await;
+    let url = format!(
+        "{}{}",
+        olivia.server().replace("http://", "ws://"),
+        paths::FEED
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the feed opens");
+    let hello = ClientFrame::Hello {
+        protocol: PROTOCOL_VERSION - 1,
+        token: olivia.login.token.clone(),
+        cursor: olivia.snapshot().await.seq,
+    };
+    ws.send(WsMessage::text(serde_json::to_string(&hello).unwrap()))
+        .await
+        .expect("the hello goes out");
+    match frame(&mut ws).await {
+        Some(ServerFrame::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::UnsupportedVersion);
+            assert_eq!(
+                message,
+                "This server speaks protocol 2, not 1. Update Clinic Desk on this computer."
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(frame(&mut ws).await.is_none(), "the feed closes");
+    // The current protocol is welcomed on the same server.
+    let mut current = feed(&olivia, 0).await;
+    assert!(matches!(
+        frame(&mut current).await,
+        Some(ServerFrame::Welcome { protocol: 2, .. })
+    ));
 }
 
 #[tokio::test]

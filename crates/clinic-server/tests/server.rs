@@ -597,7 +597,9 @@ async fn bad_input_gets_its_code_changes_nothing_and_the_server_keeps_serving() 
             ErrorCode::UnsupportedVersion,
         ),
         (
-            r#"{"type":"hello","protocol":1,"token":"forged","cursor":0}"#.to_owned(),
+            format!(
+                r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"token":"forged","cursor":0}}"#
+            ),
             ErrorCode::Unauthorized,
         ),
         ("garbage".to_owned(), ErrorCode::Malformed),
@@ -1096,9 +1098,9 @@ async fn a_bad_frame_after_hello_closes_that_feed_only() {
         ));
     }
     bad.ws
-        .send(Message::text(
-            r#"{"type":"hello","protocol":1,"token":"x","cursor":0}"#,
-        ))
+        .send(Message::text(format!(
+            r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"token":"x","cursor":0}}"#
+        )))
         .await
         .unwrap();
     let mut got = None;

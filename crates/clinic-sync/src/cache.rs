@@ -193,16 +193,25 @@ impl Cache {
         Ok(())
     }
 
-    /// The refusals not yet seen, oldest first.
+    /// The refusals not yet seen, oldest first. A row that no longer reads as a refusal
+    /// (written by another version of the app, say) is logged and skipped: one bad row must
+    /// not hide every other refusal for good. It stays in the table, so nothing is lost
+    /// that a later version could still read.
     pub(crate) async fn rejections(&self) -> Result<Vec<crate::events::Rejected>, SyncError> {
-        let bodies: Vec<String> =
-            sqlx::query_scalar("SELECT body FROM rejections ORDER BY at, mutation_id")
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT mutation_id, body FROM rejections ORDER BY at, mutation_id")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(bodies
-            .iter()
-            .map(|b| serde_json::from_str(b))
-            .collect::<Result<_, _>>()?)
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, body)| match serde_json::from_str(&body) {
+                Ok(rejected) => Some(rejected),
+                Err(e) => {
+                    tracing::warn!("skipping stored refusal {id} that does not read: {e}");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Forgets a refusal the user has seen. Forgetting one that is gone is not an error (two
@@ -471,6 +480,19 @@ mod tests {
         drop(cache);
         let cache = Cache::open(&path).await.expect("the cache again");
         assert!(cache.load().await.expect("loaded").outbox.is_empty());
+        assert_eq!(
+            cache.rejections().await.expect("read"),
+            vec![refused.clone()]
+        );
+        // A row that does not read (another version wrote it) is skipped, not an error that
+        // would hide the good ones; it sorts first here.
+        sqlx::query("INSERT INTO rejections (mutation_id, body, at) VALUES (?, ?, ?)")
+            .bind(Uuid::new_v4().to_string())
+            .bind("{\"not\": \"a refusal\"}")
+            .bind("0000-01-01T00:00:00Z")
+            .execute(&cache.pool)
+            .await
+            .expect("a bad row");
         assert_eq!(cache.rejections().await.expect("read"), vec![refused]);
         cache
             .forget_rejection(queued.mutation_id)

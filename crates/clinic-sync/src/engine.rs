@@ -198,19 +198,37 @@ impl Engine {
         };
         inner.stop.send_replace(true);
         let _ = driver.await;
+        // From here on this handle has no driver: whatever fails below must not leave the
+        // app without one, so the writes are best-effort and a new engine always runs.
         let cache = inner.writer.cache();
-        cache
+        if let Err(e) = cache
             .save_session(&login.token, login.expires_at, &login.user)
-            .await?;
-        std::fs::write(
+            .await
+        {
+            tracing::warn!("could not keep the new session for the next start: {e}");
+        }
+        if let Err(e) = std::fs::write(
             inner.config.server_dir().join("last-user"),
             login.user.id.to_string(),
-        )
-        .map_err(|e| SyncError::Storage(e.to_string()))?;
+        ) {
+            tracing::warn!("could not note the signed-in user for the next start: {e}");
+        }
+        // The old token is replaced: end it on the server too, in case it still works
+        // (nothing has to have ended it for this call to be made).
+        if let Err(e) = inner.client.revoke(&inner.token).await {
+            tracing::info!("could not revoke the replaced token: {e}");
+        }
         // Roles that changed while the session was away: a snapshot filtered by the new
         // ones replaces the cache (and the user), as a live feed's `account_changed` would.
+        // An unreadable cursor means the same: start from a snapshot.
         let cursor = if login.user.roles == user.roles {
-            cache.meta("cursor").await?.and_then(|c| c.parse().ok())
+            match cache.meta("cursor").await {
+                Ok(c) => c.and_then(|c| c.parse().ok()),
+                Err(e) => {
+                    tracing::warn!("could not read the sync cursor: {e}");
+                    None
+                }
+            }
         } else {
             None
         };
@@ -221,6 +239,12 @@ impl Engine {
             inner.writer.clone(),
             cursor,
         ))
+    }
+
+    /// Whether `other` is this very handle (or a clone of it), not one that replaced it
+    /// through [`Engine::sign_in_again`].
+    pub fn same(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     async fn start(
@@ -405,10 +429,19 @@ impl Engine {
         if let Err(e) = self.inner.client.revoke(&self.inner.token).await {
             tracing::info!("could not revoke the token (offline?): {e}");
         }
+        // Only this handle's own session is forgotten: a handle that was replaced, or a
+        // renewal that lost a race with signing out and in again, must not sign out the
+        // session that is stored now.
         let cache = self.inner.writer.cache();
-        cache.delete_meta("token").await?;
-        cache.delete_meta("expires_at").await?;
-        let _ = std::fs::remove_file(self.inner.config.server_dir().join("last-user"));
+        if cache.meta("token").await?.as_deref() == Some(self.inner.token.as_str()) {
+            cache.delete_meta("token").await?;
+            cache.delete_meta("expires_at").await?;
+            let last = self.inner.config.server_dir().join("last-user");
+            let me = self.inner.writer.user().id.to_string();
+            if std::fs::read_to_string(&last).is_ok_and(|id| id.trim() == me) {
+                let _ = std::fs::remove_file(last);
+            }
+        }
         Ok(())
     }
 

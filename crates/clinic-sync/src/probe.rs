@@ -14,12 +14,13 @@ use crate::error::SyncError;
 use crate::queries::Queries;
 
 /// The cache's schema, in migration order, for a floor measured with another SQLite driver.
-pub const SCHEMA: [&str; 5] = [
+pub const SCHEMA: [&str; 6] = [
     include_str!("../migrations/0001_cache.sql"),
     include_str!("../migrations/0002_typed_cache.sql"),
     include_str!("../migrations/0003_outbox_tag.sql"),
     include_str!("../migrations/0004_booking_payment.sql"),
     include_str!("../migrations/0005_query_indexes.sql"),
+    include_str!("../migrations/0006_rejections.sql"),
 ];
 
 /// A cache file opened directly.

@@ -124,22 +124,40 @@ async fn signing_in_again_sends_what_was_queued_once_and_keeps_everything_else()
         "invalid_value"
     );
 
-    eventually("the queued slot is confirmed to the same subscriber", || {
-        let mut confirmed = false;
+    // A second send of the queued slot would be refused (the slot exists): the server
+    // keeping one copy cannot tell that apart, so no refusal of it may arrive either.
+    let mut confirmed = false;
+    let mut refused = Vec::new();
+    let mut hear = |events: &mut clinic_sync::Subscription| {
         while let Some(event) = events.try_recv() {
-            if matches!(event, CacheEvent::Confirmed { mutation_id, .. } if mutation_id == queued)
-            {
-                confirmed = true;
+            match event {
+                CacheEvent::Confirmed { mutation_id, .. } if mutation_id == queued => {
+                    confirmed = true;
+                }
+                CacheEvent::Rejected(r) if r.mutation_id == queued => refused.push(r),
+                _ => {}
             }
         }
-        async move { confirmed }
-    })
+        confirmed
+    };
+    eventually(
+        "the queued slot is confirmed to the same subscriber",
+        || {
+            let done = hear(&mut events);
+            async move { done }
+        },
+    )
     .await;
     eventually("online again, nothing waiting", || {
         let s = status.borrow_and_update().clone();
         async move { s.state == SyncState::Online && !s.session_expired && s.outbox.is_empty() }
     })
     .await;
+    hear(&mut events);
+    assert!(
+        refused.is_empty(),
+        "the queued slot was sent again: {refused:?}"
+    );
     let landed = server
         .snapshot("reyes")
         .await
@@ -149,9 +167,12 @@ async fn signing_in_again_sends_what_was_queued_once_and_keeps_everything_else()
         .count();
     assert_eq!(landed, 1, "sent once");
 
-    // The new session is the one kept for the next start.
+    // The new session is the one kept for the next start, even when the replaced handle
+    // signs out late (as a renewal that lost a race with signing out would): only its own
+    // session may be forgotten.
+    assert!(sam.same(&sam.clone()) && !sam.same(&renewed));
     renewed.shutdown().await;
-    sam.shutdown().await;
+    sam.logout().await.unwrap();
     drop((renewed, sam));
     let resumed = Engine::resume(config(&server.url(), data.path()))
         .await

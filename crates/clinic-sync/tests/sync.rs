@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Local, NaiveTime};
 use clinic_protocol::{
-    BookingAction, BookingStatus, ErrorCode, Mutation, NewSlot, Record, Snapshot,
+    BookingAction, BookingStatus, ErrorCode, Mutation, NewSlot, Record, Snapshot, PROTOCOL_VERSION,
 };
 use clinic_sync::{CacheEvent, ChangeKind, Engine, EngineConfig, SyncState, Timing, View};
 use clinic_test_kit::{eventually, poll_until, Proxy, TestServer, DEADLINE};
@@ -327,7 +327,8 @@ async fn hostile_frames_cause_an_error_and_a_resync_not_a_corrupt_cache() {
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_addr = fake.local_addr().unwrap();
     let welcome = format!(
-        r#"{{"type":"welcome","protocol":1,"user_id":"00000000-0000-0000-0000-000000000000","head":{}}}"#,
+        r#"{{"type":"welcome","protocol":{},"user_id":"00000000-0000-0000-0000-000000000000","head":{}}}"#,
+        PROTOCOL_VERSION,
         head + 10
     );
     let slot_change = |seq: u64| {
@@ -337,7 +338,10 @@ async fn hostile_frames_cause_an_error_and_a_resync_not_a_corrupt_cache() {
     };
     let scripts: Vec<Vec<String>> = vec![
         vec!["garbage".into()],
-        vec![welcome.replace(r#""protocol":1"#, r#""protocol":7"#)],
+        vec![welcome.replace(
+            &format!(r#""protocol":{PROTOCOL_VERSION}"#),
+            r#""protocol":7"#,
+        )],
         vec![welcome.clone(), r#"{"type":"teleport","to":"mars"}"#.into()],
         // Out of order within a batch.
         vec![
