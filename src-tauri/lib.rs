@@ -44,7 +44,24 @@ use backend::Backend;
 use windows::{Placement, WindowKind};
 
 /// Starts the app and blocks until it quits.
+/// WebKitGTK composites pages with OpenGL. Without a GPU driver (a virtual display, a
+/// remote desktop, many clinic PCs' basic graphics) that OpenGL is Mesa's software
+/// rasteriser: in the window benchmark its threads took nearly half of all CPU samples of
+/// a 2-core machine while dashboards re-rendered, and four windows held twice the memory
+/// of one. Dashboards are plain documents that gain nothing from compositing on a GPU, so
+/// it is off unless the user sets WebKit's own variable or asks for it with
+/// `CLINIC_DESK_GPU=1`.
+fn software_compositing_off() {
+    const WEBKIT: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+    if std::env::var_os(WEBKIT).is_none() && std::env::var("CLINIC_DESK_GPU").as_deref() != Ok("1")
+    {
+        std::env::set_var(WEBKIT, "1");
+    }
+}
+
 pub fn run() {
+    // First, while the process has one thread: WebKit reads it when it starts.
+    software_compositing_off();
     let args = config::Args::parse();
     let context = tauri::generate_context!();
     // On stderr and in a rotated file, without secrets (the feed's hello carries the
