@@ -10,9 +10,9 @@
 mod common;
 
 use clinic_protocol::{Booking, BookingAction, BookingStatus, MutationOutcome, Staff};
-use clinic_test_kit::{bookings, Staffer, TestServer, PASSWORD};
+use clinic_test_kit::{bookings, Staffer, TestServer};
 use common::notifications::NotificationService;
-use common::{poll, signed_in, App, Launch};
+use common::{poll, signed_in, signed_in_beside, App};
 use serde_json::{json, Value};
 
 fn row(id: impl std::fmt::Display) -> String {
@@ -85,35 +85,6 @@ fn staff(snapshot: &clinic_protocol::Snapshot, username: &str) -> Staff {
         .expect("in the directory")
 }
 
-/// A second desk beside `first`, signed in as `username`, with its own data directory.
-async fn beside(first: &App, server: &str, username: &str) -> (App, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch_beside(
-        first,
-        Launch {
-            args: vec!["--server".into(), server.into()],
-            env: vec![(
-                "CLINIC_DESK_DATA_DIR".into(),
-                data.path().display().to_string(),
-            )],
-            measure: false,
-        },
-    )
-    .await;
-    app.eval(
-        "login",
-        "const f = document.querySelector('form#login');
-         f.elements.server.value = arguments[0];
-         f.elements.username.value = arguments[1];
-         f.elements.password.value = arguments[2];
-         f.querySelector('button[type=submit]').click();
-         return true",
-        vec![json!(server), json!(username), json!(PASSWORD)],
-    )
-    .await;
-    (app, data)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drivers_run_a_payment_and_a_cancellation_show_live_where_they_should() {
     let notifications = NotificationService::claim().await;
@@ -127,7 +98,7 @@ async fn a_drivers_run_a_payment_and_a_cancellation_show_live_where_they_should(
 
     let (mut desk, _desk_data) = signed_in(&server.url(), "olivia").await;
     let operator = desk.window_like("operator-").await;
-    let (mut car, _car_data) = beside(&desk, &server.url(), "lee").await;
+    let (mut car, _car_data) = signed_in_beside(&desk, &server.url(), "lee").await;
     let driver = car.window_like("driver-").await;
 
     // The Drivers panel: Lee off duty, his next run Emma's, waiting.

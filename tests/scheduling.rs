@@ -12,8 +12,8 @@ mod common;
 
 use chrono::{Duration, Local, NaiveDate, NaiveTime};
 use clinic_protocol::{IntakeRequest, Mutation, MutationOutcome, NewBooking, NewSlot};
-use clinic_test_kit::{staff_id, Staffer, TestServer, PASSWORD};
-use common::{poll, resumed, signed_in, App, Launch};
+use clinic_test_kit::{staff_id, Staffer, TestServer};
+use common::{poll, resumed, signed_in, signed_in_beside, App};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -74,35 +74,6 @@ async fn press(app: &mut App, label: &str, css: &str) {
         )
         .await;
     assert_eq!(done, json!(true), "{css} in {label}");
-}
-
-/// A second app beside `first`, signed in as `username`, with its own data directory.
-async fn beside(first: &App, server: &str, username: &str) -> (App, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch_beside(
-        first,
-        Launch {
-            args: vec!["--server".into(), server.into()],
-            env: vec![(
-                "CLINIC_DESK_DATA_DIR".into(),
-                data.path().display().to_string(),
-            )],
-            measure: false,
-        },
-    )
-    .await;
-    app.eval(
-        "login",
-        "const f = document.querySelector('form#login');
-         f.elements.server.value = arguments[0];
-         f.elements.username.value = arguments[1];
-         f.elements.password.value = arguments[2];
-         f.querySelector('button[type=submit]').click();
-         return true",
-        vec![json!(server), json!(username), json!(PASSWORD)],
-    )
-    .await;
-    (app, data)
 }
 
 async fn add_slot(by: &Staffer, staff: Uuid, date: NaiveDate, start: NaiveTime, end: NaiveTime) {
@@ -220,7 +191,7 @@ async fn a_scheduler_assigns_an_intake_booking_and_the_therapists_app_shows_it()
     );
 
     // Kim's own app lists it, waiting for her to accept.
-    let (mut kims, _kim_data) = beside(&desk, &server.url(), "kim").await;
+    let (mut kims, _kim_data) = signed_in_beside(&desk, &server.url(), "kim").await;
     let therapist = kims.window_like("therapist-").await;
     wait_attr(
         &mut kims,

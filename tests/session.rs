@@ -15,7 +15,7 @@ use clinic_protocol::wire::paths;
 use clinic_protocol::{Booking, BookingStatus, IntakeRequest, Message, Record, Snapshot};
 use clinic_test_kit::{bookings, staff_id, Proxy, Staffer, TestServer, PASSWORD};
 use common::notifications::NotificationService;
-use common::{poll, resumed, signed_in, App, Launch};
+use common::{poll, resumed, signed_in, signed_in_beside, App};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -116,39 +116,6 @@ async fn hold_forward(client: TcpStream, upstream: SocketAddr, mut held: watch::
     }
     let _ = to_server.shutdown().await;
     down.abort();
-}
-
-/// Starts a second app beside `first` on its own data dir and signs `username` in.
-async fn signed_in_beside(
-    first: &App,
-    server_url: &str,
-    username: &str,
-) -> (App, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch_beside(
-        first,
-        Launch {
-            args: vec!["--server".into(), server_url.into()],
-            env: vec![(
-                "CLINIC_DESK_DATA_DIR".into(),
-                data.path().display().to_string(),
-            )],
-            measure: false,
-        },
-    )
-    .await;
-    app.eval(
-        "login",
-        "const f = document.querySelector('form#login');
-         f.elements.server.value = arguments[0];
-         f.elements.username.value = arguments[1];
-         f.elements.password.value = arguments[2];
-         f.querySelector('button[type=submit]').click();
-         return true",
-        vec![json!(server_url), json!(username), json!(PASSWORD)],
-    )
-    .await;
-    (app, data)
 }
 
 /// The sync panel's figures in window `label`, by key: `[value, text]`.

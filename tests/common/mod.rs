@@ -387,7 +387,24 @@ fn launch_on(server_url: &str, data: &std::path::Path, measure: bool) -> Launch 
 
 async fn sign_in(server_url: &str, username: &str, measure: bool) -> (App, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut app = App::launch(launch_on(server_url, data.path(), measure)).await;
+    let app = App::launch(launch_on(server_url, data.path(), measure)).await;
+    (log_in(app, server_url, username).await, data)
+}
+
+/// A second desk beside `first` (see [`App::launch_beside`]), signed in as `username`,
+/// with its own data directory.
+pub async fn signed_in_beside(
+    first: &App,
+    server_url: &str,
+    username: &str,
+) -> (App, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let app = App::launch_beside(first, launch_on(server_url, data.path(), false)).await;
+    (log_in(app, server_url, username).await, data)
+}
+
+/// Signs `username` in through the login window of a freshly launched app.
+async fn log_in(mut app: App, server_url: &str, username: &str) -> App {
     app.eval(
         "login",
         "const f = document.querySelector('form#login');
@@ -399,5 +416,5 @@ async fn sign_in(server_url: &str, username: &str, measure: bool) -> (App, tempf
         vec![json!(server_url), json!(username), json!(PASSWORD)],
     )
     .await;
-    (app, data)
+    app
 }
