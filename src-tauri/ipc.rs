@@ -363,7 +363,7 @@ pub struct DriverRun {
 pub struct CountsDto {
     pub pending_requests: u64,
     pub confirmed_today: u64,
-    pub total: u64,
+    pub upcoming: u64,
     pub unsynced: u64,
 }
 

@@ -224,7 +224,7 @@ async fn operator(
         counts: CountsDto {
             pending_requests: counts.pending_requests,
             confirmed_today: counts.confirmed_today,
-            total: counts.total,
+            upcoming: counts.upcoming,
             unsynced: counts.unsynced,
         },
         bookings: ctx.bookings(bookings),

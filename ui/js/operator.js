@@ -37,7 +37,7 @@ function build(ctx) {
     { class: "figures", "aria-label": "Today" },
     figure("count-pending", "Pending requests"),
     figure("count-confirmed-today", "Confirmed today"),
-    figure("count-total", "Total bookings"),
+    figure("count-upcoming", "Upcoming"),
     figure("paid-today", "Paid today"),
   );
   const drivers = driversPanel(ctx);
@@ -87,7 +87,7 @@ function build(ctx) {
     const today = d.today;
     setText(document.getElementById("count-pending"), d.counts.pendingRequests);
     setText(document.getElementById("count-confirmed-today"), d.counts.confirmedToday);
-    setText(document.getElementById("count-total"), d.counts.total);
+    setText(document.getElementById("count-upcoming"), d.counts.upcoming);
     const paid = document.getElementById("paid-today");
     setText(paid, d.paidToday.amount);
     paid.dataset.cents = String(d.paidToday.amountCents);

@@ -14,13 +14,14 @@ use crate::error::SyncError;
 use crate::queries::Queries;
 
 /// The cache's schema, in migration order, for a floor measured with another SQLite driver.
-pub const SCHEMA: [&str; 6] = [
+pub const SCHEMA: [&str; 7] = [
     include_str!("../migrations/0001_cache.sql"),
     include_str!("../migrations/0002_typed_cache.sql"),
     include_str!("../migrations/0003_outbox_tag.sql"),
     include_str!("../migrations/0004_booking_payment.sql"),
     include_str!("../migrations/0005_query_indexes.sql"),
     include_str!("../migrations/0006_rejections.sql"),
+    include_str!("../migrations/0007_lean_indexes.sql"),
 ];
 
 /// A cache file opened directly.
