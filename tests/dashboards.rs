@@ -7,33 +7,11 @@ mod common;
 use std::time::Duration;
 
 use chrono::{Local, NaiveTime};
-use clinic_protocol::{
-    Booking, BookingStatus, IntakeRequest, Mutation, MutationOutcome, NewSlot, Snapshot,
-};
+use clinic_protocol::{Booking, BookingStatus, IntakeRequest, Mutation, MutationOutcome, NewSlot};
 use clinic_test_kit::{bookings, staff_id, Proxy, Staffer, TestServer};
 use common::notifications::NotificationService;
-use common::{poll, resumed, signed_in, signed_in_measuring, App};
+use common::{poll, requested_for, resumed, row, signed_in, signed_in_measuring, wait_attr, App};
 use serde_json::{json, Value};
-
-fn row(id: impl std::fmt::Display) -> String {
-    format!("[data-booking-id=\"{id}\"]")
-}
-
-/// The script that returns an element's attribute, or null.
-const ATTR: &str = "const el = document.querySelector(arguments[0]); return el ? el.getAttribute(arguments[1]) : null";
-
-async fn wait_attr(app: &mut App, label: &str, css: &str, attr: &str, want: &str) {
-    let client = app.window(label).await.clone();
-    let what = format!("{css} {attr}={want} in {label}");
-    poll(&what, || async {
-        let v = client
-            .execute(ATTR, vec![json!(css), json!(attr)])
-            .await
-            .ok()?;
-        (v.as_str() == Some(want)).then_some(())
-    })
-    .await;
-}
 
 async fn number(app: &mut App, label: &str, css: &str) -> i64 {
     let text = app.text(label, css).await.unwrap_or_default();
@@ -80,13 +58,6 @@ fn report(what: &str, ms: &[f64]) {
         sorted[sorted.len() / 2],
         sorted[sorted.len() - 1]
     );
-}
-
-fn requested_for(snapshot: &Snapshot, staff: uuid::Uuid) -> Booking {
-    bookings(snapshot)
-        .into_iter()
-        .find(|b| b.therapist_id == Some(staff) && b.status == BookingStatus::Requested)
-        .expect("the demo clinic has a requested booking for this therapist")
 }
 
 fn today_at(h: u32, m: u32) -> (chrono::NaiveDate, NaiveTime) {

@@ -12,28 +12,8 @@ mod common;
 use clinic_protocol::{Booking, BookingAction, BookingStatus, MutationOutcome, Staff};
 use clinic_test_kit::{bookings, Staffer, TestServer};
 use common::notifications::NotificationService;
-use common::{poll, signed_in, signed_in_beside, App};
+use common::{poll, row, signed_in, signed_in_beside, wait_attr, App};
 use serde_json::{json, Value};
-
-fn row(id: impl std::fmt::Display) -> String {
-    format!("[data-booking-id=\"{id}\"]")
-}
-
-/// The script that returns an element's attribute, or null.
-const ATTR: &str = "const el = document.querySelector(arguments[0]); return el ? el.getAttribute(arguments[1]) : null";
-
-async fn wait_attr(app: &mut App, label: &str, css: &str, attr: &str, want: &str) {
-    let client = app.window(label).await.clone();
-    let what = format!("{css} {attr}={want} in {label}");
-    poll(&what, || async {
-        let v = client
-            .execute(ATTR, vec![json!(css), json!(attr)])
-            .await
-            .ok()?;
-        (v.as_str() == Some(want)).then_some(())
-    })
-    .await;
-}
 
 /// Waits until the text of `css` in `label` contains every one of `parts`; returns it.
 async fn wait_text(app: &mut App, label: &str, css: &str, parts: &[&str]) -> String {

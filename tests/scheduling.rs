@@ -13,7 +13,7 @@ mod common;
 use chrono::{Duration, Local, NaiveDate, NaiveTime};
 use clinic_protocol::{IntakeRequest, Mutation, MutationOutcome, NewBooking, NewSlot};
 use clinic_test_kit::{staff_id, Staffer, TestServer};
-use common::{poll, resumed, signed_in, signed_in_beside, App};
+use common::{poll, resumed, signed_in, signed_in_beside, wait_attr, App};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -23,22 +23,6 @@ fn t(h: u32, m: u32) -> NaiveTime {
 
 fn today() -> NaiveDate {
     Local::now().date_naive()
-}
-
-/// The script that returns an element's attribute, or null.
-const ATTR: &str = "const el = document.querySelector(arguments[0]); return el ? el.getAttribute(arguments[1]) : null";
-
-async fn wait_attr(app: &mut App, label: &str, css: &str, attr: &str, want: &str) {
-    let client = app.window(label).await.clone();
-    let what = format!("{css} {attr}={want} in {label}");
-    poll(&what, || async {
-        let v = client
-            .execute(ATTR, vec![json!(css), json!(attr)])
-            .await
-            .ok()?;
-        (v.as_str() == Some(want)).then_some(())
-    })
-    .await;
 }
 
 /// Types `values` into the fields of the form matching `form` in `label`, as a user would:

@@ -12,40 +12,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clinic_protocol::wire::paths;
-use clinic_protocol::{Booking, BookingStatus, IntakeRequest, Message, Record, Snapshot};
-use clinic_test_kit::{bookings, staff_id, Proxy, Staffer, TestServer, PASSWORD};
+use clinic_protocol::{BookingStatus, IntakeRequest, Message, Record, Snapshot};
+use clinic_test_kit::{staff_id, Proxy, Staffer, TestServer, PASSWORD};
 use common::notifications::NotificationService;
-use common::{poll, resumed, signed_in, signed_in_beside, App};
+use common::{poll, requested_for, resumed, row, signed_in, signed_in_beside, wait_attr, App};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-fn row(id: impl std::fmt::Display) -> String {
-    format!("[data-booking-id=\"{id}\"]")
-}
-
-const ATTR: &str = "const el = document.querySelector(arguments[0]); return el ? el.getAttribute(arguments[1]) : null";
-
-async fn wait_attr(app: &mut App, label: &str, css: &str, attr: &str, want: &str) {
-    let client = app.window(label).await.clone();
-    let what = format!("{css} {attr}={want} in {label}");
-    poll(&what, || async {
-        let v = client
-            .execute(ATTR, vec![json!(css), json!(attr)])
-            .await
-            .ok()?;
-        (v.as_str() == Some(want)).then_some(())
-    })
-    .await;
-}
-
-fn requested_for(snapshot: &Snapshot, staff: uuid::Uuid) -> Booking {
-    bookings(snapshot)
-        .into_iter()
-        .find(|b| b.therapist_id == Some(staff) && b.status == BookingStatus::Requested)
-        .expect("the demo clinic has a requested booking for this therapist")
-}
 
 fn messages(snapshot: &Snapshot) -> Vec<Message> {
     snapshot

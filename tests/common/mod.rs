@@ -418,3 +418,38 @@ async fn log_in(mut app: App, server_url: &str, username: &str) -> App {
     .await;
     app
 }
+
+/// The CSS selector of a booking's row (or card) in any dashboard.
+pub fn row(id: impl std::fmt::Display) -> String {
+    format!("[data-booking-id=\"{id}\"]")
+}
+
+/// The script that returns an element's attribute, or null.
+const ATTR: &str = "const el = document.querySelector(arguments[0]); return el ? el.getAttribute(arguments[1]) : null";
+
+/// Waits until the first element matching `css` in window `label` has `attr` = `want`.
+pub async fn wait_attr(app: &mut App, label: &str, css: &str, attr: &str, want: &str) {
+    let client = app.window(label).await.clone();
+    let what = format!("{css} {attr}={want} in {label}");
+    poll(&what, || async {
+        let v = client
+            .execute(ATTR, vec![json!(css), json!(attr)])
+            .await
+            .ok()?;
+        (v.as_str() == Some(want)).then_some(())
+    })
+    .await;
+}
+
+/// A booking of the demo clinic that waits for `staff` (a therapist) to accept it.
+pub fn requested_for(
+    snapshot: &clinic_protocol::Snapshot,
+    staff: uuid::Uuid,
+) -> clinic_protocol::Booking {
+    clinic_test_kit::bookings(snapshot)
+        .into_iter()
+        .find(|b| {
+            b.therapist_id == Some(staff) && b.status == clinic_protocol::BookingStatus::Requested
+        })
+        .expect("the demo clinic has a requested booking for this therapist")
+}
