@@ -36,6 +36,14 @@ const BENCH_PACKAGES: &[Need] = &[
     Need::Binary("taskset", "util-linux"),
 ];
 
+/// What the server suite's PostgreSQL run needs: the server programs (Debian's
+/// `postgresql`, which puts them under /usr/lib/postgresql/<version>/bin, off PATH) and
+/// `pg_virtualenv` (postgresql-common), which makes the throwaway cluster and removes it.
+const POSTGRES_PACKAGES: &[Need] = &[
+    Need::InAnyVersion("/usr/lib/postgresql", "bin/initdb", "postgresql"),
+    Need::Binary("pg_virtualenv", "postgresql-common"),
+];
+
 /// What `bundle` needs beside the build packages: dpkg-shlibdeps (cargo-deb's `$auto`
 /// dependencies of the server package) and strip. The deb and rpm bundlers themselves are
 /// pure Rust: no rpmbuild.
@@ -58,6 +66,9 @@ enum Need {
     PkgConfig(&'static str, &'static str),
     /// A program on PATH, and the Debian package that provides it.
     Binary(&'static str, &'static str),
+    /// A file at `relative` under any folder of `dir` (one per installed version), and the
+    /// Debian package that provides it.
+    InAnyVersion(&'static str, &'static str, &'static str),
 }
 
 impl Need {
@@ -68,12 +79,17 @@ impl Need {
                 .status()
                 .is_ok_and(|s| s.success()),
             Need::Binary(name, _) => which(name).is_some(),
+            Need::InAnyVersion(dir, relative, _) => std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|version| version.path().join(relative).is_file()),
         }
     }
 
     fn package(self) -> &'static str {
         match self {
-            Need::PkgConfig(_, p) | Need::Binary(_, p) => p,
+            Need::PkgConfig(_, p) | Need::Binary(_, p) | Need::InAnyVersion(_, _, p) => p,
         }
     }
 }
@@ -83,8 +99,14 @@ pub(crate) fn ensure_all() -> Result<PathBuf, String> {
     ensure_build_packages()?;
     ensure_test_packages()?;
     ensure_bench_packages()?;
+    ensure_postgres_packages()?;
     ensure_bench_peer()?;
     ensure_tauri_driver()
+}
+
+/// PostgreSQL for the server suite's second run (`test`) and the store benchmarks.
+pub(crate) fn ensure_postgres_packages() -> Result<(), String> {
+    ensure(POSTGRES_PACKAGES)
 }
 
 pub(crate) fn ensure_build_packages() -> Result<(), String> {

@@ -159,7 +159,7 @@ pub(crate) async fn patch(
         })
         .await?;
     // Tokens are revoked only when the account was disabled just now.
-    state.sessions.end(&changed.revoked, Ending::Disabled).await;
+    state.end_sessions(&changed.revoked, Ending::Disabled).await;
     Ok(Json(changed.staff))
 }
 
@@ -185,8 +185,7 @@ pub(crate) async fn reset_password(
         })
         .await?;
     state
-        .sessions
-        .end(&changed.revoked, Ending::PasswordReset)
+        .end_sessions(&changed.revoked, Ending::PasswordReset)
         .await;
     Ok(Json(IssuedPassword {
         staff: changed.staff,
@@ -252,8 +251,7 @@ pub(crate) async fn change_password(
         })
         .await?;
     state
-        .sessions
-        .end(&changed.revoked, Ending::PasswordChanged)
+        .end_sessions(&changed.revoked, Ending::PasswordChanged)
         .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -24,7 +24,7 @@ use clinic_protocol::rules::Rejection;
 use clinic_protocol::{ErrorCode, NewStaff, Role, Staff};
 use serde::{Deserialize, Serialize};
 
-use crate::{AppState, Config, ServerError};
+use crate::{AppState, Config, Database, ServerError};
 
 /// The longest request line the socket reads (a new account is a few hundred bytes).
 #[cfg(unix)]
@@ -126,19 +126,22 @@ fn refusal(e: ServerError) -> Rejection {
     }
 }
 
-/// Makes a staff account in the database at `db`: through the server serving it if one
-/// answers on its socket, else by opening the database (creating it if need be). A
-/// refusal (a taken username, a short password...) is [`ServerError::Refused`] with its
-/// stable code.
-pub async fn add_staff(db: &Path, add: StaffAdd) -> Result<StaffAdded, ServerError> {
-    #[cfg(unix)]
-    if let Some(added) = through_server(db, &add).await? {
-        return Ok(added);
+/// Makes a staff account in the database `db`. A SQLite file: through the server serving
+/// it if one answers on its socket, else by opening the file (creating it if need be). A
+/// PostgreSQL database: by writing it, as one more instance would, whether servers run on
+/// it or not. A refusal (a taken username, a short password...) is
+/// [`ServerError::Refused`] with its stable code.
+pub async fn add_staff(db: &Database, add: StaffAdd) -> Result<StaffAdded, ServerError> {
+    if let Database::Sqlite(path) = db {
+        #[cfg(unix)]
+        if let Some(added) = through_server(path, &add).await? {
+            return Ok(added);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
     }
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let state = AppState::open(Config::new(db)).await?;
+    let state = AppState::open(Config::on(db.clone())).await?;
     let new = NewStaff {
         username: add.username,
         display_name: add.display_name,
@@ -231,7 +234,8 @@ impl Listening {
     /// cannot be made is logged and done without: the server serves all the same, and the
     /// command then finds the database locked and says so.
     pub(crate) fn open(state: &AppState) -> Option<Listening> {
-        let path = socket_path(&state.config.db_path);
+        // On PostgreSQL the console writes the shared database itself, as instances do.
+        let path = socket_path(state.config.db.sqlite_path()?);
         match bind(&path) {
             Ok((listener, inode)) => {
                 let task = tokio::spawn(accept(listener, state.clone()));

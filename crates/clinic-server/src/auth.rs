@@ -16,10 +16,12 @@ use chrono::{DateTime, Utc};
 use clinic_protocol::{ErrorCode, Staff};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, SqlitePool};
+
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::store::db::{on_pool, Db};
 
 pub(crate) fn hash_password(password: &str) -> Result<String, ServerError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -78,17 +80,19 @@ pub(crate) fn token_hash(token: &str) -> Vec<u8> {
 }
 
 pub(crate) async fn store_token(
-    pool: &SqlitePool,
+    db: &Db,
     token: &str,
     staff: &Staff,
     expires_at: DateTime<Utc>,
 ) -> Result<(), ServerError> {
-    sqlx::query("INSERT INTO tokens (token_hash, staff_id, expires_at) VALUES (?, ?, ?)")
-        .bind(token_hash(token))
-        .bind(staff.id.to_string())
-        .bind(timestamp(expires_at))
-        .execute(pool)
-        .await?;
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO tokens (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(token_hash(token))
+            .bind(staff.id.to_string())
+            .bind(timestamp(expires_at))
+            .execute(p)
+            .await?;
+    });
     Ok(())
 }
 
@@ -110,12 +114,13 @@ pub(crate) enum Token {
 }
 
 /// Looks `token` up by its hash: one primary-key read, whoever sends it.
-pub(crate) async fn token(pool: &SqlitePool, token: &str) -> Result<Token, ServerError> {
-    let row: Option<(String, String, bool)> =
-        sqlx::query_as("SELECT staff_id, expires_at, revoked FROM tokens WHERE token_hash = ?")
+pub(crate) async fn token(db: &Db, token: &str) -> Result<Token, ServerError> {
+    let row: Option<(String, String, bool)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT staff_id, expires_at, revoked FROM tokens WHERE token_hash = $1")
             .bind(token_hash(token))
-            .fetch_optional(pool)
-            .await?;
+            .fetch_optional(p)
+            .await?
+    });
     let Some((staff_id, expires_at, revoked)) = row else {
         return Ok(Token::Unknown);
     };
@@ -136,11 +141,8 @@ pub(crate) async fn token(pool: &SqlitePool, token: &str) -> Result<Token, Serve
 
 /// The owner and expiry of a live token; `None` for an unknown, expired or revoked one.
 #[cfg(test)]
-pub(crate) async fn check_token(
-    pool: &SqlitePool,
-    token: &str,
-) -> Result<Option<LiveToken>, ServerError> {
-    Ok(match self::token(pool, token).await? {
+pub(crate) async fn check_token(db: &Db, token: &str) -> Result<Option<LiveToken>, ServerError> {
+    Ok(match self::token(db, token).await? {
         Token::Live(live) => Some(live),
         Token::Ended(_) | Token::Unknown => None,
     })
@@ -164,7 +166,7 @@ pub(crate) async fn authenticate(
     store: &crate::store::Store,
     token: &str,
 ) -> Result<Result<(Staff, LiveToken), Denied>, ServerError> {
-    let (staff_id, live) = match self::token(store.pool(), token).await? {
+    let (staff_id, live) = match self::token(store.db(), token).await? {
         Token::Live(live) => (live.staff_id, Some(live)),
         Token::Ended(staff_id) => (staff_id, None),
         Token::Unknown => return Ok(Err(Denied::NoSession)),
@@ -179,11 +181,13 @@ pub(crate) async fn authenticate(
     })
 }
 
-pub(crate) async fn revoke(pool: &SqlitePool, token: &str) -> Result<(), ServerError> {
-    sqlx::query("UPDATE tokens SET revoked = 1 WHERE token_hash = ?")
-        .bind(token_hash(token))
-        .execute(pool)
-        .await?;
+pub(crate) async fn revoke(db: &Db, token: &str) -> Result<(), ServerError> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE tokens SET revoked = TRUE WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .execute(p)
+            .await?;
+    });
     Ok(())
 }
 
@@ -273,6 +277,27 @@ impl Ending {
         }
     }
 
+    /// How the ending travels between instances (see `store::db::REVOKED_CHANNEL`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Ending::SignedOut => "signed_out",
+            Ending::PasswordChanged => "password_changed",
+            Ending::PasswordReset => "password_reset",
+            Ending::Disabled => "disabled",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Ending> {
+        [
+            Ending::SignedOut,
+            Ending::PasswordChanged,
+            Ending::PasswordReset,
+            Ending::Disabled,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == text)
+    }
+
     pub(crate) fn message(self) -> &'static str {
         match self {
             Ending::SignedOut => "You signed out; sign in again.",
@@ -325,11 +350,6 @@ impl Sessions {
             hash,
             receiver: Some(receiver),
         }
-    }
-
-    /// Tells every feed of `token` that it signed out (see [`Sessions::end`]).
-    pub(crate) async fn revoked(&self, token: &str) {
-        self.end(&[token_hash(token)], Ending::SignedOut).await;
     }
 
     /// Tells every feed of the tokens with these hashes that its session ended, and why,
@@ -404,11 +424,13 @@ impl Drop for Revocation {
 }
 
 /// Drops expired and revoked tokens: they can never authorize anything again.
-pub(crate) async fn prune_tokens(pool: &SqlitePool) -> Result<(), ServerError> {
-    sqlx::query("DELETE FROM tokens WHERE revoked = 1 OR expires_at < ?")
-        .bind(timestamp(Utc::now()))
-        .execute(pool)
-        .await?;
+pub(crate) async fn prune_tokens(db: &Db) -> Result<(), ServerError> {
+    on_pool!(db, p => {
+        sqlx::query("DELETE FROM tokens WHERE revoked = TRUE OR expires_at < $1")
+            .bind(timestamp(Utc::now()))
+            .execute(p)
+            .await?;
+    });
     Ok(())
 }
 
@@ -797,12 +819,12 @@ mod tests {
         let store = crate::store::Store::open(&Config::new(&db))
             .await
             .expect("the server opens it");
-        let found = check_token(store.pool(), &live)
+        let found = check_token(store.db(), &live)
             .await
             .expect("a lookup")
             .expect("still signed in");
         assert_eq!(found.staff_id, staff.id);
-        assert!(check_token(store.pool(), &revoked)
+        assert!(check_token(store.db(), &revoked)
             .await
             .expect("a lookup")
             .is_none());

@@ -1,11 +1,84 @@
 //! Server settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::error::ServerError;
+
+/// Where the clinic's store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file: the embedded default (the demo, tests, a clinic with one server).
+    /// One process writes it (its lock file, `<db>.lock`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://...`): several server processes may share it.
+    Postgres(String),
+}
+
+impl Database {
+    /// What `--db` names: `postgres://` or `postgresql://` is PostgreSQL, `sqlite:` or a
+    /// plain path is a SQLite file, and any other `scheme://` is refused (it would
+    /// otherwise be taken for a file path, a folder named after the scheme).
+    pub fn parse(db: &str) -> Result<Database, ServerError> {
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            return Ok(Database::Postgres(db.to_owned()));
+        }
+        if let Some(path) = db.strip_prefix("sqlite://").or(db.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(ServerError::Config(
+                    "`sqlite:` needs a file path after it".into(),
+                ));
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = db.split_once("://") {
+            return Err(ServerError::Config(format!(
+                "`{scheme}://` is not a database this server can use: give a file path \
+                 (SQLite) or a postgres:// address"
+            )));
+        }
+        if db.is_empty() {
+            return Err(ServerError::Config("the database address is empty".into()));
+        }
+        Ok(Database::Sqlite(PathBuf::from(db)))
+    }
+
+    /// The SQLite file, if the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// The address for messages: the file path, or the PostgreSQL address without its
+    /// password.
+    pub fn display(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub db_path: PathBuf,
+    pub db: Database,
     /// The shared key of the clinic's web booking form; `None` refuses every intake.
     pub intake_key: Option<String>,
     /// Web bookings taken per minute from one address (an IPv4 address, or an IPv6 /64);
@@ -56,9 +129,20 @@ pub enum Durability {
 }
 
 impl Config {
+    /// Settings for a SQLite store at `db_path`.
     pub fn new(db_path: impl Into<PathBuf>) -> Config {
+        Config::on(Database::Sqlite(db_path.into()))
+    }
+
+    /// Settings for a PostgreSQL store at `url` (`postgres://...`).
+    pub fn postgres(url: impl Into<String>) -> Config {
+        Config::on(Database::Postgres(url.into()))
+    }
+
+    /// Settings for the store `db`.
+    pub fn on(db: Database) -> Config {
         Config {
-            db_path: db_path.into(),
+            db,
             intake_key: None,
             intake_per_minute: 30,
             token_ttl: Duration::from_secs(12 * 3600),
@@ -74,5 +158,43 @@ impl Config {
             write_group: 256,
             metrics_token: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_db_address_names_its_store_or_is_refused() {
+        assert_eq!(
+            Database::parse("postgres://u:p@h/db").ok(),
+            Some(Database::Postgres("postgres://u:p@h/db".into()))
+        );
+        assert_eq!(
+            Database::parse("postgresql://h/db").ok(),
+            Some(Database::Postgres("postgresql://h/db".into()))
+        );
+        assert_eq!(
+            Database::parse("/var/lib/clinic/clinic.db").ok(),
+            Some(Database::Sqlite("/var/lib/clinic/clinic.db".into()))
+        );
+        assert_eq!(
+            Database::parse("sqlite:clinic.db").ok(),
+            Some(Database::Sqlite("clinic.db".into()))
+        );
+        for bad in ["mysql://h/db", "http://h/db", "", "sqlite:"] {
+            let err = Database::parse(bad).expect_err(bad);
+            assert!(matches!(err, ServerError::Config(_)), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_address_is_shown_without_its_password() {
+        let db = Database::Postgres("postgres://clinic:s3cret@db.local:5432/clinic".into());
+        assert_eq!(db.display(), "postgres://clinic:***@db.local:5432/clinic");
+        assert!(!db.display().contains("s3cret"));
+        let db = Database::Postgres("postgres://db.local/clinic".into());
+        assert_eq!(db.display(), "postgres://db.local/clinic");
     }
 }

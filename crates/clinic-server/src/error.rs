@@ -27,6 +27,9 @@ pub enum ServerError {
     /// A backup that cannot be taken (its file exists, the database is not there...).
     #[error("backup: {0}")]
     Backup(String),
+    /// Settings that cannot work (a `--db` address of an unknown kind...).
+    #[error("settings: {0}")]
+    Config(String),
     /// The database is another process's to write (see `lock.rs`).
     #[error("the database is in use: {0}")]
     Locked(String),

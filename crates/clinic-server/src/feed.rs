@@ -489,7 +489,13 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     };
     // Subscribe before reading the log: nothing committed from here on can be missed.
     let mut live = state.store.subscribe();
-    let head = state.store.head().await;
+    let head = state
+        .store
+        .latest_head()
+        .await
+        .map_err(|_| End::log_broken())?;
+    // (On PostgreSQL the head is the database's: a client that moved here from another
+    // instance may be ahead of this one's memory, not of the clinic.)
     // A cursor past the head, or inside seqs a restore from a backup skipped, is from
     // another history (the server's database was replaced): what it holds may be changes
     // this server never had. It resyncs, whatever this server has done since.
@@ -525,17 +531,20 @@ async fn serve(socket: &mut WebSocket, state: &AppState) -> Result<(), End> {
     )
     .await?;
 
-    // Catch-up, in batches of many changes per frame.
+    // Catch-up, in batches of many changes per frame, up to the head welcomed: what was
+    // committed after it comes live (subscribed before the head was read), and is judged
+    // as live (a driver going on duty meanwhile is not history to resync for).
     let mut upto = cursor;
-    loop {
+    while upto < head {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let batch = state
+        let mut batch = state
             .store
             .log_after(upto, MAX_BATCH_CHANGES)
             .await
             .map_err(|_| End::log_broken())?;
+        batch.retain(|logged| logged.seq <= head);
         let Some(last) = batch.last() else { break };
         // Seqs are gap-free (but for a range a restore skipped, which `resume_point`
         // steps over), so a hole here means compaction ran since the check above.

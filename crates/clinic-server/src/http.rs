@@ -442,7 +442,7 @@ async fn sign_in(
     let token = auth::new_token();
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.config.token_ttl).unwrap_or(chrono::Duration::hours(12));
-    auth::store_token(state.store.pool(), &token, &user, expires_at).await?;
+    auth::store_token(state.store.db(), &token, &user, expires_at).await?;
     *result = SignIn::Ok;
     Ok(Json(LoginResponse {
         token,
@@ -462,8 +462,10 @@ pub(crate) async fn logout(
     session(&state, &headers).await?;
     if let Some(token) = bearer(&headers) {
         // Committed first, then told: a feed checking its token meanwhile sees either.
-        auth::revoke(state.store.pool(), token).await?;
-        state.sessions.revoked(token).await;
+        auth::revoke(state.store.db(), token).await?;
+        state
+            .end_sessions(&[auth::token_hash(token)], auth::Ending::SignedOut)
+            .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -71,7 +71,7 @@ use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
 use clinic_protocol::{Role, Staff};
 use tokio::sync::watch;
 
-pub use config::{Config, Durability};
+pub use config::{Config, Database, Durability};
 pub use embedded::Embedded;
 pub use error::ServerError;
 pub use tls::TlsConfig;
@@ -104,11 +104,32 @@ impl AppState {
         let logins = Arc::new(auth::Logins::new(&config));
         let intake_limit = Arc::new(intake::IntakeLimit::new(config.intake_per_minute));
         let metrics = Arc::clone(store.metrics());
+        let sessions = Arc::new(auth::Sessions::default());
+        // Sessions another instance ended (PostgreSQL): their feeds here end too. The task
+        // ends with the store, whose drop closes the channel.
+        let mut elsewhere = store.revoked_elsewhere();
+        let ending = Arc::clone(&sessions);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match elsewhere.recv().await {
+                    Ok((hash, why)) => {
+                        if let Some(why) = auth::Ending::parse(&why) {
+                            ending.end(&[hash], why).await;
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!("{missed} revocations from other instances missed");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
         Ok(AppState {
             config: Arc::new(config),
             store,
             logins,
-            sessions: Arc::new(auth::Sessions::default()),
+            sessions,
             shutdown: Arc::new(shutdown),
             feeds: feed::Feeds::default(),
             intake_limit,
@@ -132,6 +153,20 @@ impl AppState {
 
     pub async fn head(&self) -> u64 {
         self.store.head().await
+    }
+
+    /// Ends the sessions of these token hashes, committed as revoked already: their feeds
+    /// here (waiting until they let go, see `auth::Sessions::end`) and, on PostgreSQL, on
+    /// every other instance.
+    pub(crate) async fn end_sessions(&self, hashes: &[Vec<u8>], why: auth::Ending) {
+        if hashes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.db().announce_revoked(hashes, why.as_str()).await {
+            // The other instances' feeds then end at their next check of the token.
+            tracing::warn!("could not tell the other instances of ended sessions: {e}");
+        }
+        self.sessions.end(hashes, why).await;
     }
 
     /// Keeps only the last `keep_last` changes; clients with older cursors resync.
@@ -247,7 +282,7 @@ pub(crate) async fn serve_with(
                     if let Err(e) = compacting.compact_log(compacting.config.log_keep).await {
                         tracing::warn!("log compaction failed: {e}");
                     }
-                    if let Err(e) = auth::prune_tokens(compacting.store.pool()).await {
+                    if let Err(e) = auth::prune_tokens(compacting.store.db()).await {
                         tracing::warn!("token pruning failed: {e}");
                     }
                 }

@@ -1,12 +1,12 @@
 //! `clinic-server`: the Clinic Desk server binary.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
 use clinic_protocol::Role;
-use clinic_server::{admin, demo, AppState, Config, Durability, ServerError, TlsConfig};
+use clinic_server::{admin, demo, AppState, Config, Database, Durability, ServerError, TlsConfig};
 
 /// `clinic-server [flags]` serves (the flags of [`Args`]), as it always has;
 /// `clinic-server backup --db DB FILE` copies a database, running server or not;
@@ -44,9 +44,10 @@ enum Command {
     /// start it: it serves every change up to the backup, and clients that saw later ones
     /// fetch a new snapshot.
     Backup {
-        /// The server's database. Default: the platform data directory's, as the server's.
+        /// The server's SQLite database. Default: the platform data directory's, as the
+        /// server's. (A PostgreSQL store is backed up with pg_dump.)
         #[arg(long, env = "CLINIC_DB")]
-        db: Option<PathBuf>,
+        db: Option<String>,
         /// The backup to make.
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -65,7 +66,8 @@ enum StaffCommand {
     /// Without --password-stdin it makes a one-time password and prints it: the person
     /// signs in with it and must change it then. A running server (same --db) makes the
     /// account itself, reached on the socket next to its database (`<db>.admin.sock`; run
-    /// the command as the server's user); a stopped server's database is written directly.
+    /// the command as the server's user); a stopped server's database is written directly,
+    /// as is a PostgreSQL database (servers running on it or not).
     Add {
         /// The sign-in name: lowercase letters, digits, '.', '-' or '_'.
         #[arg(long)]
@@ -76,9 +78,9 @@ enum StaffCommand {
         /// One or more of admin, operator, scheduler, therapist, driver, comma-separated.
         #[arg(long, value_delimiter = ',', required = true, value_parser = parse_role)]
         roles: Vec<Role>,
-        /// The server's database. Default: the platform data directory's, as the server's.
+        /// The server's database, as for serving. Default: the platform data directory's.
         #[arg(long, env = "CLINIC_DB")]
-        db: Option<PathBuf>,
+        db: Option<String>,
         /// Read the password from the first line of stdin instead of making a one-time
         /// one (at least 10 characters; it need not be changed at sign-in).
         #[arg(long)]
@@ -97,9 +99,11 @@ fn parse_role(name: &str) -> Result<Role, String> {
 #[derive(Debug, Parser)]
 #[command(name = "clinic-server", about = "The Clinic Desk server")]
 struct Args {
-    /// The SQLite database (created if missing). Default: the platform data directory.
+    /// The store: a SQLite file (created if missing; a path, or `sqlite:PATH`), or a
+    /// PostgreSQL database (`postgres://user:password@host/db`), which several servers may
+    /// share. Default: a SQLite file in the platform data directory.
     #[arg(long, env = "CLINIC_DB")]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// Where to listen.
     #[arg(long, env = "CLINIC_LISTEN", default_value = "127.0.0.1:7420")]
     listen: SocketAddr,
@@ -209,11 +213,8 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 #[allow(clippy::print_stdout)]
-async fn staff_add(db: Option<PathBuf>, add: admin::StaffAdd) -> anyhow::Result<()> {
-    let db = match db {
-        Some(db) => db,
-        None => default_db()?,
-    };
+async fn staff_add(db: Option<String>, add: admin::StaffAdd) -> anyhow::Result<()> {
+    let db = database(db)?;
     let added = match admin::add_staff(&db, add).await {
         Ok(added) => added,
         // A refusal is the person's to fix: its sentence and its code, nothing more.
@@ -244,21 +245,27 @@ async fn staff_add(db: Option<PathBuf>, add: admin::StaffAdd) -> anyhow::Result<
     Ok(())
 }
 
-/// The database's default place: the platform data directory.
-fn default_db() -> anyhow::Result<PathBuf> {
-    Ok(
-        directories::ProjectDirs::from("app", "clinicdesk", "clinic-server")
-            .context("no home directory to keep the database in; pass --db")?
-            .data_dir()
-            .join("clinic.db"),
-    )
+/// The store `--db` names, or the default: a SQLite file in the platform data directory.
+fn database(db: Option<String>) -> anyhow::Result<Database> {
+    match db {
+        Some(db) => Ok(Database::parse(&db)?),
+        None => Ok(Database::Sqlite(
+            directories::ProjectDirs::from("app", "clinicdesk", "clinic-server")
+                .context("no home directory to keep the database in; pass --db")?
+                .data_dir()
+                .join("clinic.db"),
+        )),
+    }
 }
 
 #[allow(clippy::print_stdout)]
-async fn backup(db: Option<PathBuf>, file: &std::path::Path) -> anyhow::Result<()> {
-    let db = match db {
-        Some(db) => db,
-        None => default_db()?,
+async fn backup(db: Option<String>, file: &std::path::Path) -> anyhow::Result<()> {
+    let db = match database(db)? {
+        Database::Sqlite(path) => path,
+        Database::Postgres(_) => anyhow::bail!(
+            "`clinic-server backup` copies a SQLite store; back a PostgreSQL store up with \
+             PostgreSQL's own tools (pg_dump, or the cluster's base backups)"
+        ),
     };
     let seq = clinic_server::backup(&db, file)
         .await
@@ -279,14 +286,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
     };
-    let db = match args.db {
-        Some(db) => db,
-        None => default_db()?,
-    };
-    if let Some(dir) = db.parent() {
+    let db = database(args.db)?;
+    if let Some(dir) = db.sqlite_path().and_then(Path::parent) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut config = Config::new(&db);
+    let mut config = Config::on(db.clone());
     config.login_attempts_per_minute = args.login_attempts_per_minute;
     config.login_failures_per_username = args.login_failures_per_username;
     if let Some(checks) = args.login_concurrent_checks {

@@ -1,18 +1,19 @@
 //! Readiness (`GET /readyz`): can this server take a write now?
 //!
 //! Ready means: the server is not shutting down, the writer task is alive (its queue has a
-//! receiver), and the database grants a write lock (`BEGIN IMMEDIATE; ROLLBACK` on the
-//! store's pool) within [`READY_WITHIN`]. The probe is unauthenticated, so a flood of them
+//! receiver), and the database grants a write lock within [`READY_WITHIN`] (on SQLite
+//! `BEGIN IMMEDIATE; ROLLBACK`; on PostgreSQL the head row's lock, which every writer
+//! takes, and which a read-only standby refuses). The probe is unauthenticated, so a flood of them
 //! must not become a flood of database work: the database's answer is kept for
 //! [`FRESH_FOR`], every probe meanwhile gets it from memory, and at most one database
 //! check runs at a time (one pooled connection at most, even while the database hangs).
 
 use std::time::{Duration, Instant};
 
-use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::store::db::Db;
 use crate::store::Store;
 
 /// How long a probe waits for the database's write lock before it answers not ready.
@@ -97,10 +98,10 @@ impl Readiness {
         let task = match &mut last.running {
             Some(task) if !task.is_finished() => task,
             idle => {
-                let pool = store.pool().clone();
+                let db = store.db().clone();
                 // Its own task, so that giving up on it never cancels it between BEGIN
                 // and ROLLBACK: the lock is let go as soon as it was granted.
-                idle.insert(tokio::spawn(async move { writable(&pool).await }))
+                idle.insert(tokio::spawn(async move { writable(&db).await }))
             }
         };
         let result = match tokio::time::timeout(READY_WITHIN, task).await {
@@ -127,7 +128,7 @@ impl Readiness {
 }
 
 /// Takes the database's write lock and lets it go at once: nothing is written.
-async fn writable(pool: &SqlitePool) -> Result<(), NotReady> {
+async fn writable(db: &Db) -> Result<(), NotReady> {
     let failed = |e: sqlx::Error| {
         // SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included: someone else
         // holds the lock for longer than the busy timeout.
@@ -145,6 +146,29 @@ async fn writable(pool: &SqlitePool) -> Result<(), NotReady> {
     };
     // sqlx's own transaction, so that the pool knows the connection's state whatever
     // happens (a connection returned inside a transaction is rolled back first).
-    let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-    tx.rollback().await.map_err(failed)
+    match db {
+        Db::Sqlite(pool) => {
+            let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            tx.rollback().await.map_err(failed)
+        }
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            sqlx::query("SET LOCAL lock_timeout = '1s'")
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            sqlx::query("SELECT seq FROM head FOR UPDATE")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    // 55P03: lock_not_available, the lock timeout.
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") {
+                        NotReady::DatabaseBusy
+                    } else {
+                        failed(e)
+                    }
+                })?;
+            tx.rollback().await.map_err(failed)
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! add`, the server running or stopped), one-time passwords and password changes, the
 //! administrators' HTTP API, and what disabling an account or changing its roles does to
 //! its sessions and feeds. The real server on loopback (the real binary for the console),
-//! real SQLite files; every wait is a poll or a read with a deadline, never a sleep.
+//! the suite's store (SQLite files; PostgreSQL with `CLINIC_TEST_POSTGRES`; the console on a
+//! stopped server's SQLite file); every wait is a poll or a read with a deadline, never a
+//! sleep.
 
 use std::path::Path;
 use std::process::Output;
@@ -15,9 +17,9 @@ use clinic_protocol::{
     Change, ChangeOp, ClientFrame, ErrorCode, Mutation, MutationOutcome, NewBooking, Record,
     ResyncReason, Role, ServerFrame, Snapshot, Staff, PROTOCOL_VERSION,
 };
-use clinic_server::{AppState, Config, Embedded};
+use clinic_server::{AppState, Embedded};
 use clinic_test_kit::process::ServerProcess;
-use clinic_test_kit::{bookings, poll_until, Staffer, TestServer, DEADLINE, PASSWORD};
+use clinic_test_kit::{bookings, poll_until, Staffer, TestServer, TestStore, DEADLINE, PASSWORD};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -294,10 +296,8 @@ fn admin_socket(db: &Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn a_server_without_staff_tells_every_sign_in_how_to_make_the_first_admin() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = AppState::open(Config::new(dir.path().join("clinic.db")))
-        .await
-        .unwrap();
+    let store = TestStore::fresh().await;
+    let state = AppState::open(store.config()).await.unwrap();
     let server = Embedded::spawn(([127, 0, 0, 1], 0).into(), state)
         .await
         .unwrap();

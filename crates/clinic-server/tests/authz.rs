@@ -35,8 +35,8 @@ use clinic_protocol::{
     MutationOutcome, NewBooking, NewMessage, NewSlot, PaymentMethod, Record, RecordKind, Role,
     ServerFrame, Slot, Staff, PROTOCOL_VERSION,
 };
-use clinic_server::{AppState, Config, Embedded};
-use clinic_test_kit::{Staffer, TestServer, DEADLINE, PASSWORD};
+use clinic_server::{AppState, Embedded};
+use clinic_test_kit::{Staffer, TestServer, TestStore, DEADLINE, PASSWORD};
 use futures_util::{SinkExt, StreamExt};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
@@ -1206,8 +1206,9 @@ struct Tally {
 /// One case: a server of its own with the users, the record of truth (every record as the
 /// server's answers say it is now), and what was committed, in order.
 struct Case {
-    _dir: tempfile::TempDir,
     server: Embedded,
+    // After the server: it stops before its store goes.
+    _store: TestStore,
     users: Vec<Staff>,
     clients: Vec<Staffer>,
     truth: BTreeMap<(RecordKind, Uuid), Record>,
@@ -1222,8 +1223,8 @@ struct Case {
 
 impl Case {
     async fn start(roles: &[Vec<Role>]) -> Case {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut config = Config::new(dir.path().join("authz.db"));
+        let store = TestStore::fresh().await;
+        let mut config = store.config();
         // Feeds are read to the head at the end; a short beat makes that quick.
         config.heartbeat = Duration::from_millis(50);
         let state = AppState::open(config).await.expect("open the database");
@@ -1244,7 +1245,7 @@ impl Case {
         }
         let head = server.state().head().await;
         Case {
-            _dir: dir,
+            _store: store,
             server,
             users,
             clients,

@@ -1,4 +1,4 @@
-//! Durability, end to end over real sockets and real SQLite files: many concurrent writers
+//! Durability, end to end over real sockets and the suite's store: many concurrent writers
 //! (their writes committed in groups) all land once, gap-free, each answered with its own
 //! outcome; the database file never holds a bearer token as sent; `clinic-server backup`
 //! (the real binary) copies a server's database while it is being written, and a server on
@@ -193,7 +193,8 @@ async fn concurrent_writers_all_land_once_gap_free_each_answered_with_its_own_ou
 
 #[tokio::test]
 async fn the_database_file_holds_no_token_as_sent() {
-    let s = TestServer::start().await;
+    // About the SQLite file's bytes: on SQLite whatever the suite's store.
+    let s = TestServer::start_sqlite().await;
     let olivia = s.login("olivia").await;
     let token = olivia.login.token.clone();
     assert_eq!(olivia.snapshot().await.user.id, olivia.login.user.id);
@@ -276,7 +277,8 @@ async fn run_backup(db: &std::path::Path, file: &std::path::Path) -> std::proces
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_writing_restores_everything_up_to_it_and_later_cursors_resync() {
-    let s = TestServer::start().await;
+    // `clinic-server backup` copies a SQLite file (PostgreSQL has its own tools).
+    let s = TestServer::start_sqlite().await;
     let olivia = s.login("olivia").await;
     let reyes = staff_id(&olivia.snapshot().await, "reyes");
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -14,7 +14,7 @@ use clinic_protocol::{
     ApiError, ClientFrame, ErrorCode, LoginRequest, Mutation, MutationOutcome, NewBooking,
     ResyncReason, ServerFrame, PROTOCOL_VERSION,
 };
-use clinic_test_kit::{poll_until, staff_id, Staffer, TestServer, DEADLINE};
+use clinic_test_kit::{poll_until, staff_id, Staffer, TestServer, TestStore, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -83,7 +83,8 @@ async fn readyz(http: &reqwest::Client, url: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn readyz_answers_ready_and_not_while_another_process_holds_the_write_lock() {
-    let s = TestServer::start().await;
+    // The lock taken below is the SQLite file's.
+    let s = TestServer::start_sqlite().await;
     let http = reqwest::Client::new();
 
     let (status, body) = readyz(&http, &s.url()).await;
@@ -474,7 +475,7 @@ struct Binary {
 }
 
 impl Binary {
-    async fn start(dir: &std::path::Path, log: &std::path::Path) -> Binary {
+    async fn start(db: &str, log: &std::path::Path) -> Binary {
         // Free a moment ago; the server binds it itself.
         let addr: SocketAddr = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
@@ -486,7 +487,7 @@ impl Binary {
             .unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clinic-server"))
             .arg("--db")
-            .arg(dir.join("clinic.db"))
+            .arg(db)
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--demo")
@@ -512,9 +513,9 @@ impl Binary {
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_requests_and_no_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let mut server = Binary::start(dir.path(), &log).await;
+    let store = TestStore::fresh().await;
+    let log = store.dir().join("server.log");
+    let mut server = Binary::start(&store.db_arg(), &log).await;
     let http = reqwest::Client::new();
 
     let olivia = Staffer::login(&server.url, "olivia").await;

@@ -2,7 +2,7 @@
 //! handler, or axum by itself: unknown path, wrong method, no WebSocket upgrade, a body over
 //! the limit), is an `ApiError` with a stable code; and a server that stops has sent every
 //! open feed its Close frame by the time it returns, so the process that exits next cuts
-//! none of them. Real sockets on 127.0.0.1, real SQLite files; waits are bounded by
+//! none of them. Real sockets on 127.0.0.1, the suite's store; waits are bounded by
 //! deadlines, never sleeps.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use clinic_protocol::wire::{paths, MAX_REQUEST_BODY_BYTES};
 use clinic_protocol::{ApiError, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
-use clinic_server::{demo, AppState, Config, Embedded};
-use clinic_test_kit::{poll_until, Staffer, TestServer, DEADLINE, INTAKE_KEY};
+use clinic_server::{demo, AppState, Embedded};
+use clinic_test_kit::{poll_until, Staffer, TestServer, TestStore, DEADLINE, INTAKE_KEY};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -465,8 +465,8 @@ fn one_worker() -> tokio::runtime::Runtime {
 #[test]
 fn every_open_feed_has_its_close_frame_when_a_stop_returns() {
     let clients = one_worker();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::new(dir.path().join("clinic.db"));
+    let store = clients.block_on(TestStore::fresh());
+    let config = store.config();
     let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let mut token = None;
     for round in 1..=ROUNDS {
@@ -506,8 +506,8 @@ fn every_open_feed_has_its_close_frame_when_a_stop_returns() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_gives_every_feed_of_the_binary_its_close_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("clinic.db");
+    let store = TestStore::fresh().await;
+    let db = store.db_arg();
     let mut token = None;
     for round in 1..=3 {
         // A port that was free a moment ago: the binary is told where to listen.

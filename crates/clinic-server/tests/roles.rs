@@ -493,6 +493,11 @@ async fn going_on_duty_reaches_every_feed_live_without_ending_the_drivers_own() 
     let at = lee.snapshot().await.seq;
     let mut lees = feed(&lee, at).await;
     let mut olivias = feed(&olivia, olivia.snapshot().await.seq).await;
+    // Both feeds are open before Lee acts: a change committed while a feed is still
+    // saying hello is history to it, and history about one's own account is a resync.
+    for ws in [&mut lees, &mut olivias] {
+        assert!(matches!(frame(ws).await, Some(ServerFrame::Welcome { .. })));
+    }
 
     let applied_on = applied(&lee.set_on_duty(true).await).1;
     // Lee's own feed goes on and carries the change (no resync: nothing he may see changed).

@@ -1,4 +1,4 @@
-//! The server end to end: real sockets on 127.0.0.1:0, real SQLite files, a real
+//! The server end to end: real sockets on 127.0.0.1:0, the suite's store, a real
 //! WebSocket client. The server and its signed-in users come from `clinic-test-kit`; the
 //! feed client is here, since only these tests read frames. Waits are bounded by
 //! deadlines, never sleeps.

@@ -1,6 +1,6 @@
 //! A feed lives no longer than its session: once its token is revoked (logout) or expires,
 //! the feed gets an `unauthorized` error frame and closes, and sends nothing else. Real
-//! sockets on 127.0.0.1:0, real SQLite files; waits are bounded by deadlines, never sleeps.
+//! sockets on 127.0.0.1:0, the suite's store; waits are bounded by deadlines, never sleeps.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use clinic_protocol::{
     MutationOutcome, MutationRequest, NewMessage, Record, ServerFrame, PROTOCOL_VERSION,
 };
 use clinic_server::{AppState, Config};
+use clinic_test_kit::TestStore;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,7 +24,7 @@ const INTAKE_KEY: &str = "test-key";
 const NO_HEARTBEAT: Duration = Duration::from_secs(3600);
 
 struct Server {
-    _dir: tempfile::TempDir,
+    _store: TestStore,
     url: String,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -38,8 +39,8 @@ impl Drop for Server {
 
 impl Server {
     async fn start(tune: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::new(dir.path().join("clinic.db"));
+        let store = TestStore::fresh().await;
+        let mut config = store.config();
         config.heartbeat = NO_HEARTBEAT;
         tune(&mut config);
         let state = AppState::open(config).await.unwrap();
@@ -55,7 +56,7 @@ impl Server {
             .unwrap();
         });
         Server {
-            _dir: dir,
+            _store: store,
             url,
             stop: Some(stop),
         }

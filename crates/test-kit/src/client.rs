@@ -96,6 +96,45 @@ impl Staffer {
         answer(res, "mutation").await
     }
 
+    /// [`Staffer::send`] that says what went wrong instead of panicking: the request did
+    /// not get an answer (the server is gone, the connection was cut) or the server
+    /// answered with an error status. What a client that retries sees.
+    pub async fn try_send(
+        &self,
+        mutation_id: Uuid,
+        mutation: &Mutation,
+    ) -> Result<MutationOutcome, String> {
+        let res = self
+            .http
+            .post(format!("{}{}", self.server, paths::MUTATIONS))
+            .bearer_auth(&self.login.token)
+            .json(&MutationRequest {
+                mutation_id,
+                mutation: mutation.clone(),
+            })
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        let status = res.status();
+        if !status.is_success() {
+            let body = res.text().await.unwrap_or_default();
+            return Err(format!("{status}: {body}"));
+        }
+        res.json()
+            .await
+            .map_err(|e| format!("the answer does not decode: {e}"))
+    }
+
+    /// The same session through another server instance on the same database (sessions
+    /// live in the database): what a client that fails over to the next address keeps.
+    pub fn via(&self, server: &str) -> Staffer {
+        Staffer {
+            http: self.http.clone(),
+            server: server.to_owned(),
+            login: self.login.clone(),
+        }
+    }
+
     /// Sends `mutation` under a new id.
     pub async fn mutate(&self, mutation: Mutation) -> MutationOutcome {
         self.send(Uuid::new_v4(), mutation).await

@@ -4,9 +4,16 @@
 //! [`clinic_server::Embedded`] instead).
 //!
 //! # Modules
-//! - `server`: [`TestServer`], the demo clinic on 127.0.0.1 (any free port) over a
-//!   temporary directory, with an intake key; stopped and restarted on the same port and
-//!   database file.
+//! - `server`: [`TestServer`], the demo clinic on 127.0.0.1 (any free port) over the test's
+//!   store, with an intake key; stopped and restarted on the same port and database; a
+//!   second instance beside it on the same PostgreSQL database.
+//! - `store`: [`TestStore`], the one place that picks a test's store: a SQLite file in a
+//!   temporary directory, or a fresh PostgreSQL database when `CLINIC_TEST_POSTGRES` is set
+//!   (so the same tests run on both).
+//! - [`postgres`]: [`postgres::fresh_database`] on the server `CLINIC_TEST_POSTGRES` names,
+//!   and [`postgres::PgCluster`], a throwaway cluster of a test's own that it can restart.
+//! - [`process`]: [`process::ServerProcess`], the real binary as a child process (SIGKILL,
+//!   restart), on a SQLite file or a PostgreSQL database.
 //! - `client`: [`Staffer`], a staff member signed in over HTTP or HTTPS (snapshot, mutate,
 //!   act on a booking, logout), and what tests look up in a snapshot ([`staff_id`],
 //!   [`bookings`]).
@@ -22,15 +29,18 @@
 mod client;
 pub mod fuzz_json;
 mod poll;
+pub mod postgres;
 pub mod process;
 mod proxy;
 mod server;
+mod store;
 mod tls;
 
 pub use client::{bookings, staff_id, Staffer};
 pub use poll::{eventually, poll_until, poll_within, DEADLINE};
 pub use proxy::Proxy;
 pub use server::TestServer;
+pub use store::TestStore;
 pub use tls::TestCa;
 
 /// The password of every demo login (see [`clinic_server::demo`]).

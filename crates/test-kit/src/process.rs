@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clinic_protocol::wire::paths;
+use clinic_server::Database;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
@@ -38,8 +39,8 @@ pub fn built_binary(relative: &str, build_with: &str) -> PathBuf {
 }
 
 /// A `clinic-server` process serving a demo clinic (`--demo`, every password
-/// [`crate::PASSWORD`]) from a database in a temporary directory, on a fixed loopback
-/// port. [`ServerProcess::kill`] is a SIGKILL; [`ServerProcess::restart`] starts the binary
+/// [`crate::PASSWORD`]) from a SQLite database in a temporary directory (or, started with
+/// [`ServerProcess::start_on`], from a PostgreSQL database), on a fixed loopback port. [`ServerProcess::kill`] is a SIGKILL; [`ServerProcess::restart`] starts the binary
 /// again on the same database and port. The process is killed when this is dropped.
 /// [`ServerProcess::start_empty`] starts it without `--demo` (a clinic's first start),
 /// [`ServerProcess::terminate`] stops it gracefully, and [`ServerProcess::bin`] runs its
@@ -49,8 +50,10 @@ pub struct ServerProcess {
     bin: PathBuf,
     addr: SocketAddr,
     child: Option<Child>,
-    /// Every start's stderr, appended (`server.log`), and the database (`clinic.db`).
+    /// Every start's stderr, appended (`server.log`), and the SQLite database (`clinic.db`).
     dir: TempDir,
+    /// What `--db` names: `clinic.db` in `dir`, or a `postgres://` address.
+    db: Database,
     starts: u32,
     /// Started with `--demo` (seeded if empty); without, a clinic's first start.
     demo: bool,
@@ -69,9 +72,21 @@ impl ServerProcess {
         ServerProcess::start_with_demo(false).await
     }
 
-    async fn start_with_demo(demo: bool) -> ServerProcess {
-        let bin = built_binary("clinic-server", "cargo build -p clinic-server");
+    /// [`ServerProcess::start`] on `db`: a PostgreSQL database (`--db postgres://...`)
+    /// that other instances may share. `--demo` seeds it only if it has no staff yet.
+    pub async fn start_on(db: Database) -> ServerProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        ServerProcess::launch(dir, db, true).await
+    }
+
+    async fn start_with_demo(demo: bool) -> ServerProcess {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = Database::Sqlite(dir.path().join("clinic.db"));
+        ServerProcess::launch(dir, db, demo).await
+    }
+
+    async fn launch(dir: TempDir, db: Database, demo: bool) -> ServerProcess {
+        let bin = built_binary("clinic-server", "cargo build -p clinic-server");
         // A port that was free a moment ago: the server binds it itself, and binds it
         // again after every restart.
         let addr = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -82,6 +97,7 @@ impl ServerProcess {
             addr,
             child: None,
             dir,
+            db,
             starts: 0,
             demo,
         };
@@ -98,8 +114,20 @@ impl ServerProcess {
         self.addr
     }
 
+    /// The SQLite file. Panics, saying so, when the process runs on PostgreSQL.
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("clinic.db")
+        match &self.db {
+            Database::Sqlite(path) => path.clone(),
+            Database::Postgres(_) => panic!(
+                "this server process runs on PostgreSQL ({}): it has no database file",
+                self.db.display()
+            ),
+        }
+    }
+
+    /// The store it serves.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// The binary, to run its other commands (`staff add`, `backup`) on
@@ -153,9 +181,13 @@ impl ServerProcess {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("the server's log file");
+        let db = match &self.db {
+            Database::Sqlite(path) => path.as_os_str().to_owned(),
+            Database::Postgres(url) => url.into(),
+        };
         let child = Command::new(&self.bin)
             .arg("--db")
-            .arg(self.db_path())
+            .arg(db)
             .arg("--listen")
             .arg(self.addr.to_string())
             // Seeds only an empty database: a restart keeps what was committed.

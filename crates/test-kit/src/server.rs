@@ -1,4 +1,5 @@
-//! The real server with the demo clinic, in the test's process on loopback.
+//! The real server with the demo clinic, in the test's process on loopback, on the test's
+//! own store.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -8,22 +9,26 @@ use std::time::Duration;
 
 use clinic_protocol::wire::paths;
 use clinic_protocol::{Booking, IntakeRequest, Snapshot};
-use clinic_server::{AppState, Config, Embedded};
-use tempfile::TempDir;
+use clinic_server::{AppState, Config, Database, Embedded};
 
 use crate::client::{answer, Staffer};
+use crate::store::TestStore;
 use crate::tls::TestCa;
 use crate::INTAKE_KEY;
 
-/// An [`Embedded`] server on 127.0.0.1 (any free port) over a database in a temporary
-/// directory, seeded with the demo clinic (every password [`crate::PASSWORD`]) and taking
-/// web bookings with [`INTAKE_KEY`]. It stops and restarts on the same port and file.
-/// [`TestServer::start_tls`] serves it over TLS, with a certificate from a CA of its own.
+/// An [`Embedded`] server on 127.0.0.1 (any free port) over the test's own store (see
+/// [`TestStore::fresh`]: a SQLite file in a temporary directory, or a fresh PostgreSQL
+/// database when `CLINIC_TEST_POSTGRES` is set), seeded with the demo clinic (every
+/// password [`crate::PASSWORD`]) and taking web bookings with [`INTAKE_KEY`]. It stops and
+/// restarts on the same port and database. [`TestServer::start_tls`] serves it over TLS,
+/// with a certificate from a CA of its own; [`TestServer::start_sqlite`] insists on the
+/// SQLite file; [`TestServer::beside`] starts another instance on the same PostgreSQL
+/// database.
 #[derive(Debug)]
 pub struct TestServer {
-    // Declared before the directory, so the server stops before its files go.
+    // Declared before the store, so the server stops before its files or database go.
     server: Embedded,
-    _dir: TempDir,
+    store: TestStore,
     /// The CA file (PEM) that vouches for the server's certificate, when served over TLS.
     ca_file: Option<PathBuf>,
     /// What the kit's own requests go through: trusts `ca_file`.
@@ -39,7 +44,24 @@ impl TestServer {
 
     /// Starts with some settings changed: a small feed queue, short-lived tokens...
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
-        TestServer::start_inner(tune, false).await
+        TestServer::start_in(TestStore::fresh().await, tune).await
+    }
+
+    /// Starts on a SQLite file whatever the environment: for the tests of the file itself
+    /// (its bytes, its backup, its lock).
+    pub async fn start_sqlite() -> TestServer {
+        TestServer::start_sqlite_with(|_| {}).await
+    }
+
+    /// [`TestServer::start_sqlite`] with some settings changed.
+    pub async fn start_sqlite_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_in(TestStore::sqlite(), tune).await
+    }
+
+    /// Starts on `store` (seeding the demo clinic if it has no staff yet): for a test that
+    /// picks its store itself, such as a database on a [`crate::postgres::PgCluster`].
+    pub async fn start_in(store: TestStore, tune: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_inner(store, tune, false, true).await
     }
 
     /// Starts serving `https://` (and `wss://`) on 127.0.0.1 with a certificate for
@@ -51,26 +73,46 @@ impl TestServer {
 
     /// [`TestServer::start_tls`] with some settings changed.
     pub async fn start_tls_with(tune: impl FnOnce(&mut Config)) -> TestServer {
-        TestServer::start_inner(tune, true).await
+        TestServer::start_inner(TestStore::fresh().await, tune, true, true).await
     }
 
-    async fn start_inner(tune: impl FnOnce(&mut Config), tls: bool) -> TestServer {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut config = Config::new(dir.path().join("clinic.db"));
+    /// A second instance on `first`'s PostgreSQL database (plain `http://`, the kit's
+    /// usual settings, nothing seeded: the clinic is `first`'s). Panics if `first` runs on
+    /// a SQLite file, which one process alone writes.
+    pub async fn beside(first: &TestServer) -> TestServer {
+        TestServer::beside_with(first, |_| {}).await
+    }
+
+    /// [`TestServer::beside`] with some settings changed.
+    pub async fn beside_with(first: &TestServer, tune: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_inner(first.store.beside(), tune, false, false).await
+    }
+
+    async fn start_inner(
+        store: TestStore,
+        tune: impl FnOnce(&mut Config),
+        tls: bool,
+        seed: bool,
+    ) -> TestServer {
+        let mut config = store.config();
         config.intake_key = Some(INTAKE_KEY.to_owned());
         // Frequent heartbeats: clients notice a dead server quickly, and a test of an idle
         // feed does not wait long for one.
         config.heartbeat = Duration::from_millis(200);
         tune(&mut config);
-        let state = AppState::open(config).await.expect("open the database");
-        clinic_server::demo::seed(&state)
+        let state = AppState::open(config)
             .await
-            .expect("seed the demo clinic");
+            .unwrap_or_else(|e| panic!("open the database {}: {e}", store.database().display()));
+        if seed {
+            clinic_server::demo::seed(&state)
+                .await
+                .expect("seed the demo clinic");
+        }
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut http = reqwest::Client::builder();
         let (server, ca_file) = if tls {
             let ca = TestCa::new("Test clinic CA");
-            let ca_file = dir.path().join("clinic-ca.pem");
+            let ca_file = store.dir().join("clinic-ca.pem");
             ca.write_pem(&ca_file);
             http = http.add_root_certificate(ca.reqwest_root());
             let server = Embedded::spawn_tls(any_port, state, ca.loopback_server()).await;
@@ -80,7 +122,7 @@ impl TestServer {
         };
         TestServer {
             server: server.expect("serve on loopback"),
-            _dir: dir,
+            store,
             ca_file,
             http: http.build().expect("the kit's HTTP client"),
             staff: Mutex::default(),
@@ -107,8 +149,20 @@ impl TestServer {
         self.server.state()
     }
 
+    /// The store it serves: a SQLite file or a PostgreSQL database.
+    pub fn database(&self) -> &Database {
+        &self.server.config().db
+    }
+
+    /// Whether it runs on PostgreSQL (`CLINIC_TEST_POSTGRES` set, or started so).
+    pub fn is_postgres(&self) -> bool {
+        self.store.is_postgres()
+    }
+
+    /// The SQLite file. Panics, saying so, on PostgreSQL: a test of the file starts with
+    /// [`TestServer::start_sqlite`].
     pub fn db_path(&self) -> &Path {
-        &self.server.config().db_path
+        self.store.db_path()
     }
 
     /// Stops gracefully: open feeds get their close frame, then the port is free.

@@ -1,4 +1,14 @@
-//! The authoritative store: SQLite on disk, with every record also held in memory.
+//! The authoritative store: a database (a SQLite file, or PostgreSQL shared by several
+//! server instances), with every record also held in memory.
+//!
+//! # Modules
+//! - `db`: the database, SQLite or PostgreSQL: connecting, migrating (`migrations/` and
+//!   `migrations-postgres/`), the writers' turn on PostgreSQL (the head row's lock) and
+//!   the notifications between instances.
+//! - `follow`: on PostgreSQL, what another instance committed: heard of by `LISTEN`, read
+//!   from the log, applied to memory and published to this instance's feeds.
+//! - `backup`: a consistent copy of a live SQLite file, marked as a restore point.
+//! - this file: the store's API, memory, and the writer with its group commit.
 //!
 //! A clinic's working set (staff, a few thousand bookings and slots, messages) fits in memory
 //! many times over, so reads (snapshots, rule checks) never touch the disk.
@@ -27,6 +37,15 @@
 //! clients are connected. A connection that falls `feed_queue` changes behind is told so
 //! (`Lagged`) and the feed turns that into a resync; nothing is dropped silently.
 //!
+//! # Several instances (PostgreSQL)
+//!
+//! Memory is then a copy of the committed state that may lag other instances' commits.
+//! The writer's transaction first locks the head row (`db::Tx::lock_head`), which every
+//! instance's writer does, and brings memory up to that head from the log (publishing
+//! those changes to this instance's feeds, in seq order) before judging: so a write is
+//! judged against the committed state inside its transaction, whichever instance made the
+//! last change. Between writes, `follow` keeps memory and the feeds up to date.
+//!
 //! # Backups and the seqs they skip
 //!
 //! [`backup`] copies a live database (`VACUUM INTO`) and moves the copy's head forward by
@@ -36,29 +55,34 @@
 //! a cursor at its start is at the same state as its end ([`Store::resume_point`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use clinic_protocol::rules::{self, Effect, Rejection};
 use clinic_protocol::wire::IDEMPOTENCY_KEY_HOURS;
 use clinic_protocol::{
     Booking, Change, ChangeOp, ErrorCode, Id, IntakeRequest, Mutation, MutationOutcome, NewBooking,
-    Record, RecordKind, Role, Staff,
+    Record, RecordKind, Role, Slot, Staff,
 };
 use futures_util::FutureExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqlitePool};
-use tokio::sync::{broadcast, mpsc, oneshot, RwLock};
+use sqlx::QueryBuilder;
+use tokio::sync::{broadcast, mpsc, oneshot, watch, RwLock};
 use uuid::Uuid;
 
-use crate::config::{Config, Durability};
+use crate::config::Config;
 use crate::error::ServerError;
 use crate::lock::DbLock;
 use crate::metrics::Metrics;
+
+mod backup;
+pub(crate) mod db;
+mod follow;
+
+pub(crate) use backup::backup;
+use db::{on_pool, on_tx, Db, Tx};
 
 /// How many web bookings' idempotency keys are kept at most (each for
 /// [`IDEMPOTENCY_KEY_HOURS`] hours).
@@ -96,7 +120,8 @@ pub(crate) struct Logged {
     /// The upsert as a `Change` in JSON, made once and shared by every feed connection
     /// that may see it (it reads the same for all of them).
     upsert_json: OnceLock<String>,
-    /// When its commit returned, for the feeds' send lag (`None` when read from the log).
+    /// When its commit returned, or when this instance read it from another's commit, for
+    /// the feeds' send lag (`None` when a feed catching up read it from the log).
     pub(crate) committed: Option<std::time::Instant>,
 }
 
@@ -145,8 +170,52 @@ impl Logged {
 #[derive(Debug, Default)]
 struct Memory {
     staff: HashMap<Id, Staff>,
+    /// Changed only through [`Memory::put`] and [`Memory::take`], which keep `days`.
     records: HashMap<(RecordKind, Id), Record>,
+    /// The bookings (by therapist) and availability slots (by staff member) of each person
+    /// and day: what a booking or slot change is judged against, found without walking
+    /// the clinic's whole history.
+    days: HashMap<(Id, NaiveDate), HashSet<(RecordKind, Id)>>,
     head: u64,
+}
+
+/// The person and day a record is judged with: a booking's therapist, a slot's owner.
+fn day_of(record: &Record) -> Option<(Id, NaiveDate)> {
+    match record {
+        Record::Booking(b) => b.therapist_id.map(|t| (t, b.date)),
+        Record::Slot(s) => Some((s.staff_id, s.date)),
+        _ => None,
+    }
+}
+
+impl Memory {
+    fn put(&mut self, record: Record) {
+        let key = (record.kind(), record.id());
+        let day = day_of(&record);
+        if let Some(old) = self.records.insert(key, record) {
+            self.unindex(key, day_of(&old));
+        }
+        if let Some(day) = day {
+            self.days.entry(day).or_default().insert(key);
+        }
+    }
+
+    fn take(&mut self, key: (RecordKind, Id)) {
+        if let Some(old) = self.records.remove(&key) {
+            self.unindex(key, day_of(&old));
+        }
+    }
+
+    fn unindex(&mut self, key: (RecordKind, Id), day: Option<(Id, NaiveDate)>) {
+        if let Some(day) = day {
+            if let Some(keys) = self.days.get_mut(&day) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.days.remove(&day);
+                }
+            }
+        }
+    }
 }
 
 /// How far [`backup`] moves a copy's head: more changes than any clinic makes between a
@@ -166,11 +235,14 @@ struct Skip {
 /// The store. Cloning shares it.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
-    pool: SqlitePool,
+    db: Db,
     memory: Arc<RwLock<Memory>>,
     /// The writer task's queue: every write goes through it.
     jobs: mpsc::Sender<Job>,
     published: broadcast::Sender<Arc<Logged>>,
+    /// Sessions another instance ended (PostgreSQL only): token hashes and why, for this
+    /// instance to end their feeds too.
+    revoked_elsewhere: broadcast::Sender<(Vec<u8>, String)>,
     /// Ranges of seqs skipped by restores from backups, oldest first (usually none).
     skips: Arc<[Skip]>,
     /// Transactions the writer has committed (for tests: how writes were grouped).
@@ -178,8 +250,10 @@ pub(crate) struct Store {
     commits: Arc<AtomicU64>,
     /// The server's counters; the writer times its commits into them.
     metrics: Arc<Metrics>,
-    /// This process's claim on the database: nobody else writes it while a store is open.
-    _lock: Arc<DbLock>,
+    /// This process's claim on a SQLite file: nobody else writes it while a store is open.
+    _lock: Option<Arc<DbLock>>,
+    /// Dropped with the last clone: the task following other instances then stops.
+    _open: Arc<watch::Sender<()>>,
 }
 
 /// How many writes may wait for the writer; more callers wait to queue theirs.
@@ -187,64 +261,51 @@ const QUEUED_WRITES: usize = 4096;
 
 impl Store {
     pub(crate) async fn open(config: &Config) -> Result<Store, ServerError> {
-        // Before anything is read: what is read into memory must stay the truth.
-        let lock = DbLock::take(&config.db_path)?;
-        let options = SqliteConnectOptions::new()
-            .filename(&config.db_path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: in WAL mode every commit syncs the log to disk before it returns, so a
-            // change acknowledged to a client survives a power cut, not only a crash of this
-            // process. The writer commits a whole group of writes at once (see the module
-            // docs), so writers arriving together share that one sync.
-            .synchronous(match config.durability {
-                Durability::Full => SqliteSynchronous::Full,
-                Durability::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        crate::auth::hash_stored_tokens(&pool).await?;
-
+        let (db, lock) = Db::open(config).await?;
+        // One committed state: on PostgreSQL other instances may be writing meanwhile.
+        let mut tx = db.begin_snapshot().await?;
         let mut memory = Memory::default();
-        for row in sqlx::query("SELECT body FROM staff")
-            .fetch_all(&pool)
-            .await?
-        {
-            let staff: Staff = serde_json::from_str(row.get("body"))?;
+        let (staff, records, head, skips) = on_tx!(&mut tx, c => {
+            let staff: Vec<String> = sqlx::query_scalar("SELECT body FROM staff")
+                .fetch_all(&mut **c)
+                .await?;
+            let records: Vec<String> = sqlx::query_scalar("SELECT body FROM records")
+                .fetch_all(&mut **c)
+                .await?;
+            let head: i64 = sqlx::query_scalar("SELECT seq FROM head")
+                .fetch_one(&mut **c)
+                .await?;
+            let skips: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT after, resume FROM skipped ORDER BY after")
+                    .fetch_all(&mut **c)
+                    .await?;
+            (staff, records, head, skips)
+        });
+        tx.commit().await?;
+        for body in staff {
+            let staff: Staff = serde_json::from_str(&body)?;
             memory.staff.insert(staff.id, staff);
         }
-        for row in sqlx::query("SELECT body FROM records")
-            .fetch_all(&pool)
-            .await?
-        {
-            let record: Record = serde_json::from_str(row.get("body"))?;
-            memory.records.insert((record.kind(), record.id()), record);
+        for body in records {
+            let record: Record = serde_json::from_str(&body)?;
+            memory.put(record);
         }
-        let head: i64 = sqlx::query_scalar("SELECT seq FROM head")
-            .fetch_one(&pool)
-            .await?;
         memory.head = u64::try_from(head).unwrap_or(0);
-        let skips: Vec<Skip> =
-            sqlx::query_as::<_, (i64, i64)>("SELECT after, resume FROM skipped ORDER BY after")
-                .fetch_all(&pool)
-                .await?
-                .into_iter()
-                .map(|(after, resume)| Skip {
-                    after: u64::try_from(after).unwrap_or(0),
-                    resume: u64::try_from(resume).unwrap_or(0),
-                })
-                .collect();
+        let skips: Vec<Skip> = skips
+            .into_iter()
+            .map(|(after, resume)| Skip {
+                after: u64::try_from(after).unwrap_or(0),
+                resume: u64::try_from(resume).unwrap_or(0),
+            })
+            .collect();
         let (published, _) = broadcast::channel(config.feed_queue.max(1));
+        let (revoked_elsewhere, _) = broadcast::channel(1024);
         let memory = Arc::new(RwLock::new(memory));
         let (jobs, queue) = mpsc::channel(QUEUED_WRITES);
         let commits = Arc::new(AtomicU64::new(0));
         let metrics = Arc::new(Metrics::default());
         let writer = Writer {
-            pool: pool.clone(),
+            db: db.clone(),
             memory: Arc::clone(&memory),
             published: published.clone(),
             group_max: config.write_group.max(1),
@@ -253,20 +314,41 @@ impl Store {
         };
         // Ends when the last `Store` clone (and with it the queue's sender) is dropped.
         tokio::spawn(writer.run(queue));
+        let (open, closed) = watch::channel(());
+        if db.shared() {
+            tokio::spawn(follow::follow(follow::Follower {
+                db: db.clone(),
+                memory: Arc::clone(&memory),
+                published: published.clone(),
+                revoked: revoked_elsewhere.clone(),
+                closed,
+            }));
+        }
         Ok(Store {
-            pool,
+            db,
             memory,
             jobs,
             published,
+            revoked_elsewhere,
             skips: skips.into(),
             commits,
             metrics,
             _lock: lock,
+            _open: Arc::new(open),
         })
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The SQLite pool, for unit tests that look at the file.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &sqlx::SqlitePool {
+        match &self.db {
+            Db::Sqlite(pool) => pool,
+            Db::Postgres(_) => panic!("a unit test's store is a SQLite file"),
+        }
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
@@ -280,6 +362,22 @@ impl Store {
 
     pub(crate) async fn head(&self) -> u64 {
         self.memory.read().await.head
+    }
+
+    /// The head, with memory first brought up to what other instances committed (on
+    /// PostgreSQL; on SQLite memory is always the head). A client that moved here from
+    /// another instance may hold a cursor past this one's memory, which must not pass for
+    /// a cursor from another history.
+    pub(crate) async fn latest_head(&self) -> Result<u64, ServerError> {
+        if self.db.shared() {
+            return follow::catch_up_to(&self.db, &self.memory, &self.published, None).await;
+        }
+        Ok(self.head().await)
+    }
+
+    /// Sessions other instances ended: token hashes and why (`Ending::as_str`).
+    pub(crate) fn revoked_elsewhere(&self) -> broadcast::Receiver<(Vec<u8>, String)> {
+        self.revoked_elsewhere.subscribe()
     }
 
     /// Where a client at `cursor` resumes: `cursor` itself, or the end of a skipped range
@@ -312,15 +410,14 @@ impl Store {
         &self,
         username: &str,
     ) -> Result<Option<(Staff, String)>, ServerError> {
-        let row = sqlx::query("SELECT body, password_hash FROM staff WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            let staff: Staff = serde_json::from_str(row.get("body"))?;
-            Ok((staff, row.get("password_hash")))
-        })
-        .transpose()
+        let row: Option<(String, String)> = on_pool!(&self.db, p => {
+            sqlx::query_as("SELECT body, password_hash FROM staff WHERE username = $1")
+                .bind(username)
+                .fetch_optional(p)
+                .await?
+        });
+        row.map(|(body, hash)| Ok((serde_json::from_str(&body)?, hash)))
+            .transpose()
     }
 
     pub(crate) async fn staff_count(&self) -> usize {
@@ -337,12 +434,12 @@ impl Store {
 
     /// The password hash of account `id`, to check a password against.
     pub(crate) async fn password_hash(&self, id: Id) -> Result<Option<String>, ServerError> {
-        Ok(
-            sqlx::query_scalar("SELECT password_hash FROM staff WHERE id = ?")
+        Ok(on_pool!(&self.db, p => {
+            sqlx::query_scalar("SELECT password_hash FROM staff WHERE id = $1")
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+                .fetch_optional(p)
+                .await?
+        }))
     }
 
     /// Every record `user` may see, and the seq they are consistent at.
@@ -365,35 +462,31 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Logged>, ServerError> {
-        let rows = sqlx::query(
-            "SELECT seq, kind, id, body, prev_parties, prev_existed, actor, mutation_id
-             FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(|row| decode_logged(&row)).collect()
+        follow::Source::Pool(&self.db).log_after(after, limit).await
     }
 
     /// The oldest seq still in the log (`None` if the log is empty).
     pub(crate) async fn oldest_kept(&self) -> Result<Option<u64>, ServerError> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM changes")
-            .fetch_one(&self.pool)
-            .await?;
+        let seq: Option<i64> = on_pool!(&self.db, p => {
+            sqlx::query_scalar("SELECT MIN(seq) FROM changes")
+                .fetch_one(p)
+                .await?
+        });
         Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
     }
 
     /// Keeps only the last `keep_last` log entries (counted as entries, not as seqs: after a
     /// restore the seqs jump, see [`RESTORE_SKIP`]).
     pub(crate) async fn compact(&self, keep_last: u64) -> Result<(), ServerError> {
-        sqlx::query(
-            "DELETE FROM changes
-             WHERE seq <= (SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-        )
-        .bind(i64::try_from(keep_last).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?;
+        on_pool!(&self.db, p => {
+            sqlx::query(
+                "DELETE FROM changes
+                 WHERE seq <= (SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+            )
+            .bind(i64::try_from(keep_last).unwrap_or(i64::MAX))
+            .execute(p)
+            .await?;
+        });
         Ok(())
     }
 
@@ -624,7 +717,7 @@ impl Reply {
 /// The writer task: the only one that writes records, the log and memory.
 #[derive(Debug)]
 struct Writer {
-    pool: SqlitePool,
+    db: Db,
     memory: Arc<RwLock<Memory>>,
     published: broadcast::Sender<Arc<Logged>>,
     group_max: usize,
@@ -694,9 +787,24 @@ impl Writer {
     /// Judges and writes `requests` in order in one transaction, commits, then updates
     /// memory and publishes. Nothing after the commit can fail.
     async fn group(&self, requests: &[Request]) -> Result<Vec<Done>, ServerError> {
-        let memory = self.memory.read().await;
         let started = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
+        // On PostgreSQL, the writers' turn; then memory is brought up to the head the lock
+        // shows, so that this group is judged against every committed change, whichever
+        // instance made it.
+        if let Some(head) = tx.lock_head().await? {
+            if head != self.memory.read().await.head {
+                let mut memory = self.memory.write().await;
+                follow::catch_up(
+                    &mut memory,
+                    &mut follow::Source::Tx(&mut tx),
+                    &self.published,
+                )
+                .await?;
+            }
+        }
+        let memory = self.memory.read().await;
+        let base = memory.head;
         let mut group = Group::new(&memory);
         group.earlier = earlier_outcomes(&mut tx, requests).await?;
         let mut done = Vec::with_capacity(requests.len());
@@ -735,6 +843,9 @@ impl Writer {
             });
         }
         group.flush(&mut tx).await?;
+        if group.head != base {
+            tx.notify_head(group.head).await?;
+        }
         tx.commit().await?;
         let committed = std::time::Instant::now();
         self.metrics.commit_seconds.observe(committed - started);
@@ -749,10 +860,21 @@ impl Writer {
         } = group;
         drop(memory);
         let mut memory = self.memory.write().await;
+        if memory.head != base {
+            // On PostgreSQL: this instance's follower heard of the commit first and read
+            // the group's changes from the log (it cannot have stopped half-way: it holds
+            // the memory lock until it has read all there is). They are applied and
+            // published already.
+            debug_assert!(
+                memory.head >= head,
+                "memory stopped inside a committed group"
+            );
+            return Ok(done);
+        }
         for (key, record) in records {
             match record {
-                Some(record) => memory.records.insert(key, record),
-                None => memory.records.remove(&key),
+                Some(record) => memory.put(record),
+                None => memory.take(key),
             };
         }
         memory.staff.extend(staff);
@@ -770,7 +892,7 @@ impl Writer {
 /// The stored outcomes of the group's mutations that were seen before (replays), by user
 /// and mutation id: `(request, outcome)` as JSON.
 async fn earlier_outcomes(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     requests: &[Request],
 ) -> Result<HashMap<(Id, Uuid), (String, String)>, ServerError> {
     let keys: Vec<(String, String)> = requests
@@ -786,28 +908,30 @@ async fn earlier_outcomes(
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         // A join from the keys, not `(staff_id, mutation_id) IN (VALUES ...)`: SQLite scans
         // the whole table for a row-value IN list of more than one row.
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "SELECT m.staff_id AS staff_id, m.mutation_id AS mutation_id, \
-             m.request AS request, m.outcome AS outcome FROM (",
-        );
-        q.push_values(chunk, |mut row, (staff, id)| {
-            row.push_bind(staff.as_str()).push_bind(id.as_str());
+        let rows: Vec<(String, String, String, String)> = on_tx!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "SELECT m.staff_id, m.mutation_id, m.request, m.outcome FROM (",
+            );
+            q.push_values(chunk, |mut row, (staff, id)| {
+                row.push_bind(staff.as_str()).push_bind(id.as_str());
+            });
+            q.push(
+                ") AS k JOIN mutations AS m
+                 ON m.staff_id = k.column1 AND m.mutation_id = k.column2",
+            );
+            q.build_query_as().fetch_all(&mut **c).await?
         });
-        q.push(
-            ") AS k JOIN mutations AS m
-             ON m.staff_id = k.column1 AND m.mutation_id = k.column2",
-        );
-        for row in q.build().fetch_all(&mut **tx).await? {
-            let (staff, id): (String, String) = (row.get("staff_id"), row.get("mutation_id"));
+        for (staff, id, request, outcome) in rows {
             if let (Ok(staff), Ok(id)) = (staff.parse(), id.parse()) {
-                earlier.insert((staff, id), (row.get("request"), row.get("outcome")));
+                earlier.insert((staff, id), (request, outcome));
             }
         }
     }
     Ok(earlier)
 }
 
-/// Rows per multi-row statement: SQLite allows 32766 bound parameters, a change row binds 9.
+/// Rows per multi-row statement: SQLite allows 32766 bound parameters (PostgreSQL 65535),
+/// a change row binds 9.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// One group of writes under way: memory as committed, plus what the group has done so far,
@@ -957,7 +1081,7 @@ impl<'m> Group<'m> {
 
     async fn intake(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         request: &IntakeRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Intake, ServerError> {
@@ -968,14 +1092,16 @@ impl<'m> Group<'m> {
         // if the rules would now judge it differently (its date has left the window). Read
         // in the group's transaction, so a repeat in the same group is seen too.
         if let Some(key) = idempotency_key {
-            let earlier: Option<(String, String)> = sqlx::query_as(
-                "SELECT request, booking FROM intake_requests
-                 WHERE idempotency_key = ? AND received_at >= ?",
-            )
-            .bind(key)
-            .bind(&kept_since)
-            .fetch_optional(&mut **tx)
-            .await?;
+            let earlier: Option<(String, String)> = on_tx!(tx, c => {
+                sqlx::query_as(
+                    "SELECT request, booking FROM intake_requests
+                     WHERE idempotency_key = $1 AND received_at >= $2",
+                )
+                .bind(key)
+                .bind(&kept_since)
+                .fetch_optional(&mut **c)
+                .await?
+            });
             if let Some((earlier_request, booking)) = earlier {
                 if earlier_request != body {
                     return Ok(Intake::Refused(Rejection::new(
@@ -1007,27 +1133,30 @@ impl<'m> Group<'m> {
         if let Some(key) = idempotency_key {
             // Bounded: keys older than a day go (this one's expired copy too), and beyond
             // the last INTAKE_KEYS_KEPT the oldest.
-            sqlx::query("DELETE FROM intake_requests WHERE received_at < ?")
-                .bind(&kept_since)
-                .execute(&mut **tx)
+            let booking_json = serde_json::to_string(&booking)?;
+            on_tx!(tx, c => {
+                sqlx::query("DELETE FROM intake_requests WHERE received_at < $1")
+                    .bind(&kept_since)
+                    .execute(&mut **c)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO intake_requests (idempotency_key, request, booking, received_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(key)
+                .bind(&body)
+                .bind(&booking_json)
+                .bind(timestamp(now))
+                .execute(&mut **c)
                 .await?;
-            sqlx::query(
-                "INSERT INTO intake_requests (idempotency_key, request, booking, received_at)
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(key)
-            .bind(&body)
-            .bind(serde_json::to_string(&booking)?)
-            .bind(timestamp(now))
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM intake_requests
-                 WHERE n <= (SELECT MAX(n) FROM intake_requests) - ?",
-            )
-            .bind(INTAKE_KEYS_KEPT)
-            .execute(&mut **tx)
-            .await?;
+                sqlx::query(
+                    "DELETE FROM intake_requests
+                     WHERE n <= (SELECT MAX(n) FROM intake_requests) - $1",
+                )
+                .bind(INTAKE_KEYS_KEPT)
+                .execute(&mut **c)
+                .await?;
+            });
         }
         self.records
             .insert((RecordKind::Booking, booking.id), Some(record.clone()));
@@ -1037,7 +1166,7 @@ impl<'m> Group<'m> {
 
     async fn create_staff(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         account: &NewAccount,
     ) -> Result<Result<Staff, ServerError>, ServerError> {
         let username = account.username.as_str();
@@ -1063,13 +1192,18 @@ impl<'m> Group<'m> {
             must_change_password: account.must_change_password,
             on_duty: false,
         };
-        sqlx::query("INSERT INTO staff (id, username, password_hash, body) VALUES (?, ?, ?, ?)")
+        let body = serde_json::to_string(&staff)?;
+        on_tx!(tx, c => {
+            sqlx::query(
+                "INSERT INTO staff (id, username, password_hash, body) VALUES ($1, $2, $3, $4)",
+            )
             .bind(staff.id.to_string())
             .bind(username)
             .bind(&account.password_hash)
-            .bind(serde_json::to_string(&staff)?)
-            .execute(&mut **tx)
+            .bind(&body)
+            .execute(&mut **c)
             .await?;
+        });
         let record = Record::Staff(staff.clone());
         self.staff.insert(staff.id, staff.clone());
         self.append(&record, Some(record.clone()), None, account.actor, None)?;
@@ -1086,7 +1220,7 @@ impl<'m> Group<'m> {
 
     async fn edit_staff(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         edit: &StaffEdit,
     ) -> Result<Result<AccountChange, Rejection>, ServerError> {
         let before = match self.account(edit.id) {
@@ -1145,11 +1279,7 @@ impl<'m> Group<'m> {
             )));
         }
         after.version += 1;
-        sqlx::query("UPDATE staff SET body = ? WHERE id = ?")
-            .bind(serde_json::to_string(&after)?)
-            .bind(after.id.to_string())
-            .execute(&mut **tx)
-            .await?;
+        update_staff(tx, &after, None).await?;
         let revoked = if after.disabled && !before.disabled {
             revoke_tokens(tx, after.id, None).await?
         } else {
@@ -1164,7 +1294,7 @@ impl<'m> Group<'m> {
 
     async fn set_password(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         set: &PasswordSet,
     ) -> Result<Result<AccountChange, Rejection>, ServerError> {
         let before = match self.account(set.id) {
@@ -1176,12 +1306,7 @@ impl<'m> Group<'m> {
         if after != before {
             after.version += 1;
         }
-        sqlx::query("UPDATE staff SET password_hash = ?, body = ? WHERE id = ?")
-            .bind(&set.password_hash)
-            .bind(serde_json::to_string(&after)?)
-            .bind(after.id.to_string())
-            .execute(&mut **tx)
-            .await?;
+        update_staff(tx, &after, Some(&set.password_hash)).await?;
         let revoked = revoke_tokens(tx, after.id, set.keep.as_deref()).await?;
         if after != before {
             self.record_account(&before, &after, Some(set.actor))?;
@@ -1242,7 +1367,7 @@ impl<'m> Group<'m> {
 
     /// Writes what the group did: records, log rows, outcomes and the head, a few
     /// multi-row statements whatever the group's size.
-    async fn flush(&self, tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), ServerError> {
+    async fn flush(&self, tx: &mut Tx) -> Result<(), ServerError> {
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
         for ((kind, id), record) in &self.records {
@@ -1256,24 +1381,39 @@ impl<'m> Group<'m> {
             }
         }
         for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
-            let mut q: QueryBuilder<'_, Sqlite> =
-                QueryBuilder::new("INSERT OR REPLACE INTO records (kind, id, body) ");
-            q.push_values(chunk, |mut row, (kind, id, body)| {
-                row.push_bind(*kind)
-                    .push_bind(id.as_str())
-                    .push_bind(body.as_str());
+            on_tx!(&mut *tx, c => {
+                let mut q = QueryBuilder::new("INSERT INTO records (kind, id, body) ");
+                q.push_values(chunk, |mut row, (kind, id, body)| {
+                    row.push_bind(*kind)
+                        .push_bind(id.as_str())
+                        .push_bind(body.as_str());
+                });
+                q.push(" ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body");
+                q.build().execute(&mut **c).await?;
             });
-            q.build().execute(&mut **tx).await?;
         }
         for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
-            // By rowid from a join, for the index (see `earlier_outcomes`).
-            let mut q: QueryBuilder<'_, Sqlite> =
-                QueryBuilder::new("DELETE FROM records WHERE rowid IN (SELECT r.rowid FROM (");
-            q.push_values(chunk, |mut row, (kind, id)| {
-                row.push_bind(*kind).push_bind(id.as_str());
-            });
-            q.push(") AS k JOIN records AS r ON r.kind = k.column1 AND r.id = k.column2)");
-            q.build().execute(&mut **tx).await?;
+            match &mut *tx {
+                // By rowid from a join, for the index (see `earlier_outcomes`).
+                Tx::Sqlite(c) => {
+                    let mut q = QueryBuilder::new(
+                        "DELETE FROM records WHERE rowid IN (SELECT r.rowid FROM (",
+                    );
+                    q.push_values(chunk, |mut row, (kind, id)| {
+                        row.push_bind(*kind).push_bind(id.as_str());
+                    });
+                    q.push(") AS k JOIN records AS r ON r.kind = k.column1 AND r.id = k.column2)");
+                    q.build().execute(&mut **c).await?;
+                }
+                Tx::Postgres(c) => {
+                    let mut q = QueryBuilder::new("DELETE FROM records AS r USING (");
+                    q.push_values(chunk, |mut row, (kind, id)| {
+                        row.push_bind(*kind).push_bind(id.as_str());
+                    });
+                    q.push(") AS k WHERE r.kind = k.column1 AND r.id = k.column2");
+                    q.build().execute(&mut **c).await?;
+                }
+            }
         }
         let mut changed_staff = self.staff_bodies.clone();
         changed_staff.sort_unstable();
@@ -1283,11 +1423,7 @@ impl<'m> Group<'m> {
                 .staff
                 .get(&id)
                 .ok_or(ServerError::Invariant("a changed account not kept"))?;
-            sqlx::query("UPDATE staff SET body = ? WHERE id = ?")
-                .bind(serde_json::to_string(staff)?)
-                .bind(id.to_string())
-                .execute(&mut **tx)
-                .await?;
+            update_staff(tx, staff, None).await?;
         }
         let mut rows = Vec::with_capacity(self.logged.len());
         for (logged, committed_at) in &self.logged {
@@ -1308,40 +1444,48 @@ impl<'m> Group<'m> {
             ));
         }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                "INSERT INTO changes (seq, kind, id, body, prev_parties, prev_existed, actor, \
-                 mutation_id, committed_at) ",
-            );
-            q.push_values(chunk, |mut row, r| {
-                row.push_bind(r.0)
-                    .push_bind(r.1)
-                    .push_bind(r.2.as_str())
-                    .push_bind(r.3.as_deref())
-                    .push_bind(r.4.as_str())
-                    .push_bind(r.5)
-                    .push_bind(r.6.as_deref())
-                    .push_bind(r.7.as_deref())
-                    .push_bind(r.8);
+            on_tx!(&mut *tx, c => {
+                let mut q = QueryBuilder::new(
+                    "INSERT INTO changes (seq, kind, id, body, prev_parties, prev_existed, \
+                     actor, mutation_id, committed_at) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.0)
+                        .push_bind(r.1)
+                        .push_bind(r.2.as_str())
+                        .push_bind(r.3.as_deref())
+                        .push_bind(r.4.as_str())
+                        .push_bind(r.5)
+                        .push_bind(r.6.as_deref())
+                        .push_bind(r.7.as_deref())
+                        .push_bind(r.8);
+                });
+                q.build().execute(&mut **c).await?;
             });
-            q.build().execute(&mut **tx).await?;
         }
         for chunk in self.outcomes.chunks(ROWS_PER_STATEMENT) {
-            let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                "INSERT INTO mutations (staff_id, mutation_id, request, outcome) ",
-            );
-            q.push_values(chunk, |mut row, (user, id, request, outcome)| {
-                row.push_bind(user.to_string())
-                    .push_bind(id.to_string())
-                    .push_bind(request.as_str())
-                    .push_bind(outcome.as_str());
+            on_tx!(&mut *tx, c => {
+                let mut q = QueryBuilder::new(
+                    "INSERT INTO mutations (staff_id, mutation_id, request, outcome) ",
+                );
+                q.push_values(chunk, |mut row, (user, id, request, outcome)| {
+                    row.push_bind(user.to_string())
+                        .push_bind(id.to_string())
+                        .push_bind(request.as_str())
+                        .push_bind(outcome.as_str());
+                });
+                q.build().execute(&mut **c).await?;
             });
-            q.build().execute(&mut **tx).await?;
         }
         if self.head != self.memory.head {
-            sqlx::query("UPDATE head SET seq = ?")
-                .bind(i64::try_from(self.head).map_err(|_| ServerError::Invariant("seq overflow"))?)
-                .execute(&mut **tx)
-                .await?;
+            let head =
+                i64::try_from(self.head).map_err(|_| ServerError::Invariant("seq overflow"))?;
+            on_tx!(&mut *tx, c => {
+                sqlx::query("UPDATE head SET seq = $1")
+                    .bind(head)
+                    .execute(&mut **c)
+                    .await?;
+            });
         }
         Ok(())
     }
@@ -1350,20 +1494,42 @@ impl<'m> Group<'m> {
 /// Revokes every live token of account `staff_id` but the one whose hash is `keep`, and
 /// returns the hashes of those it revoked.
 async fn revoke_tokens(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     staff_id: Id,
     keep: Option<&[u8]>,
 ) -> Result<Vec<Vec<u8>>, ServerError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE tokens SET revoked = 1
-         WHERE staff_id = ? AND revoked = 0 AND (? IS NULL OR token_hash <> ?)
-         RETURNING token_hash",
-    )
-    .bind(staff_id.to_string())
-    .bind(keep)
-    .bind(keep)
-    .fetch_all(&mut **tx)
-    .await?)
+    Ok(on_tx!(tx, c => {
+        sqlx::query_scalar(
+            "UPDATE tokens SET revoked = TRUE
+             WHERE staff_id = $1 AND revoked = FALSE AND ($2 IS NULL OR token_hash <> $2)
+             RETURNING token_hash",
+        )
+        .bind(staff_id.to_string())
+        .bind(keep)
+        .fetch_all(&mut **c)
+        .await?
+    }))
+}
+
+/// Writes account `staff`'s record, and its new password hash if given.
+async fn update_staff(
+    tx: &mut Tx,
+    staff: &Staff,
+    password_hash: Option<&str>,
+) -> Result<(), ServerError> {
+    let body = serde_json::to_string(staff)?;
+    on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE staff SET body = $1, password_hash = COALESCE($2, password_hash)
+             WHERE id = $3",
+        )
+        .bind(&body)
+        .bind(password_hash)
+        .bind(staff.id.to_string())
+        .execute(&mut **c)
+        .await?;
+    });
+    Ok(())
 }
 
 /// Memory as a group sees it: what is committed, overlaid with what the group did so far.
@@ -1386,128 +1552,38 @@ impl View<'_> {
         self.staff.get(id).or_else(|| self.memory.staff.get(id))
     }
 
-    /// Every record (not staff), each in its latest state.
-    fn records(&self) -> impl Iterator<Item = &Record> {
-        let changed = self.records;
-        self.memory
-            .records
-            .iter()
-            .filter(move |(key, _)| changed.is_empty() || !changed.contains_key(*key))
-            .map(|(_, r)| r)
-            .chain(changed.values().flatten())
-    }
-}
-
-/// Copies the database at `db` (which a server may be serving) into a new file `to`,
-/// consistent at one commit, and marks the copy as a restore point: its head moves on by
-/// [`RESTORE_SKIP`], so that clients of the original whose cursors are past the copy's
-/// head are told to resync by a server on the copy, even after it has made changes of its
-/// own. Refuses to overwrite an existing file. Returns the copy's head as it was in the
-/// original (every change up to it is in the copy).
-pub(crate) async fn backup(db: &Path, to: &Path) -> Result<u64, ServerError> {
-    if to.exists() {
-        return Err(ServerError::Backup(format!(
-            "{} already exists; a backup never overwrites a file",
-            to.display()
-        )));
-    }
-    if !db.is_file() {
-        return Err(ServerError::Backup(format!(
-            "there is no database at {}",
-            db.display()
-        )));
-    }
-    let name = to
-        .file_name()
-        .ok_or_else(|| ServerError::Backup(format!("{} is not a file name", to.display())))?;
-    let dir = match to.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    // Made under a name of our own, marked, synced, and only then given its name: a backup
-    // that stops half-way leaves no file that looks like a backup.
-    let partial = dir.join(format!(".{}.partial", name.to_string_lossy()));
-    let _ = std::fs::remove_file(&partial);
-    let made = copy_and_mark(db, &partial).await;
-    let named = made.and_then(|head| {
-        std::fs::File::open(&partial)?.sync_all()?;
-        // A hard link never replaces an existing file (unlike a rename): a file made at
-        // `to` meanwhile is left alone and the backup fails.
-        std::fs::hard_link(&partial, to).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                ServerError::Backup(format!(
-                    "{} already exists; a backup never overwrites a file",
-                    to.display()
-                ))
-            } else {
-                e.into()
+    /// The bookings of therapist `staff` and the slots of `staff` on `date`, each in its
+    /// latest state: what a booking or a slot of theirs that day is judged against.
+    fn day(&self, staff: Id, date: NaiveDate) -> (Vec<Booking>, Vec<Slot>) {
+        let (mut bookings, mut slots) = (Vec::new(), Vec::new());
+        for record in self.on_day(staff, date) {
+            match record {
+                Record::Booking(b) => bookings.push(b.clone()),
+                Record::Slot(s) => slots.push(s.clone()),
+                _ => {}
             }
-        })?;
-        std::fs::File::open(&dir)?.sync_all()?;
-        Ok(head)
-    });
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut leftover = partial.clone().into_os_string();
-        leftover.push(suffix);
-        let _ = std::fs::remove_file(leftover);
+        }
+        (bookings, slots)
     }
-    named
-}
 
-async fn copy_and_mark(db: &Path, copy: &Path) -> Result<u64, ServerError> {
-    // A connection of its own, next to the server's: VACUUM INTO reads one consistent
-    // snapshot (a read transaction; WAL lets the server go on writing meanwhile).
-    let mut source = SqliteConnectOptions::new()
-        .filename(db)
-        .busy_timeout(std::time::Duration::from_secs(30))
-        .connect()
-        .await?;
-    let is_clinic: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'skipped'")
-            .fetch_optional(&mut source)
-            .await?;
-    if is_clinic.is_none() {
-        return Err(ServerError::Backup(format!(
-            "{} is not a clinic database of this version (start the server on it once first)",
-            db.display()
-        )));
+    /// The records of `staff` on `date` (see [`day_of`]), each in its latest state.
+    fn on_day(&self, staff: Id, date: NaiveDate) -> impl Iterator<Item = &Record> {
+        let changed = self.records;
+        let memory = self.memory;
+        memory
+            .days
+            .get(&(staff, date))
+            .into_iter()
+            .flatten()
+            .filter(move |key| !changed.contains_key(*key))
+            .filter_map(move |key| memory.records.get(key))
+            .chain(
+                changed
+                    .values()
+                    .flatten()
+                    .filter(move |r| day_of(r) == Some((staff, date))),
+            )
     }
-    let path = copy
-        .to_str()
-        .ok_or_else(|| ServerError::Backup(format!("{} is not valid UTF-8", copy.display())))?;
-    sqlx::query("VACUUM INTO ?")
-        .bind(path)
-        .execute(&mut source)
-        .await?;
-    source.close().await?;
-
-    // A rollback journal, not WAL, for this one write: nothing is left beside the file
-    // (the server turns WAL on again when it opens it).
-    let mut copied = SqliteConnectOptions::new()
-        .filename(copy)
-        .journal_mode(SqliteJournalMode::Delete)
-        .synchronous(SqliteSynchronous::Full)
-        .connect()
-        .await?;
-    let mut tx = copied.begin().await?;
-    let head: i64 = sqlx::query_scalar("SELECT seq FROM head")
-        .fetch_one(&mut *tx)
-        .await?;
-    let resume = head
-        .checked_add(i64::try_from(RESTORE_SKIP).unwrap_or(i64::MAX))
-        .ok_or(ServerError::Invariant("seq overflow"))?;
-    sqlx::query("INSERT INTO skipped (after, resume) VALUES (?, ?)")
-        .bind(head)
-        .bind(resume)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE head SET seq = ?")
-        .bind(resume)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    copied.close().await?;
-    Ok(u64::try_from(head).unwrap_or(0))
 }
 
 /// Decides a mutation against memory as the group sees it: the pure rules, then the checks
@@ -1531,22 +1607,7 @@ fn judge(
         let driver = b.driver_id.and_then(|id| memory.staff(&id));
         rules::check_assignees(b, therapist, driver).map_err(|r| (r, current.cloned()))?;
         if let Some(t) = therapist {
-            let others: Vec<_> = memory
-                .records()
-                .filter_map(|r| match r {
-                    Record::Booking(o) if o.therapist_id == Some(t.id) && o.date == b.date => {
-                        Some(o.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            let slots: Vec<_> = memory
-                .records()
-                .filter_map(|r| match r {
-                    Record::Slot(s) if s.staff_id == t.id && s.date == b.date => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
+            let (others, slots) = memory.day(t.id, b.date);
             rules::check_schedule(b, &t.display_name, &others, &slots)
                 .map_err(|r| (r, current.cloned()))?;
         }
@@ -1556,19 +1617,7 @@ fn judge(
             Effect::Upsert(Record::Slot(s)) => Some(s),
             _ => None,
         };
-        let on_the_day = |r: &&Record| match r {
-            Record::Booking(b) => b.therapist_id == Some(before.staff_id) && b.date == before.date,
-            Record::Slot(s) => s.staff_id == before.staff_id && s.date == before.date,
-            _ => false,
-        };
-        let (mut bookings, mut slots) = (Vec::new(), Vec::new());
-        for record in memory.records().filter(on_the_day) {
-            match record {
-                Record::Booking(b) => bookings.push(b.clone()),
-                Record::Slot(s) => slots.push(s.clone()),
-                _ => {}
-            }
-        }
+        let (bookings, slots) = memory.day(before.staff_id, before.date);
         let name = memory
             .staff(&before.staff_id)
             .map_or("The therapist", |t| t.display_name.as_str());
@@ -1604,14 +1653,25 @@ fn judge(
     Ok((effect, current.cloned()))
 }
 
-fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
-    let kind: String = row.get("kind");
-    let id: String = row.get("id");
-    let body: Option<String> = row.get("body");
-    let prev: String = row.get("prev_parties");
-    let actor: Option<String> = row.get("actor");
-    let mutation_id: Option<String> = row.get("mutation_id");
-    let seq: i64 = row.get("seq");
+/// A change-log row as both databases return it: seq, kind, id, body, prev_parties,
+/// prev_existed, actor, mutation_id.
+type LogRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    bool,
+    Option<String>,
+    Option<String>,
+);
+
+/// The log from a seq on, in seq order, a page at a time.
+const LOG_AFTER: &str = "SELECT seq, kind, id, body, prev_parties, prev_existed, actor, \
+                         mutation_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+fn decode_logged(row: LogRow) -> Result<Logged, ServerError> {
+    let (seq, kind, id, body, prev, prev_existed, actor, mutation_id) = row;
     Ok(Logged {
         seq: u64::try_from(seq).map_err(|_| ServerError::Invariant("negative seq"))?,
         kind: RecordKind::parse(&kind).ok_or(ServerError::Invariant("unknown kind in the log"))?,
@@ -1620,7 +1680,7 @@ fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
             .map_err(|_| ServerError::Invariant("bad id in the log"))?,
         record: body.map(|b| serde_json::from_str(&b)).transpose()?,
         prev_parties: serde_json::from_str(&prev)?,
-        prev_existed: row.get("prev_existed"),
+        prev_existed,
         actor: actor.and_then(|a| a.parse().ok()),
         mutation_id: mutation_id.and_then(|m| m.parse().ok()),
         upsert_json: OnceLock::new(),
@@ -1630,7 +1690,11 @@ fn decode_logged(row: &sqlx::sqlite::SqliteRow) -> Result<Logged, ServerError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use chrono::{Local, NaiveTime};
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions;
 
     use super::*;
 
@@ -1656,6 +1720,32 @@ mod tests {
                 notes: notes.into(),
             },
         }
+    }
+
+    #[test]
+    fn memory_finds_each_record_under_its_person_and_day_as_it_changes() {
+        let Mutation::CreateBooking { booking: fields } = booking(Uuid::new_v4(), "day") else {
+            unreachable!("a booking");
+        };
+        let mut b = rules::new_booking(&fields, None, Utc::now()).expect("a booking");
+        let (ana, ben) = (Uuid::new_v4(), Uuid::new_v4());
+        let key = (RecordKind::Booking, b.id);
+        let keys = |m: &Memory, who: Id| m.days.get(&(who, fields.date)).cloned();
+        let mut memory = Memory::default();
+        memory.put(Record::Booking(b.clone()));
+        assert!(
+            memory.days.is_empty(),
+            "a booking nobody took is nobody's day"
+        );
+        b.therapist_id = Some(ana);
+        memory.put(Record::Booking(b.clone()));
+        assert_eq!(keys(&memory, ana), Some(HashSet::from([key])));
+        b.therapist_id = Some(ben);
+        memory.put(Record::Booking(b));
+        assert_eq!(keys(&memory, ana), None, "reassigned: gone from Ana's day");
+        assert_eq!(keys(&memory, ben), Some(HashSet::from([key])));
+        memory.take(key);
+        assert!(memory.days.is_empty() && memory.records.is_empty());
     }
 
     fn cancel_a(id: Uuid) -> Mutation {
