@@ -7,7 +7,7 @@ use tokio::sync::RwLock;
 
 use clinic_protocol::Role;
 
-use crate::config::{Remembered, Settings};
+use crate::config::{Remembered, Servers, Settings};
 use crate::demo::{self, Demo};
 use crate::error::UiError;
 use crate::ipc::{SessionDto, ViewRequest, WindowDto, Words};
@@ -92,7 +92,7 @@ impl Backend {
         .await?;
         if !self.settings.args.demo {
             let remembered = Remembered {
-                server: Some(server.to_owned()),
+                server: Some(Servers::parse(server)),
                 username: Some(username.to_owned()),
             };
             if let Err(e) = remembered.save(&self.settings.remembered_file) {
@@ -287,7 +287,7 @@ impl Backend {
         );
         SessionDto {
             user,
-            server_warning: clinic_sync::insecure_address_warning(&server),
+            server_warning: crate::config::server_warning(&server),
             server,
             last_username: self.settings.remembered().username,
             window,

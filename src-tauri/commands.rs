@@ -23,7 +23,7 @@ pub async fn session(
 ) -> Result<SessionDto, UiError> {
     let mut dto = backend.session_dto(window.label()).await;
     if let Some(server) = server {
-        dto.server_warning = clinic_sync::insecure_address_warning(&server);
+        dto.server_warning = crate::config::server_warning(&server);
     }
     Ok(dto)
 }

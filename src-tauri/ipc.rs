@@ -375,9 +375,12 @@ pub struct OwnView {
     pub upcoming: Vec<BookingRow>,
     /// Before today, the most recent first (one page).
     pub earlier: Vec<BookingRow>,
-    /// The user's own availability from today on (therapists only).
+    /// The user's own availability from today to `slots_through` (therapists only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<Vec<SlotRow>>,
+    /// The last day `slots` covers (eight weeks from today, `views::OWN_SLOT_DAYS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots_through: Option<NaiveDate>,
     /// Whether the user is on duty (drivers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_duty: Option<bool>,

@@ -25,6 +25,8 @@ type HeldNotice = Arc<std::sync::Mutex<Option<NoticePayload>>>;
 /// A signed-in session. Dropping it stops its forwarding tasks.
 pub struct Session {
     pub engine: Engine,
+    /// The clinic server's addresses as the login form shows them (comma-separated when
+    /// there are several; the engine says which one is in use).
     pub server: String,
     /// Why windows closed when none was left to say it: for the window opened in their
     /// place.
@@ -51,10 +53,12 @@ impl Drop for Session {
     }
 }
 
+/// `server` holds one address or several ([`clinic_sync::server_list`]); the cache is
+/// the first one's, whichever is in use.
 fn config(server: &str, data_dir: &std::path::Path) -> EngineConfig {
     EngineConfig {
         ca_file: crate::config::ca_file(),
-        ..EngineConfig::new(server, data_dir)
+        ..EngineConfig::with_servers(&clinic_sync::server_list(server), data_dir)
     }
 }
 
@@ -103,7 +107,7 @@ impl Session {
         ];
         Session {
             engine,
-            server: server.to_owned(),
+            server: crate::config::Servers::parse(server).text(),
             held,
             watch,
             tasks,

@@ -23,6 +23,9 @@ use crate::windows::WindowKind;
 /// How many bookings a list shows before "more" (the operator's) or in the earlier page.
 const PAGE: u32 = 200;
 const EARLIER_PAGE: u32 = 50;
+/// How far ahead a therapist's own availability is listed: what they plan with, read by
+/// its index range, however many months of slots they have entered.
+const OWN_SLOT_DAYS: i64 = 56;
 
 impl ViewRequest {
     /// The dashboard this view belongs to: only its windows may load it.
@@ -382,11 +385,15 @@ async fn own(
             ..BookingQuery::default()
         }))
         .await?;
-    let slots = if role == Role::Therapist {
-        let slots = queries.slots(Some(me), today, None).await?;
-        Some(slots.into_iter().map(|s| ctx.slot(s)).collect())
+    let (slots, slots_through) = if role == Role::Therapist {
+        let through = today + Duration::days(OWN_SLOT_DAYS - 1);
+        let slots = queries.slots(Some(me), today, Some(through)).await?;
+        (
+            Some(slots.into_iter().map(|s| ctx.slot(s)).collect()),
+            Some(through),
+        )
     } else {
-        None
+        (None, None)
     };
     // The user's own account as the cache has it (a pending change to go on duty shows).
     let on_duty = (role == Role::Driver).then(|| {
@@ -399,6 +406,7 @@ async fn own(
         upcoming: ctx.bookings(upcoming),
         earlier: ctx.bookings(earlier),
         slots,
+        slots_through,
         on_duty,
     })
 }

@@ -17,7 +17,9 @@ async function main() {
     body.dataset.window = "login";
   }
 
-  const server = h("input", { name: "server", id: "server", type: "url", required: true, autocomplete: "url", placeholder: "https://clinic.example.org", spellcheck: "false" });
+  // Text, not type="url": a clinic server with several instances is several addresses,
+  // separated by commas (the backend reads the list; the first is preferred).
+  const server = h("input", { name: "server", id: "server", type: "text", inputmode: "url", required: true, autocomplete: "url", placeholder: "https://clinic.example.org", spellcheck: "false", autocapitalize: "off", title: "The clinic server's address; several, separated by commas, if it has more than one" });
   const username = h("input", { name: "username", id: "username", type: "text", required: true, autocomplete: "username", spellcheck: "false", autocapitalize: "off" });
   const password = h("input", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" });
   const newPassword = h("input", { name: "new-password", id: "new-password", type: "password", autocomplete: "new-password" });

@@ -8,6 +8,7 @@ import { bookingCard, dayHeader } from "./bookings.js";
 import { newSlot, slotRow, slotValues } from "./slots.js";
 import { itemKey, rowSig, toDoOn, withDayHeaders } from "./rows.js";
 import { reopenValues } from "./forms.js";
+import { dayLabel } from "./format.js";
 
 startDashboard({ spec: { dashboard: "therapist" }, build });
 
@@ -21,6 +22,7 @@ function build(ctx) {
   const earlierBox = h("details", { class: "earlier" }, h("summary", null, "Earlier appointments"), earlier);
   const slots = h("ul", { class: "slot-list", "aria-label": "My availability" }, h("li", { class: "placeholder" }, "Loading availability…"));
   const todo = h("span", { class: "muted tabular" }, "");
+  const through = h("span", { class: "muted" }, "");
   const addForm = mySlotForm(ctx);
 
   main.append(
@@ -28,7 +30,7 @@ function build(ctx) {
       "div",
       { class: "layout-two" },
       h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My appointments"), todo), upcoming, earlierBox),
-      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My availability")), slots, addForm.el),
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "My availability"), through), slots, addForm.el),
     ),
   );
 
@@ -45,6 +47,7 @@ function build(ctx) {
     earlierBox.hidden = d.earlier.length === 0;
 
     const mine = d.slots || [];
+    setText(through, d.slotsThrough ? `through ${dayLabel(d.slotsThrough)}` : "");
     const open = new Set(mine.filter((r) => r.manageable).map((r) => r.record.id));
     for (const id of editing.keys()) if (!open.has(id)) editing.delete(id);
     syncList(slots, mine, {

@@ -2,10 +2,17 @@
 //! change a password, manage staff accounts (administrators), revoke the token. (The
 //! feed's WebSocket is the driver's.)
 //!
+//! A clinic server may have several addresses (instances sharing one database): the
+//! client holds them all and the one in use, shared by its clones, so the feed, the
+//! outbox's mutations and the app's own calls go to the same instance. The sync machine
+//! decides when to move on ([`Client::use_server`]); signing in tries the next address by
+//! itself, because there is no machine yet then.
+//!
 //! Every answer is turned into our own terms here: a [`SyncError`] with the server's code
 //! and message, or for a mutation the machine's [`Sent`], so no other module looks at an
 //! HTTP status.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +26,21 @@ use serde::de::DeserializeOwned;
 use crate::error::SyncError;
 use crate::machine::Sent;
 
-/// One server's HTTP API. Cheap to clone: reqwest shares its connection pool.
+/// The clinic server's addresses and the one in use.
+#[derive(Debug)]
+struct Addresses {
+    /// `http://host:port` or `https://host:port`, without a trailing slash; never empty.
+    list: Vec<String>,
+    /// An index into `list`.
+    current: AtomicUsize,
+}
+
+/// The clinic server's HTTP API. Cheap to clone: reqwest shares its connection pool, and
+/// the clones share the address in use.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
-    /// `http://host:port` or `https://host:port`, without a trailing slash.
-    server_url: String,
+    servers: Arc<Addresses>,
     /// The TLS settings the HTTP calls use, for the feed's WebSocket too (`tls.rs`).
     tls: Arc<rustls::ClientConfig>,
 }
@@ -33,23 +49,58 @@ impl Client {
     /// `timeout` bounds every request, so that one caught in a cut connection fails
     /// instead of holding up the outbox. `tls` is used for `https://` (and the feed's
     /// `wss://`); an `https://` client refuses anything but https, redirects included.
+    /// `servers` is the list of addresses, the first in use; an empty list is refused.
     pub(crate) fn new(
-        server_url: &str,
+        servers: &[String],
         timeout: Duration,
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Client, SyncError> {
+        if servers.is_empty() {
+            return Err(SyncError::Refused {
+                code: ErrorCode::InvalidValue,
+                message: "No clinic server address was given.".into(),
+            });
+        }
+        // All https or not at all: a list that mixes them is as safe as its http address.
+        let https = servers.iter().all(|s| s.starts_with("https://"));
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
-            .https_only(server_url.starts_with("https://"))
+            .https_only(https)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SyncError::Tls(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Client {
             http,
-            server_url: server_url.to_owned(),
+            servers: Arc::new(Addresses {
+                list: servers.to_vec(),
+                current: AtomicUsize::new(0),
+            }),
             tls,
         })
+    }
+
+    /// The address in use.
+    pub(crate) fn server_url(&self) -> &str {
+        &self.servers.list[self.current()]
+    }
+
+    /// How many addresses there are (at least one).
+    pub(crate) fn server_count(&self) -> usize {
+        self.servers.list.len()
+    }
+
+    /// The index of the address in use.
+    pub(crate) fn current(&self) -> usize {
+        self.servers.current.load(Ordering::Relaxed) % self.servers.list.len()
+    }
+
+    /// Talks to the address at `index` (modulo their number) from now on.
+    pub(crate) fn use_server(&self, index: usize) {
+        let index = index % self.servers.list.len();
+        if self.servers.current.swap(index, Ordering::Relaxed) != index {
+            tracing::info!("using the clinic server at {}", self.servers.list[index]);
+        }
     }
 
     /// The TLS settings, for the feed's WebSocket.
@@ -58,12 +109,12 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server_url)
+        format!("{}{path}", self.server_url())
     }
 
     /// The feed's WebSocket address: the same host, `ws` for `http` and `wss` for `https`.
     pub(crate) fn feed_url(&self) -> String {
-        let base = &self.server_url;
+        let base = self.server_url();
         if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}{}", paths::FEED)
         } else {
@@ -71,11 +122,30 @@ impl Client {
         }
     }
 
+    /// Signs in at the address in use, or, if nobody answers there, at the next ones in
+    /// turn (each once); the address that answered stays in use.
     pub(crate) async fn login(
         &self,
         username: &str,
         password: &str,
     ) -> Result<LoginResponse, SyncError> {
+        let mut tried = 1;
+        loop {
+            match self.login_here(username, password).await {
+                Err(SyncError::Unreachable(e)) if tried < self.server_count() => {
+                    tracing::info!(
+                        "{} does not answer ({e}): trying the next",
+                        self.server_url()
+                    );
+                    self.use_server(self.current() + 1);
+                    tried += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn login_here(&self, username: &str, password: &str) -> Result<LoginResponse, SyncError> {
         let response = self
             .http
             .post(self.url(paths::LOGIN))
@@ -146,7 +216,14 @@ impl Client {
                     other => Sent::Failed(other.to_string()),
                 }
             }
+            // A gateway in front of instances says the one behind it is away.
+            Ok(r) if GATEWAY_AWAY.contains(&r.status().as_u16()) => {
+                Sent::Unreachable(format!("the server answered {}", r.status()))
+            }
             Ok(r) => Sent::Failed(format!("the server answered {}", r.status())),
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                Sent::Unreachable(e.to_string())
+            }
             Err(e) => Sent::Failed(e.to_string()),
         }
     }
@@ -220,6 +297,10 @@ impl Client {
         Ok(())
     }
 }
+
+/// Bad gateway, service unavailable, gateway timeout: a load balancer's (or a stopping
+/// server's) way of saying that nobody answers behind this address.
+const GATEWAY_AWAY: [u16; 3] = [502, 503, 504];
 
 /// Sends `request` and reads its JSON answer, or the server's refusal in our terms. A
 /// token the server no longer takes is [`SyncError::SessionExpired`], as everywhere.

@@ -172,6 +172,7 @@ pub(crate) async fn drive(link: Link, mut machine: SyncMachine, mut stop: watch:
                         });
                     }
                 }
+                Instruction::UseServer { index } => link.client.use_server(index),
                 Instruction::Close => socket = None,
                 Instruction::FetchSnapshot => {
                     let fetched = tokio::select! {

@@ -26,15 +26,19 @@ use crate::writes::Writer;
 /// Where to sync with and where to keep the cache.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// `https://host:port` of the clinic server (the feed uses the same host with `wss://`);
-    /// `http://` (and `ws://`) is clear text, fine on loopback only: see
-    /// [`insecure_address_warning`](crate::insecure_address_warning).
-    pub server_url: String,
+    /// The clinic server's addresses, `https://host:port` each (the feed uses the same host
+    /// with `wss://`), in order of preference: several instances sharing one database, or
+    /// one address (often a load balancer's). The engine starts with the first and moves to
+    /// the next when one stops answering, with its cursor and its outbox (see
+    /// [`machine`](crate::machine)). `http://` (and `ws://`) is clear text, fine on
+    /// loopback only: see [`insecure_address_warning`](crate::insecure_address_warning).
+    pub servers: Vec<String>,
     /// A clinic CA certificate file (PEM) to trust besides the system's roots, for a server
     /// whose certificate the clinic signs itself.
     pub ca_file: Option<PathBuf>,
     /// The platform data dir (tests: a tempdir). The cache lives in
-    /// `<data_dir>/<server>/<user id>.db`: one database per server and user.
+    /// `<data_dir>/<server>/<user id>.db`: one database per clinic server and user, named
+    /// after the FIRST address, whichever is in use (they are one clinic).
     pub data_dir: PathBuf,
     /// Heartbeat timeout and reconnect backoff.
     pub timing: Timing,
@@ -43,9 +47,23 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// A clinic server with one address.
     pub fn new(server_url: &str, data_dir: &Path) -> EngineConfig {
+        EngineConfig::with_servers(&[server_url], data_dir)
+    }
+
+    /// A clinic server with several addresses, the first preferred (trailing slashes,
+    /// blanks and repeats are dropped). An empty list is refused when the engine starts.
+    pub fn with_servers<S: AsRef<str>>(servers: &[S], data_dir: &Path) -> EngineConfig {
+        let mut list: Vec<String> = Vec::new();
+        for server in servers {
+            let server = server.as_ref().trim().trim_end_matches('/');
+            if !server.is_empty() && !list.iter().any(|s| s == server) {
+                list.push(server.to_owned());
+            }
+        }
         EngineConfig {
-            server_url: server_url.trim_end_matches('/').to_owned(),
+            servers: list,
             ca_file: None,
             data_dir: data_dir.to_path_buf(),
             timing: Timing::default(),
@@ -53,10 +71,11 @@ impl EngineConfig {
         }
     }
 
-    /// One directory per server: its address made safe as a directory name.
+    /// One directory per clinic server: its first address made safe as a directory name,
+    /// so that an install that had one address keeps its cache when more are added.
     fn server_dir(&self) -> PathBuf {
-        let safe: String = self
-            .server_url
+        let first = self.servers.first().map_or("", String::as_str);
+        let safe: String = first
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
@@ -67,8 +86,18 @@ impl EngineConfig {
     /// that cannot be used.
     fn client(&self) -> Result<Client, SyncError> {
         let tls = crate::tls::client_config(self.ca_file.as_deref())?;
-        Client::new(&self.server_url, self.request_timeout, tls)
+        Client::new(&self.servers, self.request_timeout, tls)
     }
+}
+
+/// A clinic server's addresses as a person types them in one field or setting:
+/// separated by commas or whitespace ("https://a:7420, https://b:7420"), in order of
+/// preference. Blanks are dropped; [`EngineConfig::with_servers`] drops repeats.
+pub fn server_list(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug)]
@@ -288,7 +317,8 @@ impl Engine {
             connect_timeout: config.timing.dead_after,
         };
         let (stop, stopped) = watch::channel(false);
-        let machine = SyncMachine::new(config.timing, cursor, rand::random());
+        let machine = SyncMachine::new(config.timing, cursor, rand::random())
+            .with_servers(client.server_count(), client.current());
         let driver = tokio::spawn(drive(link, machine, stopped));
         Engine {
             inner: Arc::new(Inner {
@@ -307,9 +337,15 @@ impl Engine {
         self.inner.writer.user()
     }
 
-    /// The server this engine syncs with.
+    /// The address of the server this engine syncs with now (of several, the one in use:
+    /// it changes when one stops answering).
     pub fn server_url(&self) -> &str {
-        &self.inner.config.server_url
+        self.inner.client.server_url()
+    }
+
+    /// Every address of the clinic server, in order of preference.
+    pub fn servers(&self) -> &[String] {
+        &self.inner.config.servers
     }
 
     /// The dashboards' reads, answered from the cache (so offline too) with this user's
@@ -499,4 +535,36 @@ async fn sign_in(
         });
     }
     Ok(login)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_listed_in_order_without_blanks_or_repeats() {
+        let typed =
+            server_list(" https://a.clinic:7420/, https://b.clinic:7420\nhttps://a.clinic:7420 ,,");
+        let config = EngineConfig::with_servers(&typed, Path::new("/data"));
+        assert_eq!(
+            config.servers,
+            ["https://a.clinic:7420", "https://b.clinic:7420"]
+        );
+        assert!(server_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn the_cache_directory_is_the_first_address_s_whatever_else_is_listed() {
+        let one = EngineConfig::new("https://a.clinic:7420/", Path::new("/data"));
+        let two = EngineConfig::with_servers(
+            &["https://a.clinic:7420", "https://b.clinic:7420"],
+            Path::new("/data"),
+        );
+        assert_eq!(one.server_dir(), two.server_dir());
+        assert_eq!(
+            one.server_dir(),
+            Path::new("/data/https___a_clinic_7420"),
+            "an install with one address keeps its directory"
+        );
+    }
 }

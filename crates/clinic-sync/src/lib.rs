@@ -15,6 +15,8 @@
 //! - [`events`]: what subscribers get: [`CacheEvent`]s with cache seqs, and the [`Status`].
 //! - [`queries`]: [`Queries`], the dashboards' reads in SQL, with pending changes applied.
 //! - [`engine`]: the [`Engine`] handle the app holds; it ties the modules above together.
+//!   A clinic server may have several addresses ([`EngineConfig::with_servers`]): the
+//!   engine fails over between them with its cursor and outbox (see [`machine`]).
 //! - [`error`]: [`SyncError`], each with a stable [`SyncError::code`].
 //! - `probe` (feature `probe`): the cache's write and read paths for `clinic-bench`.
 //!
@@ -107,7 +109,7 @@ pub mod queries;
 mod tls;
 mod writes;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{server_list, Engine, EngineConfig};
 pub use error::SyncError;
 pub use events::{
     CacheChange, CacheEvent, ChangeKind, Origin, PendingChange, Rejected, Status, Subscription,

@@ -20,6 +20,15 @@
 //! (A resync for `account_changed` is one of these: the user's roles changed, and the new
 //! snapshot, filtered by them, replaces the cache and the user.)
 //!
+//! **Several addresses** (instances of one clinic server sharing one database, see
+//! [`SyncMachine::with_servers`]): every failure of the connection, of a snapshot, or a
+//! mutation that found no one listening moves to the next address (`UseServer`) and tries
+//! it at once; the backoff applies once per full round of addresses that all failed, so a
+//! dead instance costs one attempt and a dead clinic does not get a tight loop. The cursor
+//! goes along: the next instance's feed resumes from it, and the outbox replays its head by
+//! mutation id (the server deduplicates), so nothing is lost or applied twice. The machine
+//! stays on the address that works (no flapping back to the first).
+//!
 //! Two ends wait for the app: the session expired or was revoked (`unauthorized`: sign in
 //! again), or an administrator disabled the account (`account_disabled`: signing in again
 //! will not help). Either way the machine stops connecting and sending, and says so in its
@@ -86,8 +95,12 @@ pub enum Sent {
     Expired,
     /// The account is disabled (`account_disabled`): the mutation stays queued.
     Disabled,
-    /// No answer (network, timeout, server error): try again later.
+    /// No answer (a server error, an unreadable answer): try again later.
     Failed(String),
+    /// Nobody answered at this address (connection refused or broken, timeout, a gateway
+    /// saying the instance behind it is down): try again later, at the next address when
+    /// there are several.
+    Unreachable(String),
     /// The mutation had already left the outbox (the feed confirmed it first).
     Gone,
 }
@@ -97,6 +110,9 @@ pub enum Sent {
 pub enum Instruction {
     /// Open the feed's WebSocket; report [`Event::Connected`] or [`Event::Disconnected`].
     Connect,
+    /// From now on, talk to the server at this index of the address list (the feed, the
+    /// snapshots, the mutations and the app's own calls alike).
+    UseServer { index: usize },
     /// Send `{"type":"hello",...}` with this cursor.
     SendHello { cursor: u64 },
     /// Drop the WebSocket.
@@ -204,6 +220,11 @@ pub struct SyncMachine {
     rng: u64,
     reported: Option<Report>,
     synced: bool,
+    /// How many addresses the clinic server has (at least one), and the one in use.
+    servers: usize,
+    server: usize,
+    /// Addresses that failed in a row since the last healthy frame, for the round backoff.
+    tried: usize,
 }
 
 impl SyncMachine {
@@ -224,7 +245,23 @@ impl SyncMachine {
             rng: seed | 1,
             reported: None,
             synced: false,
+            servers: 1,
+            server: 0,
+            tried: 0,
         }
+    }
+
+    /// The same machine for a clinic server with `count` addresses, starting at `current`
+    /// (an index into them). One address is the default and behaves exactly as before.
+    pub fn with_servers(mut self, count: usize, current: usize) -> SyncMachine {
+        self.servers = count.max(1);
+        self.server = current % self.servers;
+        self
+    }
+
+    /// The index of the address in use.
+    pub fn server(&self) -> usize {
+        self.server
     }
 
     /// The first instructions: connect from the cursor, or fetch a snapshot without one.
@@ -308,7 +345,19 @@ impl SyncMachine {
                     Sent::Expired => self.expire(&mut out),
                     // Not settled: the change stays first in the outbox.
                     Sent::Disabled => self.disable(&mut out),
-                    Sent::Failed(error) => {
+                    // The feed may not have noticed yet: leave this instance now, and
+                    // replay the change (same mutation id) on the next one.
+                    Sent::Unreachable(error)
+                        if self.servers > 1 && matches!(self.phase, Phase::Open { .. }) =>
+                    {
+                        self.fail(
+                            now,
+                            format!("cannot send changes: {error}"),
+                            Next::Connect,
+                            &mut out,
+                        );
+                    }
+                    Sent::Failed(error) | Sent::Unreachable(error) => {
                         self.send_attempt = self.send_attempt.saturating_add(1);
                         let delay = self.backoff_delay(self.send_attempt);
                         self.send_after = Some(now + delay);
@@ -468,6 +517,7 @@ impl SyncMachine {
             last_frame: now,
         };
         self.attempt = 0;
+        self.tried = 0;
         self.synced = true;
     }
 
@@ -492,6 +542,23 @@ impl SyncMachine {
             out.push(Instruction::Close);
         }
         self.error = Some(error);
+        if self.servers > 1 {
+            // Another instance may well answer: go there at once, and back off only after
+            // a whole round of addresses failed in a row. A send waiting out a failure at
+            // the old address need not wait at the new one.
+            self.server = (self.server + 1) % self.servers;
+            self.tried += 1;
+            self.send_attempt = 0;
+            self.send_after = None;
+            out.push(Instruction::UseServer { index: self.server });
+            if self.tried < self.servers {
+                return match next {
+                    Next::Connect => self.connect(now, out),
+                    Next::Snapshot => self.snapshot(out),
+                };
+            }
+            self.tried = 0;
+        }
         let delay = self.backoff_delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         self.phase = Phase::Backoff {

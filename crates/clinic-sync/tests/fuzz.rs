@@ -606,6 +606,9 @@ impl Driver {
                 Instruction::Send { .. } | Instruction::Settle { .. } => {
                     return Err(fail(format!("{instruction:?} with an empty outbox")));
                 }
+                Instruction::UseServer { index } => {
+                    return Err(fail(format!("moved to address {index} of one")));
+                }
                 Instruction::WakeAt(at) => self.wake = Some(*at),
                 Instruction::Report(report) => self.report = Some(report.clone()),
             }

@@ -419,3 +419,174 @@ fn a_changed_account_refetches_the_snapshot_at_once() {
     let out = m.handle(welcome(15), t0);
     assert_eq!(report(&out).unwrap().state, SyncState::Online);
 }
+
+/// A machine for a clinic server with `count` addresses, open on the first at `cursor`.
+fn open_on_one_of(count: usize, cursor: u64, t0: Instant) -> SyncMachine {
+    let mut m = machine(Some(cursor)).with_servers(count, 0);
+    assert_eq!(m.start(t0)[0], Instruction::Connect);
+    m.handle(Event::Connected, t0);
+    m.handle(welcome(cursor), t0);
+    assert_eq!(m.report().state, SyncState::Online);
+    m
+}
+
+fn uses(out: &[Instruction]) -> Option<usize> {
+    out.iter().find_map(|i| match i {
+        Instruction::UseServer { index } => Some(*index),
+        _ => None,
+    })
+}
+
+fn lost(error: &str) -> Event {
+    Event::Disconnected {
+        error: error.into(),
+    }
+}
+
+#[test]
+fn a_lost_server_moves_to_the_next_address_at_once_and_backs_off_per_round() {
+    let t0 = Instant::now();
+    let mut m = open_on_one_of(3, 7, t0);
+
+    // The first address stops answering: the next one is tried at once.
+    let out = m.handle(lost("connection reset"), t0);
+    assert_eq!(out[0], Instruction::Close);
+    assert_eq!(uses(&out), Some(1));
+    assert!(has(&out, |i| *i == Instruction::Connect), "{out:?}");
+    assert_eq!(m.server(), 1);
+    // Refused there too: the third, still at once.
+    let out = m.handle(lost("refused"), t0);
+    assert_eq!(uses(&out), Some(2));
+    assert!(has(&out, |i| *i == Instruction::Connect));
+    // A whole round failed: back to the first, after a backoff this time.
+    let out = m.handle(lost("refused"), t0);
+    assert_eq!(uses(&out), Some(0));
+    assert!(!has(&out, |i| *i == Instruction::Connect), "{out:?}");
+    let at = wake(&out);
+    assert!(at > t0, "a full round of failures backs off");
+    assert_eq!(m.report().state, SyncState::Offline);
+    let out = m.handle(Event::Tick, at);
+    assert_eq!(out[0], Instruction::Connect);
+    assert_eq!(m.server(), 0);
+
+    // The next round goes to the second at once again; it answers, with the same cursor.
+    let out = m.handle(lost("refused"), at);
+    assert_eq!(uses(&out), Some(1));
+    let out = m.handle(Event::Connected, at);
+    assert_eq!(out[0], Instruction::SendHello { cursor: 7 });
+    m.handle(welcome(9), at);
+    m.handle(
+        frame(&ServerFrame::Changes {
+            changes: vec![change(8), change(9)],
+            upto: 9,
+        }),
+        at,
+    );
+    assert_eq!(m.cursor(), Some(9));
+    assert_eq!(m.report().state, SyncState::Online);
+
+    // It stays there (no flapping back to the first); a healthy frame starts a new round:
+    // losing this one tries the third at once.
+    let out = m.handle(lost("gone"), at);
+    assert_eq!(uses(&out), Some(2));
+    assert!(has(&out, |i| *i == Instruction::Connect));
+}
+
+#[test]
+fn one_address_never_rotates() {
+    let t0 = Instant::now();
+    let mut m = open_on_one_of(1, 3, t0);
+    let out = m.handle(lost("refused"), t0);
+    assert_eq!(uses(&out), None);
+    assert!(!has(&out, |i| *i == Instruction::Connect));
+    assert!(wake(&out) > t0);
+    // An unreachable server on a send is a failed send, as it always was.
+    let a = Uuid::from_u128(1);
+    let t1 = wake(&out);
+    let out = m.handle(Event::Tick, t1);
+    assert_eq!(out[0], Instruction::Connect);
+    m.handle(Event::Connected, t1);
+    m.handle(welcome(3), t1);
+    m.handle(Event::OutboxHead(Some(a)), t1);
+    let out = m.handle(
+        Event::MutationDone {
+            mutation_id: a,
+            result: Sent::Unreachable("refused".into()),
+        },
+        t1,
+    );
+    assert_eq!(uses(&out), None);
+    assert!(!has(&out, |i| *i == Instruction::Close));
+}
+
+#[test]
+fn a_send_nobody_answers_fails_over_and_replays_the_same_mutation() {
+    let t0 = Instant::now();
+    let mut m = open_on_one_of(2, 5, t0);
+    let a = Uuid::from_u128(0xa);
+    let out = m.handle(Event::OutboxHead(Some(a)), t0);
+    assert!(has(&out, |i| *i == Instruction::Send { mutation_id: a }));
+    let out = m.handle(
+        Event::MutationDone {
+            mutation_id: a,
+            result: Sent::Unreachable("connection refused".into()),
+        },
+        t0,
+    );
+    assert_eq!(out[0], Instruction::Close, "the feed there is left too");
+    assert_eq!(uses(&out), Some(1));
+    assert!(has(&out, |i| *i == Instruction::Connect));
+    assert!(!has(&out, |i| matches!(i, Instruction::Send { .. })));
+    m.handle(Event::OutboxHead(Some(a)), t0);
+    let out = m.handle(Event::Connected, t0);
+    assert_eq!(out[0], Instruction::SendHello { cursor: 5 });
+    // Welcomed at the next address: the same mutation goes again, at once.
+    let out = m.handle(welcome(5), t0);
+    assert!(
+        has(&out, |i| *i == Instruction::Send { mutation_id: a }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_snapshot_that_fails_is_fetched_from_the_next_address() {
+    let t0 = Instant::now();
+    let mut m = machine(None).with_servers(2, 1);
+    assert_eq!(m.server(), 1);
+    assert_eq!(m.start(t0)[0], Instruction::FetchSnapshot);
+    let out = m.handle(
+        Event::SnapshotFailed {
+            error: "refused".into(),
+            expired: false,
+        },
+        t0,
+    );
+    assert_eq!(uses(&out), Some(0));
+    assert_eq!(out[1], Instruction::FetchSnapshot, "{out:?}");
+    // An expired session is the same everywhere: no rotation, it waits for the app.
+    let out = m.handle(
+        Event::SnapshotFailed {
+            error: "unauthorized".into(),
+            expired: true,
+        },
+        t0,
+    );
+    assert_eq!(uses(&out), None);
+    assert!(m.report().session_expired);
+}
+
+#[test]
+fn a_silent_server_is_left_for_the_next_address_after_dead_after() {
+    let t0 = Instant::now();
+    let mut m = open_on_one_of(2, 4, t0);
+    assert_eq!(uses(&m.handle(Event::Tick, t0 + DEAD / 2)), None);
+    let out = m.handle(Event::Tick, t0 + DEAD);
+    assert_eq!(out[0], Instruction::Close);
+    assert_eq!(uses(&out), Some(1));
+    assert!(has(&out, |i| *i == Instruction::Connect));
+    // Connecting that hangs is given up on after dead_after too: a full round, backoff.
+    let out = m.handle(Event::Tick, t0 + DEAD * 2);
+    assert_eq!(uses(&out), Some(0));
+    assert!(!has(&out, |i| *i == Instruction::Connect));
+    assert_eq!(m.cursor(), Some(4), "the cursor goes along");
+}
