@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this.
 
 pub mod notifications;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -175,7 +176,13 @@ impl App {
     /// Switches WebDriver to the window with this label, waiting for it to appear and for
     /// its page to finish booting.
     pub async fn window(&mut self, label: &str) -> &Client {
-        let deadline = Instant::now() + DEADLINE;
+        self.window_within(label, DEADLINE).await
+    }
+
+    /// [`App::window`] with a deadline of the caller's (a first start that downloads a
+    /// long history).
+    pub async fn window_within(&mut self, label: &str, within: Duration) -> &Client {
+        let deadline = Instant::now() + within;
         loop {
             self.refresh_handles().await;
             if let Some(handle) = self.handles.get(label).cloned() {
@@ -196,7 +203,7 @@ impl App {
             }
             assert!(
                 Instant::now() < deadline,
-                "window {label} did not appear within {DEADLINE:?}; open: {:?}",
+                "window {label} did not appear within {within:?}; open: {:?}",
                 self.handles.keys().collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -338,6 +345,15 @@ pub async fn signed_in_measuring(server_url: &str, username: &str) -> (App, temp
 /// Starts the app again on the data dir of an earlier run: it resumes that session from
 /// its cache (no login) and restores its windows.
 pub async fn resumed(server_url: &str, data: &std::path::Path) -> App {
+    resume(server_url, data, false).await
+}
+
+/// [`resumed`], with the pages' latency probes on (`--measure`).
+pub async fn resumed_measuring(server_url: &str, data: &std::path::Path) -> App {
+    resume(server_url, data, true).await
+}
+
+async fn resume(server_url: &str, data: &std::path::Path, measure: bool) -> App {
     // The earlier run's app may still be exiting after its session closed; a second
     // instance on the same data dir would hand over to it (single instance) and quit. One
     // that is still there after a grace period is killed, as a crash would: the test then
@@ -358,7 +374,7 @@ pub async fn resumed(server_url: &str, data: &std::path::Path) -> App {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    App::launch(launch_on(server_url, data, false)).await
+    App::launch(launch_on(server_url, data, measure)).await
 }
 
 /// The app processes with `entry` in their environment (Linux: /proc/*/environ).
@@ -377,7 +393,8 @@ fn apps_running_with(entry: &str) -> Vec<u32> {
         .collect()
 }
 
-fn launch_on(server_url: &str, data: &std::path::Path, measure: bool) -> Launch {
+/// How the app is started against `server_url` on the data directory `data`.
+pub fn launch_on(server_url: &str, data: &std::path::Path, measure: bool) -> Launch {
     Launch {
         args: vec!["--server".into(), server_url.into()],
         env: vec![("CLINIC_DESK_DATA_DIR".into(), data.display().to_string())],

@@ -3,7 +3,8 @@
 //!
 //! - `run`:   install missing system packages, build, start the app in demo mode.
 //! - `test`:  install what tests need, then fmt, clippy and the whole suite (end-to-end
-//!   tests in real windows included) under a virtual display and a private D-Bus.
+//!   tests in real windows included) under a virtual display and a private D-Bus; then the
+//!   server suite again on PostgreSQL, on a throwaway cluster (`pg_virtualenv`).
 //! - `bench`: every benchmark side by side with a Socket.IO peer; writes BENCHMARKS.md.
 //! - `screenshot`: run the demo under Xvfb and save the README's screenshots.
 //! - `chaos`: the long chaos run (`crates/clinic-sync/tests/chaos.rs` at its long size);
@@ -58,7 +59,8 @@ fn main() -> ExitCode {
 const HELP: &str = "usage: cargo xtask <task>
 
   run [-- APP ARGS]   start Clinic Desk in demo mode (installs build packages if missing)
-  test                fmt, clippy, node and every test, end-to-end in real windows included
+  test                fmt, clippy, node and every test, end-to-end in real windows included;
+                      then the server's tests again on a throwaway PostgreSQL cluster
   bench [--quick]     every benchmark against a Socket.IO peer; full runs write BENCHMARKS.md
   screenshot          save docs/screenshot.png (the demo), docs/admin.png and
                       docs/sync-panel.png, taken under Xvfb
@@ -165,10 +167,11 @@ fn test(rest: &[String]) -> Result<(), String> {
     // GTK/WebKit stack is compiled once per run.
     let mut tests = cargo();
     tests
-        .args(["test", "--workspace", "--locked"])
+        .args(TEST_BUILD)
         .env("TAURI_DRIVER", &tauri_driver)
         .env("RUST_BACKTRACE", "1");
     status(&mut headless(&tests))?;
+    server_suite_on_postgres()?;
     // The benchmarks at their quick size, as a smoke run: they work, whatever the figures.
     // (The window benchmark's quick size ran above, as tests/window_latency.rs.) The test
     // run built every binary with the workspace's feature set; building the same set again
@@ -176,6 +179,95 @@ fn test(rest: &[String]) -> Result<(), String> {
     // their dependencies again with other features.
     status(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     status(Command::new(target_dir().join("debug/clinic-bench")).arg("--quick"))
+}
+
+/// The flags of `test`'s one `cargo test`: the PostgreSQL run asks cargo for the same
+/// build, so that it finds every test executable built and compiles nothing.
+const TEST_BUILD: [&str; 3] = ["test", "--workspace", "--locked"];
+
+/// Makes `CLINIC_TEST_POSTGRES` from what `pg_virtualenv` sets (its password is letters and
+/// digits: nothing to escape in the address), then runs every executable given, all of them
+/// even if one fails, and fails if any did.
+const ON_POSTGRES: &str = r#"export CLINIC_TEST_POSTGRES="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE"
+failed=0
+for t in "$@"; do
+    echo "xtask: $ $t   (on PostgreSQL)" >&2
+    "$t" || failed=1
+done
+exit $failed"#;
+
+/// The server's tests (unit and integration) a second time, on PostgreSQL: each test makes
+/// a database of its own on a throwaway cluster that `pg_virtualenv` creates and removes
+/// (PostgreSQL refuses to run as root; pg_virtualenv runs it as `postgres`).
+///
+/// `cargo test -p clinic-server` would resolve features for that package alone and so
+/// compile much of the tree again (serde_json's features differ, and everything above it);
+/// instead, cargo names the executables the workspace run built, and they run here as
+/// `cargo test` would run them (from the package's folder).
+fn server_suite_on_postgres() -> Result<(), String> {
+    let mut list = cargo();
+    list.args(TEST_BUILD)
+        .args(["--no-run", "--message-format=json"]);
+    eprintln!("xtask: $ {}", describe(&list));
+    let out = list
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not start `{}`: {e}", describe(&list)))?;
+    if !out.status.success() {
+        return Err(format!("`{}` failed ({})", describe(&list), out.status));
+    }
+    let package = root().join("crates/clinic-server");
+    let manifest = package.join("Cargo.toml");
+    let executables = test_executables(&String::from_utf8_lossy(&out.stdout), &manifest);
+    if executables.is_empty() {
+        return Err("cargo listed no test executable of clinic-server".into());
+    }
+    let mut run = Command::new("pg_virtualenv");
+    run.current_dir(&package)
+        .args(["sh", "-c", ON_POSTGRES, "sh"])
+        .args(&executables)
+        .env("RUST_BACKTRACE", "1");
+    status(&mut run)
+}
+
+/// The test executables (unit and integration tests) of the package whose manifest is
+/// `manifest`, from cargo's JSON messages (`--message-format=json`, one object a line).
+fn test_executables(messages: &str, manifest: &Path) -> Vec<PathBuf> {
+    let manifest = manifest.to_string_lossy();
+    messages
+        .lines()
+        .filter(|line| json_string(line, "reason").as_deref() == Some("compiler-artifact"))
+        .filter(|line| json_string(line, "manifest_path").as_deref() == Some(&*manifest))
+        .filter(|line| {
+            // The profile is a flat object; a target's own `"test"` field says only
+            // whether it is tested by default, so look inside the profile.
+            line.split_once(r#""profile":{"#)
+                .and_then(|(_, rest)| rest.split_once('}'))
+                .is_some_and(|(profile, _)| profile.contains(r#""test":true"#))
+        })
+        .filter_map(|line| json_string(line, "executable"))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The string value of the first `"key":` in a line of cargo's JSON (no spaces around
+/// the colon in its messages); `None` if absent or not a string (`null`).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let (_, rest) = line.split_once(&format!(r#""{key}":""#))?;
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+    None
 }
 
 fn target_dir() -> PathBuf {
@@ -222,8 +314,43 @@ fn bench(rest: &[String]) -> Result<(), String> {
         window_bench.env("CLINIC_BENCH_FULL", "1");
     }
     status(&mut headless(&window_bench))?;
-    let mut cmd = Command::new(target_dir().join("release/clinic-bench"));
-    cmd.current_dir(root()).arg("--windows").arg(&windows);
+    // The growth benchmark (tests/window_growth.rs): a clinic's history generated through
+    // the real server at each size, then the app on it. The test runs the server in its
+    // own process, and in a debug build the server's booking checks make generating the
+    // 150,000-booking clinic take hours: so the test is built with --release here.
+    let growth = target_dir().join("bench/growth.json");
+    let mut growth_bench = cargo();
+    growth_bench
+        .args([
+            "test",
+            "--release",
+            "--workspace",
+            "--locked",
+            "--test",
+            "window_growth",
+            "--",
+            "--nocapture",
+        ])
+        .env("TAURI_DRIVER", &tauri_driver)
+        .env("CLINIC_DESK_APP", target_dir().join("release/clinic-desk"))
+        .env("CLINIC_BENCH_GROWTH_OUT", &growth);
+    if !quick {
+        growth_bench.env("CLINIC_BENCH_FULL", "1");
+    }
+    status(&mut headless(&growth_bench))?;
+    // The bench runs inside a throwaway PostgreSQL cluster (`pg_virtualenv`, as the server
+    // suite's PostgreSQL run), for its `postgres` benchmark: two server instances on
+    // PostgreSQL beside one on SQLite. It makes a database of its own there for each row.
+    // pg_virtualenv turns fsync off for its clusters; on again, so that PostgreSQL commits
+    // are as durable as the SQLite server's (synchronous=FULL) they are compared with.
+    let mut cmd = Command::new("pg_virtualenv");
+    cmd.current_dir(root())
+        .args(["-o", "fsync=on", "sh", "-c", BENCH_ON_POSTGRES, "sh"])
+        .arg(target_dir().join("release/clinic-bench"))
+        .arg("--windows")
+        .arg(&windows)
+        .arg("--growth")
+        .arg(&growth);
     if quick {
         cmd.arg("--quick");
     } else {
@@ -231,6 +358,11 @@ fn bench(rest: &[String]) -> Result<(), String> {
     }
     status(&mut cmd)
 }
+
+/// Makes `CLINIC_BENCH_POSTGRES` from what `pg_virtualenv` sets (its password is letters
+/// and digits: nothing to escape), then runs the bench command given.
+const BENCH_ON_POSTGRES: &str = r#"export CLINIC_BENCH_POSTGRES="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE"
+exec "$@""#;
 
 fn screenshot() -> Result<(), String> {
     setup::ensure_build_packages()?;
@@ -302,4 +434,42 @@ fn chaos(rest: &[String]) -> Result<(), String> {
             .env("CLINIC_CHAOS_REPORT", root().join("RELIABILITY.md"))
             .env("RUST_BACKTRACE", "1"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as cargo writes them (shortened): the server's lib unit tests, one of its
+    /// integration tests, its binary (not a test), a fresh test of another package, and a
+    /// build-script message.
+    const MESSAGES: &str = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/clinic-server#0.1.0","manifest_path":"/w/crates/clinic-server/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"clinic_server","src_path":"/w/crates/clinic-server/src/lib.rs","edition":"2021","doctest":true,"test":true},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":true},"features":[],"filenames":["/w/target/debug/deps/clinic_server-1"],"executable":"/w/target/debug/deps/clinic_server-1","fresh":true}
+{"reason":"compiler-artifact","package_id":"path+file:///w/crates/clinic-server#0.1.0","manifest_path":"/w/crates/clinic-server/Cargo.toml","target":{"kind":["test"],"crate_types":["bin"],"name":"server","src_path":"/w/crates/clinic-server/tests/server.rs","edition":"2021","doctest":false,"test":true},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":true},"features":[],"filenames":["/w/target/debug/deps/server-2"],"executable":"/w/target/debug/deps/server-2","fresh":true}
+{"reason":"compiler-artifact","package_id":"path+file:///w/crates/clinic-server#0.1.0","manifest_path":"/w/crates/clinic-server/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"clinic-server","src_path":"/w/crates/clinic-server/src/main.rs","edition":"2021","doctest":false,"test":true},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false},"features":[],"filenames":["/w/target/debug/clinic-server"],"executable":"/w/target/debug/clinic-server","fresh":true}
+{"reason":"compiler-artifact","package_id":"path+file:///w/crates/clinic-sync#0.1.0","manifest_path":"/w/crates/clinic-sync/Cargo.toml","target":{"kind":["test"],"crate_types":["bin"],"name":"sync","src_path":"/w/crates/clinic-sync/tests/sync.rs","edition":"2021","doctest":false,"test":true},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":true},"features":[],"filenames":["/w/target/debug/deps/sync-3"],"executable":"/w/target/debug/deps/sync-3","fresh":true}
+{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#serde@1.0.0","manifest_path":"/r/serde/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"serde","src_path":"/r/serde/src/lib.rs","edition":"2018","doctest":true,"test":true},"profile":{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false},"features":[],"filenames":["/w/target/debug/deps/libserde.rlib"],"executable":null,"fresh":true}
+{"reason":"build-finished","success":true}"#;
+
+    #[test]
+    fn the_postgres_run_takes_exactly_the_servers_test_executables() {
+        let found = test_executables(MESSAGES, Path::new("/w/crates/clinic-server/Cargo.toml"));
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/w/target/debug/deps/clinic_server-1"),
+                PathBuf::from("/w/target/debug/deps/server-2"),
+            ]
+        );
+        assert!(test_executables(MESSAGES, Path::new("/w/other/Cargo.toml")).is_empty());
+    }
+
+    #[test]
+    fn a_json_string_is_read_with_its_escapes_and_null_is_none() {
+        assert_eq!(
+            json_string(r#"{"a":"x\"y\\z","b":null}"#, "a").as_deref(),
+            Some(r#"x"y\z"#)
+        );
+        assert_eq!(json_string(r#"{"a":"x","b":null}"#, "b"), None);
+        assert_eq!(json_string(r#"{"a":"unterminated"#, "a"), None);
+    }
 }

@@ -90,7 +90,7 @@ async fn writer_for(which: Which, server: SocketAddr) -> anyhow::Result<Writer> 
 }
 
 /// Connects the receiving clients numbered `range`, a few hundred handshakes at a time.
-async fn connect_receivers(
+pub(crate) async fn connect_receivers(
     env: &Env,
     which: Which,
     server: SocketAddr,
@@ -115,7 +115,7 @@ async fn connect_receivers(
 }
 
 /// Waits until `phase` has `expected` deliveries, or `grace` passes without completing.
-async fn drain(probe: &Probe, phase: usize, expected: u64, grace: Duration) -> bool {
+pub(crate) async fn drain(probe: &Probe, phase: usize, expected: u64, grace: Duration) -> bool {
     let deadline = Instant::now() + grace;
     loop {
         if probe.stats(phase).delivered() >= expected {
@@ -355,13 +355,35 @@ pub(crate) async fn fan_out(
         }
     };
 
+    let steps = rate_steps(env, which.name(), &writer, clients, rates, step_time).await?;
+    let _ = stop_tx.send(true);
+    report_failures(which.name(), receivers).await;
+    Ok(FanOut {
+        clients,
+        steps,
+        rss_per_connection_kib,
+        syscalls_per_delivery,
+        syscall_rate,
+    })
+}
+
+/// Raises the send rate step by step, `step_time` at each of `rates`, until a step does not
+/// keep up (p99 over [`SUSTAINED_P99`], or deliveries missing): what each step achieved.
+pub(crate) async fn rate_steps(
+    env: &Env,
+    label: &str,
+    writer: &Writer,
+    clients: usize,
+    rates: &[f64],
+    step_time: Duration,
+) -> anyhow::Result<Vec<Step>> {
     let mut steps = Vec::new();
     for &rate in rates {
         let phase = env.probe.phase();
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let total = (rate * step_time.as_secs_f64()).ceil().max(1.0) as u64;
         let start = env.probe.elapsed();
-        let took = write_at(&writer, &env.probe, phase, rate, total).await?;
+        let took = write_at(writer, &env.probe, phase, rate, total).await?;
         let expected = total * clients as u64;
         drain(&env.probe, phase, expected, Duration::from_secs(5)).await;
         let stats = env.probe.stats(phase);
@@ -377,8 +399,7 @@ pub(crate) async fn fan_out(
             deliveries_per_s: delivered as f64 / span.as_secs_f64().max(1e-9),
         };
         eprintln!(
-            "  {} {clients} clients at {rate}/s: p99 {:.2} ms, {}/{} delivered, {:.0} deliveries/s",
-            which.name(),
+            "  {label} {clients} clients at {rate}/s: p99 {:.2} ms, {}/{} delivered, {:.0} deliveries/s",
             step.latency.p99.as_secs_f64() * 1e3,
             step.delivered,
             step.expected,
@@ -389,15 +410,7 @@ pub(crate) async fn fan_out(
             break;
         }
     }
-    let _ = stop_tx.send(true);
-    report_failures(which, receivers).await;
-    Ok(FanOut {
-        clients,
-        steps,
-        rss_per_connection_kib,
-        syscalls_per_delivery,
-        syscall_rate,
-    })
+    Ok(steps)
 }
 
 /// The server's resident memory once a change has reached all `clients` connected
@@ -411,7 +424,7 @@ async fn settled_rss(env: &Env, writer: &Writer, pid: u32, clients: usize) -> an
 
 /// Says how many receivers ended on an error (a resync for being too slow, a closed
 /// socket): their missing deliveries already count against the step they happened in.
-async fn report_failures(which: Which, receivers: Vec<Receiver>) {
+pub(crate) async fn report_failures(label: &str, receivers: Vec<Receiver>) {
     let mut failed = 0;
     let mut first = None;
     for r in receivers {
@@ -421,10 +434,7 @@ async fn report_failures(which: Which, receivers: Vec<Receiver>) {
         }
     }
     if let Some(e) = first {
-        eprintln!(
-            "  {}: {failed} clients ended early; the first: {e:#}",
-            which.name()
-        );
+        eprintln!("  {label}: {failed} clients ended early; the first: {e:#}");
     }
 }
 
@@ -780,15 +790,34 @@ pub(crate) async fn writes(
 ) -> anyhow::Result<Writes> {
     let server = procs::start_ours_with(&env.server_bin, env.cores.server, commit.flags()).await?;
     let writer = Writer::ours(server.addr).await?;
-    for i in 0..writers.max(8) {
-        writer.create(format!("warm-up {i}")).await?;
+    let (per_s, latency) = write_load(&[writer], writers, time).await?;
+    Ok(Writes {
+        commit,
+        writers,
+        per_s,
+        latency,
+    })
+}
+
+/// `writers` concurrent writers, writer `w` on `through[w % through.len()]`, each sending
+/// its next change as soon as the last is answered, for `time` after a warm-up through
+/// each: mutations per second, and the answer latency.
+pub(crate) async fn write_load(
+    through: &[Writer],
+    writers: usize,
+    time: Duration,
+) -> anyhow::Result<(f64, Latency)> {
+    for (i, writer) in through.iter().enumerate() {
+        for j in 0..writers.max(8) {
+            writer.create(format!("warm-up {i} {j}")).await?;
+        }
     }
     let latency = Arc::new(Histogram::new());
     let start = Instant::now();
     let deadline = start + time;
     let mut tasks = JoinSet::new();
     for w in 0..writers {
-        let (writer, latency) = (writer.clone(), Arc::clone(&latency));
+        let (writer, latency) = (through[w % through.len()].clone(), Arc::clone(&latency));
         tasks.spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
@@ -807,10 +836,5 @@ pub(crate) async fn writes(
     let took = start.elapsed();
     #[allow(clippy::cast_precision_loss)]
     let per_s = total as f64 / took.as_secs_f64();
-    Ok(Writes {
-        commit,
-        writers,
-        per_s,
-        latency: latency.summary(),
-    })
+    Ok((per_s, latency.summary()))
 }

@@ -11,6 +11,8 @@
 //! - `benches`: propagation, fan-out (with memory per connection), catch-up, local cache,
 //!   server writes.
 //! - `history`: the dashboards' reads on a cache holding years of a clinic's history.
+//! - `stores`: the server on PostgreSQL, two instances on one database, beside one on
+//!   SQLite: propagation and fan-out across instances, writes on each store.
 //! - `report`: the table on stdout and the results section of BENCHMARKS.md.
 //!
 //! Benchmarks print figures; nothing here fails on a time.
@@ -22,6 +24,7 @@ mod probe;
 mod procs;
 mod report;
 mod sides;
+mod stores;
 mod wire;
 
 use std::path::PathBuf;
@@ -49,11 +52,14 @@ struct Args {
     /// The window benchmark's results (JSON written by tests/window_latency.rs).
     #[arg(long)]
     windows: Option<PathBuf>,
+    /// The growth benchmark's results (JSON written by tests/window_growth.rs).
+    #[arg(long)]
+    growth: Option<PathBuf>,
     /// Write the results section of this markdown file (between its result markers).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Run only these benchmarks (propagation, fan-out, catch-up, cache, writes, history);
-    /// default: all.
+    /// Run only these benchmarks (propagation, fan-out, catch-up, cache, writes, history,
+    /// postgres); default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Fan-out client counts to run instead of the size's own (for profiling one case).
@@ -62,6 +68,12 @@ struct Args {
     /// Catch-up sizes (K) to run instead of the size's own (for profiling one case).
     #[arg(long, value_delimiter = ',')]
     catch_up: Vec<u64>,
+    /// A PostgreSQL database where the user may CREATE DATABASE
+    /// (`postgres://user:password@host:port/db`), for the `postgres` benchmark, which makes
+    /// a database of its own there for each row. Without it, only that benchmark's SQLite
+    /// rows run.
+    #[arg(long, env = "CLINIC_BENCH_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
     /// The command line to record as the one that produced the results.
     #[arg(long, default_value = "cargo xtask bench")]
     command: String,
@@ -84,6 +96,10 @@ pub(crate) struct Sizes {
     pub(crate) write_time: Duration,
     /// Bookings in the generated histories of the read benchmark.
     pub(crate) history: Vec<usize>,
+    /// Clients of the store benchmark's propagation and fan-out (SQLite against two
+    /// instances on PostgreSQL).
+    pub(crate) store_propagation: Vec<usize>,
+    pub(crate) store_fan_out: Vec<usize>,
 }
 
 impl Sizes {
@@ -101,6 +117,8 @@ impl Sizes {
             writers: vec![1, 16],
             write_time: Duration::from_millis(500),
             history: vec![1_000, 10_000],
+            store_propagation: vec![10],
+            store_fan_out: vec![100],
         }
     }
 
@@ -118,6 +136,8 @@ impl Sizes {
             writers: vec![1, 16],
             write_time: Duration::from_secs(5),
             history: vec![1_000, 10_000, 150_000],
+            store_propagation: vec![1, 100],
+            store_fan_out: vec![100, 1_000],
         }
     }
 }
@@ -158,9 +178,17 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let results = runtime.block_on(run(&env, &sizes, &args.only))?;
+    let postgres = args
+        .postgres
+        .as_deref()
+        .filter(|url| !url.trim().is_empty());
+    let results = runtime.block_on(run(&env, &sizes, &args.only, postgres))?;
     let windows = match &args.windows {
         Some(path) => Some(report::Windows::read(path)?),
+        None => None,
+    };
+    let growth = match &args.growth {
+        Some(path) => Some(report::Growth::read(path)?),
         None => None,
     };
     let report = report::Report {
@@ -169,6 +197,7 @@ fn main() -> anyhow::Result<()> {
         cores,
         results,
         windows,
+        growth,
     };
     report.print();
     if let Some(path) = &args.markdown {
@@ -178,7 +207,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(env: &Env, sizes: &Sizes, only: &[String]) -> anyhow::Result<report::Results> {
+async fn run(
+    env: &Env,
+    sizes: &Sizes,
+    only: &[String],
+    postgres: Option<&str>,
+) -> anyhow::Result<report::Results> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut r = report::Results::default();
     for &n in sizes
@@ -235,6 +269,18 @@ async fn run(env: &Env, sizes: &Sizes, only: &[String]) -> anyhow::Result<report
                 .with_context(|| format!("writes, {writers} writers, {}", commit.name()))?;
             r.writes.push(w);
         }
+    }
+    if wanted("postgres") {
+        let store_sizes = stores::StoreSizes {
+            propagation_clients: &sizes.store_propagation,
+            samples: sizes.samples,
+            fan_out_clients: &sizes.store_fan_out,
+            rates: &sizes.rates,
+            step: sizes.step,
+            writers: &sizes.writers,
+            write_time: sizes.write_time,
+        };
+        r.stores = Some(stores::run(env, postgres, &store_sizes).await?);
     }
     for &bookings in sizes.history.iter().filter(|_| wanted("history")) {
         eprintln!("history: dashboard reads with {bookings} bookings");

@@ -99,11 +99,31 @@ pub(crate) async fn start_ours_with(
     core: Option<usize>,
     flags: &[&str],
 ) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
+    start_ours_on(bin, core, None, flags).await
+}
+
+/// Our server on the store `db` (`--db`, e.g. a `postgres://` address several instances
+/// share), or on a fresh SQLite file in a temporary directory if `None`; `--demo` seeds
+/// the demo clinic unless the database has staff already, so a second instance on the
+/// same database starts on the first one's clinic.
+pub(crate) async fn start_ours_on(
+    bin: &Path,
+    core: Option<usize>,
+    db: Option<&str>,
+    flags: &[&str],
+) -> anyhow::Result<Server> {
+    let (dir, db) = match db {
+        Some(db) => (None, std::ffi::OsString::from(db)),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let db = dir.path().join("clinic.db").into_os_string();
+            (Some(dir), db)
+        }
+    };
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let child = command(bin, core)
+    let mut child = command(bin, core)
         .arg("--db")
-        .arg(dir.path().join("clinic.db"))
+        .arg(db)
         .arg("--listen")
         .arg(addr.to_string())
         .arg("--demo")
@@ -132,6 +152,9 @@ pub(crate) async fn start_ours_with(
         if ok {
             break;
         }
+        if let Some(exit) = child.try_wait()? {
+            bail!("our server exited before answering ({exit}); its log is above");
+        }
         if Instant::now() > deadline {
             bail!("our server did not answer on {addr} within 30 s");
         }
@@ -141,7 +164,7 @@ pub(crate) async fn start_ours_with(
         _child: child,
         pid,
         addr,
-        _dir: Some(dir),
+        _dir: dir,
     })
 }
 

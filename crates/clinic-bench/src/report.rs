@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::benches::{CacheFigures, Commit, FanOut, Receivers, Writes, SUSTAINED_P99};
+use crate::benches::{CacheFigures, Commit, FanOut, Receivers, Step, Writes, SUSTAINED_P99};
 use crate::hist::Latency;
 use crate::procs::Cores;
 use crate::sides::Which;
+use crate::stores::{Layout, Stores};
 
 #[derive(Debug, Default)]
 pub(crate) struct Results {
@@ -21,6 +22,7 @@ pub(crate) struct Results {
     pub(crate) cache: Option<CacheFigures>,
     pub(crate) writes: Vec<Writes>,
     pub(crate) history: Vec<crate::history::Size>,
+    pub(crate) stores: Option<Stores>,
 }
 
 /// What tests/window_latency.rs measured in the real app.
@@ -48,6 +50,63 @@ impl Windows {
     }
 }
 
+/// What tests/window_growth.rs measured: the real app on a clinic whose history was
+/// generated through the real server, at each size.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Growth {
+    sizes: Vec<GrowthSize>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct GrowthSize {
+    bookings: u64,
+    slots: u64,
+    messages: u64,
+    staff: u64,
+    generate_s: f64,
+    cold_first_render_ms: f64,
+    cold_all_counted_ms: f64,
+    warm_first_render_ms: f64,
+    open_window_ms: Vec<OpenWindow>,
+    click_observer: WindowLatency,
+    click_own: WindowLatency,
+    rss_kib_1_window: u64,
+    pss_kib_1_window: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OpenWindow {
+    kind: String,
+    /// The request in the page to the new page's first render.
+    ms: f64,
+    /// The part of it in the new page: its navigation start to its first render (the rest
+    /// is making the window and its web view).
+    page_ms: f64,
+}
+
+impl GrowthSize {
+    /// The slowest of the windows opened at this size.
+    fn open_max(&self) -> f64 {
+        self.open_window_ms.iter().map(|o| o.ms).fold(0.0, f64::max)
+    }
+}
+
+impl Growth {
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Growth> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the growth results {}", path.display()))?;
+        serde_json::from_str(&text).context("the growth results")
+    }
+
+    fn smallest(&self) -> Option<&GrowthSize> {
+        self.sizes.iter().min_by_key(|s| s.bookings)
+    }
+
+    fn largest(&self) -> Option<&GrowthSize> {
+        self.sizes.iter().max_by_key(|s| s.bookings)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Report {
     pub(crate) quick: bool,
@@ -55,6 +114,7 @@ pub(crate) struct Report {
     pub(crate) cores: Cores,
     pub(crate) results: Results,
     pub(crate) windows: Option<Windows>,
+    pub(crate) growth: Option<Growth>,
 }
 
 fn ms(d: Duration) -> String {
@@ -315,6 +375,8 @@ impl Report {
 
         self.writes_table(&mut o);
         self.history_table(&mut o);
+        self.growth_table(&mut o);
+        self.stores_table(&mut o);
 
         let _ = writeln!(o, "\n### Goals\n");
         let _ = writeln!(o, "| goal | measured | |");
@@ -416,6 +478,201 @@ impl Report {
             );
         }
         let _ = writeln!(o, "\nOperators creating bookings over HTTP, each sending its next change when the last is answered; ratios are mutations/s, above 1× is better. No peer: the Socket.IO server writes nothing to disk.");
+    }
+
+    /// Benchmark 9: two instances on PostgreSQL beside one on SQLite, every PostgreSQL
+    /// figure with its ratio to the SQLite one from the same run.
+    fn stores_table(&self, o: &mut String) {
+        let Some(st) = &self.results.stores else {
+            return;
+        };
+        const NOT_RUN: &str = "not run (no PostgreSQL)";
+        let _ = writeln!(
+            o,
+            "\n### 9. PostgreSQL, two instances on one database, beside SQLite, one instance\n"
+        );
+        if let Some(settings) = &st.settings {
+            let _ = writeln!(o, "PostgreSQL: {settings}.\n");
+        }
+        if !st.postgres {
+            let _ = writeln!(o, "PostgreSQL: {NOT_RUN}; set `CLINIC_BENCH_POSTGRES` (or `--postgres`), as `cargo xtask bench` does. The SQLite figures are below.\n");
+        }
+        // A PostgreSQL cell and its ratio to SQLite's, or "not run" (and no ratio).
+        let pg = |figure: Option<String>, r: String| match figure {
+            Some(f) => (f, r),
+            None if st.postgres => ("n/a".to_owned(), "n/a".to_owned()),
+            None => (NOT_RUN.to_owned(), String::new()),
+        };
+
+        let prop = |layout: Layout, n: usize| {
+            st.propagation
+                .iter()
+                .find(|(l, c, _)| *l == layout && *c == n)
+                .map(|p| p.2)
+        };
+        let mut ns: Vec<usize> = st.propagation.iter().map(|p| p.1).collect();
+        ns.sort_unstable();
+        ns.dedup();
+        if !ns.is_empty() {
+            let _ = writeln!(o, "Propagation: the writer on instance A sends one change at a time; p50 / p99 ms until every client has it (frame decoded).\n");
+            let _ = writeln!(
+                o,
+                "| clients | {} | {} | ratio | {} | ratio |",
+                Layout::Sqlite.name(),
+                Layout::PgCross.name(),
+                Layout::PgSpread.name()
+            );
+            let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|");
+            for n in ns {
+                let Some(base) = prop(Layout::Sqlite, n) else {
+                    continue;
+                };
+                let cell = |l: Latency| format!("{} / {}", ms(l.p50), ms(l.p99));
+                let versus = |layout: Layout| {
+                    let l = prop(layout, n);
+                    pg(
+                        l.map(cell),
+                        l.map_or(String::new(), |l| {
+                            format!(
+                                "{} / {}",
+                                ratio(l.p50.as_secs_f64(), base.p50.as_secs_f64()),
+                                ratio(l.p99.as_secs_f64(), base.p99.as_secs_f64())
+                            )
+                        }),
+                    )
+                };
+                let (cross, cross_r) = versus(Layout::PgCross);
+                let (spread, spread_r) = versus(Layout::PgSpread);
+                let _ = writeln!(
+                    o,
+                    "| {n} | {} | {cross} | {cross_r} | {spread} | {spread_r} |",
+                    cell(base)
+                );
+            }
+        }
+
+        let fan = |layout: Layout, n: usize| {
+            st.fan_out
+                .iter()
+                .find(|(l, c, _)| *l == layout && *c == n)
+                .map(|f| f.2.as_slice())
+        };
+        let mut cs: Vec<usize> = st.fan_out.iter().map(|f| f.1).collect();
+        cs.sort_unstable();
+        cs.dedup();
+        if !cs.is_empty() {
+            let _ = writeln!(o, "\nFan-out: the writer on A raises its rate step by step (as in benchmark 2). Highest rate with p99 ≤ {} ms, changes/s; and deliveries/s at the highest rate tried.\n", SUSTAINED_P99.as_millis());
+            let _ = writeln!(
+                o,
+                "| clients | figure | {} | {} | ratio | {} | ratio |",
+                Layout::Sqlite.name(),
+                Layout::PgCross.name(),
+                Layout::PgSpread.name()
+            );
+            let _ = writeln!(o, "|---:|---|---:|---:|---:|---:|---:|");
+            for &c in &cs {
+                let Some(base) = fan(Layout::Sqlite, c) else {
+                    continue;
+                };
+                for (label, f) in [
+                    ("sustained rate", sustained_steps as fn(&[Step]) -> f64),
+                    ("deliveries/s", saturation_steps),
+                ] {
+                    let b = f(base);
+                    let versus = |layout: Layout| {
+                        let v = fan(layout, c).map(f);
+                        pg(
+                            v.map(|v| format!("{v:.0}")),
+                            v.map_or(String::new(), |v| ratio(v, b)),
+                        )
+                    };
+                    let (cross, cross_r) = versus(Layout::PgCross);
+                    let (spread, spread_r) = versus(Layout::PgSpread);
+                    let _ = writeln!(
+                        o,
+                        "| {c} | {label} | {b:.0} | {cross} | {cross_r} | {spread} | {spread_r} |"
+                    );
+                }
+            }
+            let _ = writeln!(o, "\nEvery step (p99 ms, delivered / expected):\n");
+            let _ = writeln!(
+                o,
+                "| clients | rate/s | {} | {} | {} |",
+                Layout::Sqlite.name(),
+                Layout::PgCross.name(),
+                Layout::PgSpread.name()
+            );
+            let _ = writeln!(o, "|---:|---:|---|---|---|");
+            for &c in &cs {
+                let mut rates: Vec<f64> = st
+                    .fan_out
+                    .iter()
+                    .filter(|f| f.1 == c)
+                    .flat_map(|f| f.2.iter().map(|s| s.rate))
+                    .collect();
+                rates.sort_by(f64::total_cmp);
+                rates.dedup();
+                for rate in rates {
+                    let cell = |layout: Layout| match fan(layout, c) {
+                        Some(steps) => steps
+                            .iter()
+                            .find(|s| s.rate == rate)
+                            .map_or("not run".to_owned(), |s| {
+                                format!("{} ({} / {})", ms(s.latency.p99), s.delivered, s.expected)
+                            }),
+                        None if layout.on_postgres() && !st.postgres => NOT_RUN.to_owned(),
+                        None => "n/a".to_owned(),
+                    };
+                    let _ = writeln!(
+                        o,
+                        "| {c} | {rate:.0} | {} | {} | {} |",
+                        cell(Layout::Sqlite),
+                        cell(Layout::PgCross),
+                        cell(Layout::PgSpread)
+                    );
+                }
+            }
+        }
+
+        let write = |layout: Layout, n: usize| {
+            st.writes
+                .iter()
+                .find(|w| w.0 == layout && w.1 == n)
+                .map(|w| (w.2, w.3))
+        };
+        let mut ws: Vec<usize> = st.writes.iter().map(|w| w.1).collect();
+        ws.sort_unstable();
+        ws.dedup();
+        if !ws.is_empty() {
+            let _ = writeln!(o, "\nWrites: operators creating bookings over HTTP, each sending its next change when the last is answered (as in benchmark 7, the server's own settings); mutations/s (p50 / p99 ms of the answer). On two instances the writers alternate between A and B.\n");
+            let _ = writeln!(
+                o,
+                "| writers | {} | {} | ratio | {} | ratio |",
+                Layout::Sqlite.name(),
+                Layout::PgOne.name(),
+                Layout::PgSpread.writes_name()
+            );
+            let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|");
+            let cell =
+                |(per_s, l): (f64, Latency)| format!("{per_s:.0} ({} / {})", ms(l.p50), ms(l.p99));
+            for n in ws {
+                let Some(base) = write(Layout::Sqlite, n) else {
+                    continue;
+                };
+                let versus = |layout: Layout| {
+                    let w = write(layout, n);
+                    pg(w.map(cell), w.map_or(String::new(), |w| ratio(w.0, base.0)))
+                };
+                let (one, one_r) = versus(Layout::PgOne);
+                let (two, two_r) = versus(Layout::PgSpread);
+                let _ = writeln!(
+                    o,
+                    "| {n} | {} | {one} | {one_r} | {two} | {two_r} |",
+                    cell(base)
+                );
+            }
+        }
+        let _ = writeln!(o, "\nRatios are PostgreSQL ÷ SQLite: below 1× is better for times, above 1× for rates. Our server instances run on the servers' core (two instances share it); PostgreSQL's processes run where the kernel puts them.");
     }
 
     fn goals(&self) -> Vec<(String, String, bool)> {
@@ -539,7 +796,139 @@ impl Report {
                 w.windows_4.p99_ms < 16.7,
             ));
         }
+        if let Some((small, large)) = self
+            .growth
+            .as_ref()
+            .and_then(|gr| Some((gr.smallest()?, gr.largest()?)))
+        {
+            g.push((
+                format!("opening a window < 150 ms at {} bookings", large.bookings),
+                format!("{:.0} ms (the slowest kind)", large.open_max()),
+                large.open_max() < 150.0,
+            ));
+            // The rows below compare two sizes; a run of one size has nothing to compare.
+            let compared = small.bookings < large.bookings;
+            if compared {
+                // "Unchanged": within a fifth, or within 2 ms (page times are whole ms).
+                let (a, b) = (small.click_observer.p50_ms, large.click_observer.p50_ms);
+                g.push((
+                    format!(
+                        "click-to-render at {} bookings as at {} (p50, 1 other window)",
+                        large.bookings, small.bookings
+                    ),
+                    format!("{b:.0} ms vs {a:.0} ms ({})", ratio(b, a)),
+                    b <= a * 1.2 || b <= a + 2.0,
+                ));
+                let (a, b) = (small.pss_kib_1_window, large.pss_kib_1_window);
+                g.push((
+                    format!(
+                        "app memory at {} bookings as at {} (PSS, 1 window, within 10%)",
+                        large.bookings, small.bookings
+                    ),
+                    format!("{:.0} MiB vs {:.0} MiB", kib_mib(b), kib_mib(a)),
+                    kib_mib(b) <= kib_mib(a) * 1.1,
+                ));
+            }
+            g.push((
+                format!(
+                    "start with a warm cache < 1 s at {} bookings",
+                    large.bookings
+                ),
+                format!("{:.0} ms", large.warm_first_render_ms),
+                large.warm_first_render_ms < 1000.0,
+            ));
+        }
         g
+    }
+
+    /// The app as the clinic's history grows (tests/window_growth.rs): one column a size.
+    fn growth_table(&self, o: &mut String) {
+        let Some(gr) = &self.growth else { return };
+        if gr.sizes.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n### 10. Growth: the app on a clinic's history generated through the server\n"
+        );
+        let mut head = String::from("| |");
+        let mut rule = String::from("|---|");
+        for s in &gr.sizes {
+            let _ = write!(head, " {} bookings |", s.bookings);
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(o, "{head}\n{rule}");
+        let row = |o: &mut String, what: &str, cell: &dyn Fn(&GrowthSize) -> String| {
+            let mut line = format!("| {what} |");
+            for s in &gr.sizes {
+                let _ = write!(line, " {} |", cell(s));
+            }
+            let _ = writeln!(o, "{line}");
+        };
+        row(o, "slots, messages, staff", &|s| {
+            format!("{}, {}, {}", s.slots, s.messages, s.staff)
+        });
+        row(o, "generated through the server, s", &|s| {
+            format!("{:.1}", s.generate_s)
+        });
+        row(
+            o,
+            "first start: sign-in → first dashboard rendered, ms",
+            &|s| format!("{:.0}", s.cold_first_render_ms),
+        );
+        row(
+            o,
+            "first start: sign-in → every booking counted, ms",
+            &|s| format!("{:.0}", s.cold_all_counted_ms),
+        );
+        row(
+            o,
+            "start with a warm cache: process → first dashboard rendered, ms",
+            &|s| format!("{:.0}", s.warm_first_render_ms),
+        );
+        let kinds: Vec<&str> = gr.sizes[0]
+            .open_window_ms
+            .iter()
+            .map(|w| w.kind.as_str())
+            .collect();
+        for kind in kinds {
+            row(
+                o,
+                &format!("opening one more {kind} window, ms (in the new page)"),
+                &|s| {
+                    s.open_window_ms
+                        .iter()
+                        .find(|w| w.kind == kind)
+                        .map_or("n/a".into(), |w| {
+                            format!("{:.0} (page {:.0})", w.ms, w.page_ms)
+                        })
+                },
+            );
+        }
+        row(
+            o,
+            "click → rendered in 1 other window, p50 / max ms",
+            &|s| {
+                format!(
+                    "{:.0} / {:.0}",
+                    s.click_observer.p50_ms, s.click_observer.max_ms
+                )
+            },
+        );
+        row(
+            o,
+            "click → rendered in its own window, p50 / max ms",
+            &|s| format!("{:.0} / {:.0}", s.click_own.p50_ms, s.click_own.max_ms),
+        );
+        row(o, "app memory with 1 window: RSS / PSS, MiB", &|s| {
+            format!(
+                "{:.0} / {:.0}",
+                kib_mib(s.rss_kib_1_window),
+                kib_mib(s.pss_kib_1_window)
+            )
+        });
+        let clicks = gr.sizes[0].click_observer.n;
+        let _ = writeln!(o, "\nEach size is a fresh server given its history through its HTTP API (bookings created by an operator, accepted by their therapists or cancelled; availability; messages, those to the signed-in user read), then the release app signed in as maria (operator and therapist: her cache holds every booking and slot). The server dates bookings only from yesterday on, so the history runs from today forward at the same density per day at every size: today and this week hold the same at every size. Opening a window: the request in the page to the new page's first render. Clicks: {clicks} a size, through a booking's life cycle in the therapist window.");
     }
 
     #[allow(clippy::print_stdout)]
@@ -573,7 +962,11 @@ fn kib_mib(kib: u64) -> f64 {
 
 /// The highest rate a run sustained, in changes per second (0 if none).
 fn sustained(f: &FanOut) -> f64 {
-    f.steps
+    sustained_steps(&f.steps)
+}
+
+fn sustained_steps(steps: &[Step]) -> f64 {
+    steps
         .iter()
         .filter(|s| s.kept_up(SUSTAINED_P99))
         .map(|s| s.rate)
@@ -582,10 +975,11 @@ fn sustained(f: &FanOut) -> f64 {
 
 /// Deliveries per second at the highest rate tried: the saturation figure.
 fn saturation(f: &FanOut) -> f64 {
-    f.steps
-        .iter()
-        .map(|s| s.deliveries_per_s)
-        .fold(0.0, f64::max)
+    saturation_steps(&f.steps)
+}
+
+fn saturation_steps(steps: &[Step]) -> f64 {
+    steps.iter().map(|s| s.deliveries_per_s).fold(0.0, f64::max)
 }
 
 fn today() -> String {
@@ -639,4 +1033,68 @@ fn node_version() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "missing".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What tests/window_growth.rs writes, at two sizes.
+    const GROWTH: &str = r#"{ "sizes": [
+      { "bookings": 1000, "slots": 100, "messages": 666, "staff": 60, "mutations": 2599,
+        "generate_s": 1.5, "setup_s": 5.0, "cold_first_render_ms": 800, "cold_all_counted_ms": 1300,
+        "warm_first_render_ms": 700,
+        "open_window_ms": [{ "kind": "operator", "ms": 90, "page_ms": 40 }, { "kind": "messages", "ms": 120, "page_ms": 60 }],
+        "click_observer": { "n": 30, "p50_ms": 10, "p99_ms": 20, "max_ms": 25 },
+        "click_own": { "n": 30, "p50_ms": 8, "p99_ms": 15, "max_ms": 18 },
+        "rss_kib_1_window": 512000, "pss_kib_1_window": 307200 },
+      { "bookings": 150000, "slots": 15000, "messages": 100000, "staff": 60, "mutations": 390000,
+        "generate_s": 600, "setup_s": 5.0, "cold_first_render_ms": 9000, "cold_all_counted_ms": 12000,
+        "warm_first_render_ms": 1200,
+        "open_window_ms": [{ "kind": "operator", "ms": 140, "page_ms": 70 }, { "kind": "messages", "ms": 160, "page_ms": 90 }],
+        "click_observer": { "n": 30, "p50_ms": 11, "p99_ms": 22, "max_ms": 30 },
+        "click_own": { "n": 30, "p50_ms": 9, "p99_ms": 16, "max_ms": 19 },
+        "rss_kib_1_window": 614400, "pss_kib_1_window": 409600 }
+    ] }"#;
+
+    #[test]
+    fn the_growth_table_and_its_goals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("growth.json");
+        std::fs::write(&path, GROWTH).expect("write");
+        let report = Report {
+            quick: false,
+            command: "cargo xtask bench".into(),
+            cores: Cores {
+                server: None,
+                load: None,
+            },
+            results: Results::default(),
+            windows: None,
+            growth: Some(Growth::read(&path).expect("the growth results")),
+        };
+        let md = report.markdown();
+        assert!(md.contains("| | 1000 bookings | 150000 bookings |"), "{md}");
+        assert!(
+            md.contains("| opening one more messages window, ms (in the new page) | 120 (page 60) | 160 (page 90) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| app memory with 1 window: RSS / PSS, MiB | 500 / 300 | 600 / 400 |"),
+            "{md}"
+        );
+        let goals: Vec<_> = report.goals();
+        let find = |start: &str| {
+            goals
+                .iter()
+                .find(|g| g.0.starts_with(start))
+                .unwrap_or_else(|| panic!("no goal {start}: {goals:?}"))
+        };
+        // The slowest window (160 ms) misses 150 ms; 11 ms against 10 is unchanged; memory
+        // grew by a third; the warm start took 1.2 s.
+        assert!(!find("opening a window < 150 ms at 150000").2);
+        assert!(find("click-to-render at 150000 bookings as at 1000").2);
+        assert!(!find("app memory at 150000").2);
+        assert!(!find("start with a warm cache < 1 s").2);
+    }
 }
