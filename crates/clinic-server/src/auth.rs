@@ -262,6 +262,9 @@ pub(crate) enum Ending {
     PasswordReset,
     /// An administrator disabled the account.
     Disabled,
+    /// Found revoked in the database by another instance's doing, whose notice of it this
+    /// instance missed (see `AppState::open`'s sweep).
+    Revoked,
 }
 
 impl Ending {
@@ -271,9 +274,10 @@ impl Ending {
     pub(crate) fn code(self) -> ErrorCode {
         match self {
             Ending::Disabled => ErrorCode::AccountDisabled,
-            Ending::SignedOut | Ending::PasswordChanged | Ending::PasswordReset => {
-                ErrorCode::Unauthorized
-            }
+            Ending::SignedOut
+            | Ending::PasswordChanged
+            | Ending::PasswordReset
+            | Ending::Revoked => ErrorCode::Unauthorized,
         }
     }
 
@@ -284,6 +288,7 @@ impl Ending {
             Ending::PasswordChanged => "password_changed",
             Ending::PasswordReset => "password_reset",
             Ending::Disabled => "disabled",
+            Ending::Revoked => "revoked",
         }
     }
 
@@ -293,6 +298,7 @@ impl Ending {
             Ending::PasswordChanged,
             Ending::PasswordReset,
             Ending::Disabled,
+            Ending::Revoked,
         ]
         .into_iter()
         .find(|e| e.as_str() == text)
@@ -309,6 +315,7 @@ impl Ending {
                  they give you."
             }
             Ending::Disabled => "An administrator disabled your account.",
+            Ending::Revoked => "This session was ended; sign in again.",
         }
     }
 }
@@ -332,6 +339,11 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
+    /// The hashes of the tokens with a feed open now.
+    pub(crate) fn watched(&self) -> Vec<Vec<u8>> {
+        self.open().keys().cloned().collect()
+    }
+
     fn open(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Flag>> {
         // Every critical section leaves the map consistent, so a panic in one is harmless.
         self.open.lock().unwrap_or_else(PoisonError::into_inner)

@@ -125,6 +125,9 @@ impl AppState {
                 }
             }
         });
+        if store.db().shared() {
+            tokio::spawn(sweep_revoked(store.db().clone(), Arc::downgrade(&sessions)));
+        }
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -163,7 +166,7 @@ impl AppState {
             return;
         }
         if let Err(e) = self.store.db().announce_revoked(hashes, why.as_str()).await {
-            // The other instances' feeds then end at their next check of the token.
+            // The other instances' sweeps end those feeds (`sweep_revoked`).
             tracing::warn!("could not tell the other instances of ended sessions: {e}");
         }
         self.sessions.end(hashes, why).await;
@@ -172,6 +175,36 @@ impl AppState {
     /// Keeps only the last `keep_last` changes; clients with older cursors resync.
     pub async fn compact_log(&self, keep_last: u64) -> Result<(), ServerError> {
         self.store.compact(keep_last).await
+    }
+}
+
+/// How often an instance on a shared database looks for revoked tokens among those its
+/// feeds use.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// On a shared database, what makes a revocation on another instance end the feeds here
+/// even when its notice was lost (this instance's connection to the database was down when
+/// it was sent): every [`SWEEP_EVERY`], the tokens with a feed open are looked up (one
+/// statement, as many keys as feeds) and the revoked ones' feeds end. Ends with the state.
+async fn sweep_revoked(db: store::db::Db, sessions: std::sync::Weak<auth::Sessions>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(sessions) = sessions.upgrade() else {
+            return;
+        };
+        let watched = sessions.watched();
+        if watched.is_empty() {
+            continue;
+        }
+        match db.revoked_among(&watched).await {
+            Ok(revoked) if !revoked.is_empty() => {
+                sessions.end(&revoked, auth::Ending::Revoked).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not look for revoked sessions: {e}"),
+        }
     }
 }
 

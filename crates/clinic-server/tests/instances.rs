@@ -20,10 +20,12 @@ use clinic_protocol::{
     Booking, BookingAction, BookingStatus, Change, ClientFrame, ErrorCode, Mutation,
     MutationOutcome, NewBooking, NewMessage, Record, ServerFrame, PROTOCOL_VERSION,
 };
+use clinic_server::Database;
 use clinic_test_kit::postgres::PgCluster;
 use clinic_test_kit::process::ServerProcess;
 use clinic_test_kit::{poll_until, staff_id, Staffer, TestServer, TestStore, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
+use sqlx::{Connection, PgConnection};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -668,5 +670,63 @@ async fn instances_ride_out_a_database_restart_and_their_feeds_have_no_gap() {
         ids,
         written.iter().map(|w| Some(w.1)).collect::<Vec<_>>(),
         "every write once, in commit order"
+    );
+}
+
+/// The code a feed ends with, reading past changes and heartbeats; `None` if it closes
+/// without one. Fails the test if it has not ended within the deadline.
+async fn ended_with(ws: &mut Ws) -> Option<ErrorCode> {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match read(ws).await {
+                Some(ServerFrame::Error { code, .. }) => return Some(code),
+                Some(ServerFrame::Changes { .. } | ServerFrame::Heartbeat { .. }) => {}
+                Some(other) => panic!("unexpected on a feed: {other:?}"),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the feed ends in time")
+}
+
+/// A session revoked through one instance ends its feed on another at once (the notice),
+/// and ends it too when the notice never came: here the token is revoked in the database
+/// behind both instances' backs, as if the notice had been lost, and the instance finds it
+/// on its own (its sweep of the tokens its feeds use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_session_ends_its_feeds_on_every_instance_notice_or_not() {
+    let (_cluster, store) = TestStore::postgres_anywhere().await;
+    let a = TestServer::start_in(store.beside(), |_| {}).await;
+    let b = TestServer::beside(&a).await;
+
+    // Signed out through A: the feed on B ends with `unauthorized`.
+    let olivia = a.login("olivia").await;
+    let mut on_b = Reader::open(&olivia.via(&b.url()), 0).await;
+    olivia.logout().await;
+    let ended = ended_with(on_b.ws.as_mut().expect("open")).await;
+    assert_eq!(
+        ended,
+        Some(ErrorCode::Unauthorized),
+        "signed out on A, ended on B"
+    );
+
+    // Revoked with no notice at all: B still finds it.
+    let sam = a.login("sam").await;
+    let mut on_b = Reader::open(&sam.via(&b.url()), 0).await;
+    let Database::Postgres(url) = store.database() else {
+        unreachable!("a PostgreSQL store");
+    };
+    let mut db = PgConnection::connect(url).await.expect("the database");
+    sqlx::query("UPDATE tokens SET revoked = TRUE WHERE staff_id = $1")
+        .bind(sam.login.user.id.to_string())
+        .execute(&mut db)
+        .await
+        .expect("revoke behind the instances' backs");
+    let ended = ended_with(on_b.ws.as_mut().expect("open")).await;
+    assert_eq!(
+        ended,
+        Some(ErrorCode::Unauthorized),
+        "found revoked by B itself"
     );
 }

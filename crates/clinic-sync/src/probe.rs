@@ -14,7 +14,7 @@ use crate::error::SyncError;
 use crate::queries::Queries;
 
 /// The cache's schema, in migration order, for a floor measured with another SQLite driver.
-pub const SCHEMA: [&str; 7] = [
+pub const SCHEMA: [&str; 8] = [
     include_str!("../migrations/0001_cache.sql"),
     include_str!("../migrations/0002_typed_cache.sql"),
     include_str!("../migrations/0003_outbox_tag.sql"),
@@ -22,6 +22,7 @@ pub const SCHEMA: [&str; 7] = [
     include_str!("../migrations/0005_query_indexes.sql"),
     include_str!("../migrations/0006_rejections.sql"),
     include_str!("../migrations/0007_lean_indexes.sql"),
+    include_str!("../migrations/0008_covering_day_index.sql"),
 ];
 
 /// A cache file opened directly.

@@ -152,6 +152,25 @@ impl Db {
         matches!(self, Db::Postgres(_))
     }
 
+    /// Which of these token hashes are revoked now (PostgreSQL only: on SQLite this
+    /// process revokes every token itself and ends its feeds as it does).
+    pub(crate) async fn revoked_among(
+        &self,
+        hashes: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, ServerError> {
+        Ok(match self {
+            Db::Sqlite(_) => Vec::new(),
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT token_hash FROM tokens WHERE revoked AND token_hash = ANY($1)",
+                )
+                .bind(hashes)
+                .fetch_all(pool)
+                .await?
+            }
+        })
+    }
+
     /// Tells every instance (this one too) that these tokens' sessions ended, and why.
     /// Nothing to tell on SQLite, which one process serves.
     pub(crate) async fn announce_revoked(

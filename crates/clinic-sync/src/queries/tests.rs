@@ -457,3 +457,26 @@ fn the_literal_conditions_name_the_protocol_statuses() {
         )
     );
 }
+
+/// Regression: the day index lacked the status, so counting the bookings from today on in
+/// some statuses (the operator's "Upcoming", "Confirmed today") looked every booking of the
+/// range up in the table: 0.4 s a view read at 150,000 bookings ahead. The index now covers
+/// those counts (migration 0008).
+#[tokio::test]
+async fn the_counts_by_day_and_status_read_the_day_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(&dir).await;
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT count(*) FROM records INDEXED BY booking_day \
+         WHERE kind = 'booking' AND day >= '2026-11-30' AND status IN ('requested', 'confirmed')",
+    )
+    .fetch_all(cache.pool())
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("USING COVERING INDEX booking_day")),
+        "{plan:?}"
+    );
+}
