@@ -83,8 +83,16 @@ impl Staffer {
 
     /// Sends `mutation` under the id `mutation_id` (to replay it, send the same id again).
     pub async fn send(&self, mutation_id: Uuid, mutation: Mutation) -> MutationOutcome {
-        let res = self
-            .http
+        answer(self.post_mutation(mutation_id, mutation).await, "mutation").await
+    }
+
+    /// `POST /v1/mutations` with this session's token.
+    async fn post_mutation(
+        &self,
+        mutation_id: Uuid,
+        mutation: Mutation,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.http
             .post(format!("{}{}", self.server, paths::MUTATIONS))
             .bearer_auth(&self.login.token)
             .json(&MutationRequest {
@@ -92,8 +100,7 @@ impl Staffer {
                 mutation,
             })
             .send()
-            .await;
-        answer(res, "mutation").await
+            .await
     }
 
     /// [`Staffer::send`] that says what went wrong instead of panicking: the request did
@@ -105,14 +112,7 @@ impl Staffer {
         mutation: &Mutation,
     ) -> Result<MutationOutcome, String> {
         let res = self
-            .http
-            .post(format!("{}{}", self.server, paths::MUTATIONS))
-            .bearer_auth(&self.login.token)
-            .json(&MutationRequest {
-                mutation_id,
-                mutation: mutation.clone(),
-            })
-            .send()
+            .post_mutation(mutation_id, mutation.clone())
             .await
             .map_err(|e| format!("no answer: {e}"))?;
         let status = res.status();

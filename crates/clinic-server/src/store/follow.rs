@@ -145,13 +145,6 @@ pub(super) struct Follower {
 }
 
 impl Follower {
-    /// Catches up if the database's head is past memory's (`None`: look it up).
-    async fn catch_up_to(&self, head: Option<u64>) -> Result<(), ServerError> {
-        catch_up_to(&self.db, &self.memory, &self.published, head)
-            .await
-            .map(drop)
-    }
-
     /// Listens until the connection fails for good (then returns why).
     async fn listen(&self) -> Result<(), ServerError> {
         let Db::Postgres(pool) = &self.db else {
@@ -160,14 +153,20 @@ impl Follower {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen_all([HEAD_CHANNEL, REVOKED_CHANNEL]).await?;
         // Whatever was committed while nobody listened.
-        self.catch_up_to(None).await?;
+        catch_up_to(&self.db, &self.memory, &self.published, None).await?;
         // Two loops side by side rather than one `select!` over both: a notification is
         // never read half-way and dropped for a tick.
         let hearing = async {
             loop {
                 match listener.try_recv().await? {
                     Some(n) if n.channel() == HEAD_CHANNEL => {
-                        self.catch_up_to(n.payload().parse().ok()).await?;
+                        catch_up_to(
+                            &self.db,
+                            &self.memory,
+                            &self.published,
+                            n.payload().parse().ok(),
+                        )
+                        .await?;
                     }
                     Some(n) => {
                         if let Some((why, hash)) = n.payload().split_once(':') {
@@ -178,7 +177,9 @@ impl Follower {
                     }
                     // The connection was lost and made again: what was said meanwhile is
                     // lost, what was committed is in the log.
-                    None => self.catch_up_to(None).await?,
+                    None => {
+                        catch_up_to(&self.db, &self.memory, &self.published, None).await?;
+                    }
                 }
             }
         };
@@ -187,7 +188,7 @@ impl Follower {
             look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 look.tick().await;
-                self.catch_up_to(None).await?;
+                catch_up_to(&self.db, &self.memory, &self.published, None).await?;
             }
         };
         tokio::select! {
