@@ -1,14 +1,17 @@
 //! What deserves a native notification, decided without IO.
 //!
 //! The backend feeds every change the server sent (never the user's own optimistic changes)
-//! through [`Newsroom::observe`]; it remembers the last state of each booking so it can tell
-//! "assigned to me" or "rescheduled" from any other edit. [`Newsroom::flush`] turns what one
-//! batch brought into notifications: one per piece of news, or a single summary when a
-//! catch-up brought several, so a user coming back online is not buried.
+//! through [`Newsroom::observe`]; it remembers the last state of the bookings it can have
+//! news about so it can tell "assigned to me" or "rescheduled" from any other edit.
+//! [`Newsroom::flush`] turns what one batch brought into notifications: one per piece of
+//! news, or a single summary when a catch-up brought several, so a user coming back online
+//! is not buried.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use chrono::{NaiveDate, NaiveTime};
 use clinic_protocol::{Booking, BookingStatus, Id, Message, Record, Role, Staff};
+use clinic_sync::BookingQuery;
 
 use crate::windows::WindowKind;
 
@@ -53,102 +56,161 @@ pub struct Notice {
 }
 
 /// Remembers what the user has seen and collects the news of the current batch.
+///
+/// It remembers only the bookings it can have news about, which stay few however long the
+/// history: the user's own (as therapist or driver) and, for operators, those declined now.
+/// (It used to keep every booking, which with three years of a clinic's history took about
+/// 300 MiB and a read of the whole cache at every start: BENCHMARKS.md, growth.) A booking
+/// new to an operator is told by its first version, which the feed carries for every booking
+/// created while the app was away too, since a catch-up replays the log.
 #[derive(Debug)]
 pub struct Newsroom {
     me: Staff,
-    bookings: HashMap<Id, Booking>,
+    operator: bool,
+    /// The user's own bookings as last seen.
+    mine: HashMap<Id, Seen>,
+    /// For operators: the bookings declined now.
+    declined: HashSet<Id>,
     names: HashMap<Id, String>,
     pending: Vec<News>,
 }
 
+/// What judging the next change to one of the user's own bookings needs of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    status: BookingStatus,
+    when: (NaiveDate, NaiveTime, NaiveTime),
+}
+
 impl Newsroom {
-    /// Starts from what the cache holds, which is old news by definition.
-    pub fn new<'a>(me: Staff, known: impl IntoIterator<Item = &'a Record>) -> Newsroom {
+    /// The bookings [`Newsroom::new`] needs to know of `me` from the cache: one index range
+    /// each, never the history.
+    pub fn recalls(me: &Staff) -> Vec<BookingQuery> {
+        let mut wants = Vec::new();
+        if me.has(Role::Therapist) {
+            wants.push(BookingQuery {
+                therapist: Some(me.id),
+                ..BookingQuery::default()
+            });
+        }
+        if me.has(Role::Driver) {
+            wants.push(BookingQuery {
+                driver: Some(me.id),
+                ..BookingQuery::default()
+            });
+        }
+        if clinic_protocol::rules::is_operator(me) {
+            wants.push(BookingQuery {
+                statuses: Some(vec![BookingStatus::Declined]),
+                ..BookingQuery::default()
+            });
+        }
+        wants
+    }
+
+    /// Starts from what the cache holds, which is old news by definition: the staff (for
+    /// names) and the bookings [`Newsroom::recalls`] asks for.
+    pub fn new<'a>(
+        me: Staff,
+        staff: impl IntoIterator<Item = &'a Staff>,
+        known: impl IntoIterator<Item = &'a Booking>,
+    ) -> Newsroom {
         let mut room = Newsroom {
+            operator: clinic_protocol::rules::is_operator(&me),
             me,
-            bookings: HashMap::new(),
+            mine: HashMap::new(),
+            declined: HashSet::new(),
             names: HashMap::new(),
             pending: Vec::new(),
         };
-        for record in known {
-            room.remember(record);
+        for s in staff {
+            room.names.insert(s.id, s.display_name.clone());
+        }
+        for b in known {
+            room.remember(b);
         }
         room
     }
 
-    fn remember(&mut self, record: &Record) {
-        match record {
-            Record::Booking(b) => {
-                self.bookings.insert(b.id, b.clone());
-            }
-            Record::Staff(s) => {
-                self.names.insert(s.id, s.display_name.clone());
-            }
-            Record::Slot(_) | Record::Message(_) => {}
+    fn is_mine(&self, b: &Booking) -> bool {
+        let me = &self.me;
+        (b.therapist_id == Some(me.id) && me.has(Role::Therapist))
+            || (b.driver_id == Some(me.id) && me.has(Role::Driver))
+    }
+
+    fn remember(&mut self, b: &Booking) {
+        if self.is_mine(b) {
+            let seen = Seen {
+                status: b.status,
+                when: (b.date, b.start, b.end),
+            };
+            self.mine.insert(b.id, seen);
+        } else {
+            self.mine.remove(&b.id);
+        }
+        if self.operator && b.status == BookingStatus::Declined {
+            self.declined.insert(b.id);
+        } else {
+            self.declined.remove(&b.id);
         }
     }
 
     /// Looks at one change the server sent. `actor` is who made it (`None`: web intake).
     pub fn observe(&mut self, record: &Record, actor: Option<Id>) {
-        let previous = match record {
-            Record::Booking(b) => self.bookings.get(&b.id).cloned(),
-            _ => None,
+        let news = match record {
+            Record::Booking(b) => {
+                let news = self.judge_booking(b);
+                self.remember(b);
+                news
+            }
+            Record::Staff(s) => {
+                self.names.insert(s.id, s.display_name.clone());
+                None
+            }
+            Record::Message(m)
+                if m.recipient_id == self.me.id && m.read_at.is_none() && m.version == 1 =>
+            {
+                Some(News::Message(m.clone()))
+            }
+            Record::Message(_) | Record::Slot(_) => None,
         };
-        self.remember(record);
         if actor == Some(self.me.id) {
             return; // Never news about my own actions, from whichever window or device.
         }
-        if let Some(news) = self.judge(previous.as_ref(), record) {
-            self.pending.push(news);
-        }
+        self.pending.extend(news);
     }
 
     /// Forgets a record the user can no longer see.
     pub fn forget(&mut self, id: Id) {
-        self.bookings.remove(&id);
+        self.mine.remove(&id);
+        self.declined.remove(&id);
     }
 
-    fn judge(&self, previous: Option<&Booking>, record: &Record) -> Option<News> {
-        let me = &self.me;
-        match record {
-            Record::Message(m)
-                if m.recipient_id == me.id && m.read_at.is_none() && m.version == 1 =>
-            {
-                Some(News::Message(m.clone()))
-            }
-            Record::Booking(b) => {
-                let mine = (b.therapist_id == Some(me.id) && me.has(Role::Therapist))
-                    || (b.driver_id == Some(me.id) && me.has(Role::Driver));
-                let was_mine = previous.is_some_and(|p| {
-                    (p.therapist_id == Some(me.id) && me.has(Role::Therapist))
-                        || (p.driver_id == Some(me.id) && me.has(Role::Driver))
-                });
-                let operator = clinic_protocol::rules::is_operator(me);
-                match previous {
-                    None if operator => Some(News::NewBooking(b.clone())),
-                    _ if mine && !was_mine => Some(News::AssignedToMe(b.clone())),
-                    Some(p)
-                        if mine
-                            && b.status == BookingStatus::Cancelled
-                            && p.status != BookingStatus::Cancelled =>
-                    {
-                        Some(News::Cancelled(b.clone()))
-                    }
-                    Some(p) if mine && (p.date, p.start, p.end) != (b.date, b.start, b.end) => {
-                        Some(News::Rescheduled(b.clone()))
-                    }
-                    Some(p)
-                        if operator
-                            && b.status == BookingStatus::Declined
-                            && p.status != BookingStatus::Declined =>
-                    {
-                        Some(News::Declined(b.clone()))
-                    }
-                    _ => None,
+    /// What a booking's new state is news of, against what was remembered of it.
+    fn judge_booking(&self, b: &Booking) -> Option<News> {
+        let was = self.mine.get(&b.id);
+        if self.operator && b.version == 1 {
+            Some(News::NewBooking(b.clone()))
+        } else if self.is_mine(b) {
+            match was {
+                None => Some(News::AssignedToMe(b.clone())),
+                Some(p)
+                    if b.status == BookingStatus::Cancelled
+                        && p.status != BookingStatus::Cancelled =>
+                {
+                    Some(News::Cancelled(b.clone()))
                 }
+                Some(p) if p.when != (b.date, b.start, b.end) => Some(News::Rescheduled(b.clone())),
+                Some(_) => self.declined_news(b),
             }
-            _ => None,
+        } else {
+            self.declined_news(b)
         }
+    }
+
+    fn declined_news(&self, b: &Booking) -> Option<News> {
+        (self.operator && b.status == BookingStatus::Declined && !self.declined.contains(&b.id))
+            .then(|| News::Declined(b.clone()))
     }
 
     /// The notifications for everything observed since the last flush: each on its own, or
@@ -319,7 +381,7 @@ mod tests {
     #[test]
     fn an_operator_hears_of_new_bookings_but_not_of_their_own() {
         let me = staff("Olivia", &[Role::Operator]);
-        let mut room = Newsroom::new(me.clone(), []);
+        let mut room = Newsroom::new(me.clone(), [], []);
         room.observe(&Record::Booking(booking(None)), None);
         let notices = room.flush();
         assert_eq!(notices.len(), 1);
@@ -338,7 +400,7 @@ mod tests {
     fn a_therapist_hears_of_assignment_reschedule_and_cancel_but_not_of_other_edits() {
         let me = staff("Elena", &[Role::Therapist]);
         let op = staff("Olivia", &[Role::Operator]);
-        let mut room = Newsroom::new(me.clone(), []);
+        let mut room = Newsroom::new(me.clone(), [], []);
         let mut b = booking(Some(me.id));
         room.observe(&Record::Booking(b.clone()), Some(op.id));
         assert_eq!(room.flush()[0].summary, "Booking assigned to you");
@@ -364,17 +426,12 @@ mod tests {
         let elena = staff("Dr. Elena Reyes", &[Role::Therapist]);
         let olivia = staff("Olivia Grant", &[Role::Operator]);
         let dan = staff("Dan Cole", &[Role::Driver]);
-        let staff_records = [&elena, &olivia, &dan].map(|s| Record::Staff(s.clone()));
+        let staff = [elena.clone(), olivia.clone(), dan.clone()];
         let mut b = booking(Some(elena.id));
         b.driver_id = Some(dan.id);
-        let known: Vec<Record> = staff_records
-            .iter()
-            .cloned()
-            .chain([Record::Booking(b.clone())])
-            .collect();
-        let mut operator = Newsroom::new(olivia.clone(), &known);
-        let mut therapist = Newsroom::new(elena.clone(), &known);
-        let mut driver = Newsroom::new(dan, &known);
+        let mut operator = Newsroom::new(olivia.clone(), &staff, [&b]);
+        let mut therapist = Newsroom::new(elena.clone(), &staff, [&b]);
+        let mut driver = Newsroom::new(dan, &staff, [&b]);
 
         b.status = BookingStatus::Declined;
         b.version = 2;
@@ -422,9 +479,57 @@ mod tests {
     }
 
     #[test]
+    fn it_remembers_only_the_bookings_it_can_have_news_about() {
+        let me = staff("Maria", &[Role::Operator, Role::Therapist]);
+        let recalls = Newsroom::recalls(&me);
+        assert_eq!(recalls.len(), 2, "{recalls:?}");
+        assert_eq!(recalls[0].therapist, Some(me.id));
+        assert_eq!(recalls[1].statuses, Some(vec![BookingStatus::Declined]));
+        let driver = staff("Dan", &[Role::Driver]);
+        assert_eq!(
+            Newsroom::recalls(&driver),
+            vec![BookingQuery {
+                driver: Some(driver.id),
+                ..BookingQuery::default()
+            }]
+        );
+
+        let others: Vec<Booking> = (0..1_000).map(|_| booking(Some(Uuid::new_v4()))).collect();
+        let mine = booking(Some(me.id));
+        let mut declined = booking(Some(Uuid::new_v4()));
+        declined.status = BookingStatus::Declined;
+        let room = Newsroom::new(me, [], others.iter().chain([&mine, &declined]));
+        assert_eq!(room.mine.len(), 1);
+        assert!(room.mine.contains_key(&mine.id));
+        assert_eq!(room.declined.len(), 1);
+        assert!(room.declined.contains(&declined.id));
+    }
+
+    #[test]
+    fn an_edit_to_a_booking_it_does_not_remember_is_not_news() {
+        let me = staff("Olivia", &[Role::Operator]);
+        let other = staff("Omar", &[Role::Operator]);
+        let mut room = Newsroom::new(me, [], []);
+        let mut b = booking(Some(Uuid::new_v4()));
+        b.status = BookingStatus::Confirmed;
+        b.version = 3;
+        b.notes = "ring twice".into();
+        room.observe(&Record::Booking(b.clone()), Some(other.id));
+        assert!(
+            room.flush().is_empty(),
+            "an old booking's edit is not a new booking"
+        );
+
+        b.status = BookingStatus::Declined;
+        b.version = 4;
+        room.observe(&Record::Booking(b), Some(other.id));
+        assert_eq!(room.flush()[0].summary, "Booking declined");
+    }
+
+    #[test]
     fn a_catch_up_gives_one_summary() {
         let me = staff("Maria", &[Role::Operator, Role::Therapist]);
-        let mut room = Newsroom::new(me.clone(), []);
+        let mut room = Newsroom::new(me.clone(), [], []);
         for _ in 0..3 {
             room.observe(&Record::Booking(booking(None)), None);
         }
@@ -448,7 +553,7 @@ mod tests {
     #[test]
     fn messages_to_others_and_read_receipts_are_not_news() {
         let me = staff("Dan", &[Role::Driver]);
-        let mut room = Newsroom::new(me.clone(), []);
+        let mut room = Newsroom::new(me.clone(), [], []);
         let mut msg = Message {
             id: Uuid::new_v4(),
             sender_id: me.id,

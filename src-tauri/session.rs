@@ -395,16 +395,24 @@ fn detail(current: &Record) -> Option<String> {
     }
 }
 
-/// A newsroom that knows what the cache holds now: that is old news.
+/// A newsroom that knows what the cache holds now: that is old news. It reads the staff and
+/// the few bookings it remembers ([`Newsroom::recalls`]), never the whole cache.
 async fn newsroom_from_cache(engine: &Engine) -> Newsroom {
-    let known = match engine.queries().all().await {
-        Ok(records) => records.into_iter().map(|r| r.record).collect::<Vec<_>>(),
-        Err(e) => {
-            tracing::warn!("could not read the cache for notifications: {e}");
-            Vec::new()
+    let me = engine.user();
+    let queries = engine.queries();
+    let read = async {
+        let staff = queries.staff().await?;
+        let mut known = Vec::new();
+        for query in Newsroom::recalls(&me) {
+            known.extend(queries.bookings(&query).await?);
         }
+        Ok::<_, clinic_sync::SyncError>((staff, known))
     };
-    Newsroom::new(engine.user(), known.iter())
+    let (staff, known) = read.await.unwrap_or_else(|e| {
+        tracing::warn!("could not read the cache for notifications: {e}");
+        Default::default()
+    });
+    Newsroom::new(me, &staff, known.iter().map(|b| &b.record))
 }
 
 fn emit<T: serde::Serialize + Clone>(app: &AppHandle, event: &str, payload: T) {

@@ -697,6 +697,9 @@ fn print(sizes: &[Size], took: Duration) {
             mib(s.memory.pss_kib)
         )
     });
+    row("  of which the app's own process, PSS MiB", &|s| {
+        format!("{:.0}", mib(s.memory.backend_pss_kib))
+    });
 }
 
 /// The figures `cargo xtask bench` reads (`clinic-bench --growth`).
@@ -722,6 +725,7 @@ fn write_json(sizes: &[Size], path: &Path) {
                 "click_own": summary_json(&s.click_own),
                 "rss_kib_1_window": s.memory.rss_kib,
                 "pss_kib_1_window": s.memory.pss_kib,
+                "backend_pss_kib_1_window": s.memory.backend_pss_kib,
             })
         }).collect::<Vec<_>>(),
     });

@@ -114,6 +114,7 @@ pub async fn settled_memory(app: &mut App, pid: u32, windows: &[String]) -> Memo
     Memory {
         rss_kib: tree.iter().map(|p| p.rss_kib).sum(),
         pss_kib: tree.iter().map(|p| p.pss_kib).sum(),
+        backend_pss_kib: tree.iter().find(|p| p.pid == pid).map_or(0, |p| p.pss_kib),
         web_processes: web,
     }
 }
@@ -157,6 +158,9 @@ pub struct Memory {
     /// stack's libraries) divided among them, where VmRSS counts them once per process.
     /// Printed for comparison.
     pub pss_kib: u64,
+    /// The app's own process (its backend: engine, cache, windows' IPC), without WebKit's:
+    /// what grows with the cache shows here.
+    pub backend_pss_kib: u64,
     /// WebKit web processes.
     pub web_processes: usize,
 }
@@ -164,6 +168,7 @@ pub struct Memory {
 /// One process of the app.
 #[derive(Debug)]
 pub struct Proc {
+    pub pid: u32,
     pub name: String,
     pub rss_kib: u64,
     pub pss_kib: u64,
@@ -201,6 +206,7 @@ pub fn process_tree(pid: u32) -> Vec<Proc> {
             .and_then(|s| field(&s, "Pss:").and_then(kib))
             .unwrap_or(0);
         out.push(Proc {
+            pid: p,
             name,
             rss_kib,
             pss_kib,

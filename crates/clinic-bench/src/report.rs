@@ -72,6 +72,8 @@ struct GrowthSize {
     click_own: WindowLatency,
     rss_kib_1_window: u64,
     pss_kib_1_window: u64,
+    /// The app's own process alone (its WebKit processes left out).
+    backend_pss_kib_1_window: u64,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -927,6 +929,11 @@ impl Report {
                 kib_mib(s.pss_kib_1_window)
             )
         });
+        row(
+            o,
+            "of which the app's own process (not WebKit's), PSS MiB",
+            &|s| format!("{:.0}", kib_mib(s.backend_pss_kib_1_window)),
+        );
         let clicks = gr.sizes[0].click_observer.n;
         let _ = writeln!(o, "\nEach size is a fresh server given its history through its HTTP API (bookings created by an operator, accepted by their therapists or cancelled; availability; messages, those to the signed-in user read), then the release app signed in as maria (operator and therapist: her cache holds every booking and slot). The server dates bookings only from yesterday on, so the history runs from today forward at the same density per day at every size: today and this week hold the same at every size. Opening a window: the request in the page to the new page's first render. Clicks: {clicks} a size, through a booking's life cycle in the therapist window.");
     }
@@ -1047,14 +1054,16 @@ mod tests {
         "open_window_ms": [{ "kind": "operator", "ms": 90, "page_ms": 40 }, { "kind": "messages", "ms": 120, "page_ms": 60 }],
         "click_observer": { "n": 30, "p50_ms": 10, "p99_ms": 20, "max_ms": 25 },
         "click_own": { "n": 30, "p50_ms": 8, "p99_ms": 15, "max_ms": 18 },
-        "rss_kib_1_window": 512000, "pss_kib_1_window": 307200 },
+        "rss_kib_1_window": 512000, "pss_kib_1_window": 307200,
+        "backend_pss_kib_1_window": 81920 },
       { "bookings": 150000, "slots": 15000, "messages": 100000, "staff": 60, "mutations": 390000,
         "generate_s": 600, "setup_s": 5.0, "cold_first_render_ms": 9000, "cold_all_counted_ms": 12000,
         "warm_first_render_ms": 1200,
         "open_window_ms": [{ "kind": "operator", "ms": 140, "page_ms": 70 }, { "kind": "messages", "ms": 160, "page_ms": 90 }],
         "click_observer": { "n": 30, "p50_ms": 11, "p99_ms": 22, "max_ms": 30 },
         "click_own": { "n": 30, "p50_ms": 9, "p99_ms": 16, "max_ms": 19 },
-        "rss_kib_1_window": 614400, "pss_kib_1_window": 409600 }
+        "rss_kib_1_window": 614400, "pss_kib_1_window": 409600,
+        "backend_pss_kib_1_window": 92160 }
     ] }"#;
 
     #[test]
@@ -1081,6 +1090,10 @@ mod tests {
         );
         assert!(
             md.contains("| app memory with 1 window: RSS / PSS, MiB | 500 / 300 | 600 / 400 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| of which the app's own process (not WebKit's), PSS MiB | 80 | 90 |"),
             "{md}"
         );
         let goals: Vec<_> = report.goals();
