@@ -668,6 +668,8 @@ fn floor(
     let mut db = rusqlite::Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
+    // As the engine's cache does (see its connection options).
+    db.pragma_update(None, "recursive_triggers", "ON")?;
     for sql in clinic_sync::probe::SCHEMA {
         db.execute_batch(sql)?;
     }
@@ -684,11 +686,12 @@ fn floor(
     for (i, chunk) in records.chunks(BATCH).enumerate() {
         let tx = db.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO records (kind, id, body, day, start_time, status, \
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT INTO records (kind, id, body, day, start_time, status, \
                  therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread, payment) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL, ?)",
-            )?;
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL, ?){}",
+                clinic_sync::probe::UPSERT
+            ))?;
             for r in chunk {
                 let Record::Booking(b) = r else { continue };
                 insert.execute(rusqlite::params![

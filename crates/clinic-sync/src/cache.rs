@@ -98,7 +98,11 @@ impl Cache {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            // The operator's per-day counts follow every change to the records through
+            // triggers (migration 0009). The cache writes rows in place, but an INSERT OR
+            // REPLACE would fire the delete trigger of the row it replaces only with this.
+            .pragma("recursive_triggers", "ON");
         // One writer (the engine serialises its writes) and readers for queries: WAL lets
         // dashboards read while a batch is being applied.
         let pool = SqlitePoolOptions::new()
@@ -379,6 +383,16 @@ impl Columns {
     }
 }
 
+/// How [`insert_rows`] writes a row whose key is there already: in place. (INSERT OR
+/// REPLACE deleted the row and inserted it again, which re-placed it in every index and
+/// was slower; the per-day counts' update trigger (migration 0009) follows it.)
+pub(crate) const UPSERT: &str = " ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, \
+    day = excluded.day, start_time = excluded.start_time, status = excluded.status, \
+    therapist_id = excluded.therapist_id, driver_id = excluded.driver_id, \
+    staff_id = excluded.staff_id, sender_id = excluded.sender_id, \
+    recipient_id = excluded.recipient_id, at = excluded.at, unread = excluded.unread, \
+    payment = excluded.payment";
+
 async fn insert_rows(
     tx: &mut Transaction<'_, Sqlite>,
     table: &str,
@@ -386,7 +400,7 @@ async fn insert_rows(
 ) -> Result<(), SyncError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
-            "INSERT OR REPLACE INTO {table} (kind, id, body, day, start_time, status, \
+            "INSERT INTO {table} (kind, id, body, day, start_time, status, \
              therapist_id, driver_id, staff_id, sender_id, recipient_id, at, unread, payment) "
         ));
         q.push_values(chunk, |mut row, c| {
@@ -405,6 +419,7 @@ async fn insert_rows(
                 .push_bind(c.unread)
                 .push_bind(c.payment);
         });
+        q.push(UPSERT);
         q.build().execute(&mut **tx).await?;
     }
     Ok(())

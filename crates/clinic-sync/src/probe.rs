@@ -14,7 +14,7 @@ use crate::error::SyncError;
 use crate::queries::Queries;
 
 /// The cache's schema, in migration order, for a floor measured with another SQLite driver.
-pub const SCHEMA: [&str; 8] = [
+pub const SCHEMA: [&str; 9] = [
     include_str!("../migrations/0001_cache.sql"),
     include_str!("../migrations/0002_typed_cache.sql"),
     include_str!("../migrations/0003_outbox_tag.sql"),
@@ -23,7 +23,12 @@ pub const SCHEMA: [&str; 8] = [
     include_str!("../migrations/0006_rejections.sql"),
     include_str!("../migrations/0007_lean_indexes.sql"),
     include_str!("../migrations/0008_covering_day_index.sql"),
+    include_str!("../migrations/0009_booking_days.sql"),
 ];
+
+/// What the cache's row writes end with (after their `VALUES`): a row already there is
+/// updated in place.
+pub const UPSERT: &str = crate::cache::UPSERT;
 
 /// A cache file opened directly.
 #[derive(Debug)]

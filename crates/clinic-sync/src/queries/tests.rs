@@ -6,7 +6,7 @@ use clinic_protocol::{PaymentStatus, RecordKind};
 use uuid::Uuid;
 
 use super::*;
-use crate::cache::{Cache, Write};
+use crate::cache::{Cache, Key, Write};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
@@ -458,25 +458,136 @@ fn the_literal_conditions_name_the_protocol_statuses() {
     );
 }
 
-/// Regression: the day index lacked the status, so counting the bookings from today on in
-/// some statuses (the operator's "Upcoming", "Confirmed today") looked every booking of the
-/// range up in the table: 0.4 s a view read at 150,000 bookings ahead. The index now covers
-/// those counts (migration 0008).
+/// The operator's figures as the visible bookings give them, counted one by one.
+async fn counted(queries: &Queries, today: NaiveDate) -> Counts {
+    let all = queries.bookings(&BookingQuery::default()).await.unwrap();
+    let count = |f: &dyn Fn(&Booking) -> bool| all.iter().filter(|c| f(&c.record)).count() as u64;
+    Counts {
+        pending_requests: count(&|b| {
+            matches!(b.status, BookingStatus::Requested | BookingStatus::Declined)
+        }),
+        confirmed_today: count(&|b| {
+            b.date == today && (b.status.holds_therapist() || b.status == BookingStatus::Completed)
+        }),
+        upcoming: count(&|b| b.date >= today && b.status != BookingStatus::Cancelled),
+        unsynced: all.iter().filter(|c| c.pending).count() as u64,
+    }
+}
+
+/// Regression: the operator's figures were counted in the records' indexes, walking every
+/// booking they cover on every change (200,000 index entries at 150,000 bookings ahead).
+/// They now sum the per-day counts the triggers of migration 0009 keep, which must follow
+/// every kind of write: new records, replaced ones (a status or a day changed), removed
+/// ones, pending changes on top, and a snapshot replacing everything.
 #[tokio::test]
-async fn the_counts_by_day_and_status_read_the_day_index_alone() {
+async fn the_operators_figures_follow_every_write_without_walking_the_history() {
     let dir = tempfile::tempdir().unwrap();
-    let (cache, _) = open(&dir).await;
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT count(*) FROM records INDEXED BY booking_day \
-         WHERE kind = 'booking' AND day >= '2026-11-30' AND status IN ('requested', 'confirmed')",
-    )
-    .fetch_all(cache.pool())
-    .await
-    .unwrap();
-    let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
-    assert!(
-        plan.iter()
-            .any(|l| l.contains("USING COVERING INDEX booking_day")),
-        "{plan:?}"
+    let (cache, queries) = open(&dir).await;
+    let today = day(4);
+    let statuses = BookingStatus::ALL;
+    let mut bookings: Vec<Booking> = (0..60u32)
+        .map(|i| {
+            booking_at(
+                1 + i % 7,
+                8 + i % 9,
+                statuses[i as usize % statuses.len()],
+                i.into(),
+            )
+        })
+        .collect();
+    let check = |what: &'static str| {
+        let queries = queries.clone();
+        async move {
+            let want = counted(&queries, today).await;
+            assert_eq!(queries.counts(today).await.unwrap(), want, "{what}");
+            want
+        }
+    };
+    let records: Vec<Record> = bookings.iter().cloned().map(Record::Booking).collect();
+    cache
+        .write(&Write {
+            upserts: records.iter().collect(),
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+    let first = check("new records").await;
+    assert!(first.pending_requests > 0 && first.confirmed_today > 0 && first.upcoming > 0);
+
+    // Replaced: every third booking moves a day on and changes its status.
+    for (i, b) in bookings.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
+        b.date = b.date.succ_opt().unwrap();
+        b.status = statuses[(i + 4) % statuses.len()];
+        b.version += 1;
+    }
+    let records: Vec<Record> = bookings
+        .iter()
+        .step_by(3)
+        .cloned()
+        .map(Record::Booking)
+        .collect();
+    cache
+        .write(&Write {
+            upserts: records.iter().collect(),
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+    check("replaced records").await;
+
+    // Removed, and pending changes on top: one hides a booking, one changes another's
+    // status and day, one is a booking the server has not seen.
+    let gone: Vec<Key> = bookings[..5]
+        .iter()
+        .map(|b| (RecordKind::Booking, b.id))
+        .collect();
+    let mut moved = bookings[10].clone();
+    moved.status = BookingStatus::Cancelled;
+    moved.date = today;
+    let fresh = booking_at(4, 12, BookingStatus::Requested, 99);
+    cache
+        .write(&Write {
+            removes: gone,
+            overlay: vec![
+                ((RecordKind::Booking, bookings[7].id), None),
+                (
+                    (RecordKind::Booking, moved.id),
+                    Some(Record::Booking(moved)),
+                ),
+                (
+                    (RecordKind::Booking, fresh.id),
+                    Some(Record::Booking(fresh)),
+                ),
+            ],
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+    let with_overlay = check("removed records and pending changes").await;
+    assert_eq!(with_overlay.unsynced, 2);
+
+    // A snapshot replaces everything.
+    let snapshot: Vec<Record> = bookings[20..30]
+        .iter()
+        .cloned()
+        .map(Record::Booking)
+        .collect();
+    cache
+        .write(&Write {
+            replace_all: true,
+            upserts: snapshot.iter().collect(),
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+    let after = check("a snapshot").await;
+    assert_eq!(after.unsynced, 0);
+    let kept: i64 = sqlx::query_scalar("SELECT sum(n) FROM booking_days")
+        .fetch_one(cache.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept, 10,
+        "the per-day counts hold exactly the snapshot's bookings"
     );
 }
