@@ -799,6 +799,7 @@ impl Writer {
                     &mut memory,
                     &mut follow::Source::Tx(&mut tx),
                     &self.published,
+                    head,
                 )
                 .await?;
             }
