@@ -152,3 +152,17 @@ async fn a_flood_of_made_up_usernames_waits_for_a_free_check_and_the_server_keep
     assert!(flood.sign_in(&s, "olivia", PASSWORD).await.is_ok());
     s.login("sam").await;
 }
+
+/// Regression (found by the login fuzz target on PostgreSQL): a username with a NUL in it
+/// made PostgreSQL refuse the lookup, and the sign-in answered `internal`. It is a name no
+/// account has, on either store.
+#[tokio::test]
+async fn a_username_with_a_nul_is_a_wrong_name_not_an_internal_error() {
+    let s = TestServer::start().await;
+    let desk = Address::n(1);
+    assert_eq!(
+        desk.sign_in(&s, "olivia\0", PASSWORD).await.err(),
+        Some(ErrorCode::Unauthorized)
+    );
+    assert!(desk.sign_in(&s, "olivia", PASSWORD).await.is_ok());
+}

@@ -410,6 +410,11 @@ impl Store {
         &self,
         username: &str,
     ) -> Result<Option<(Staff, String)>, ServerError> {
+        // PostgreSQL's text cannot hold NUL, so no account has such a name, and asking the
+        // database would fail the sign-in with an internal error instead of a wrong name.
+        if username.contains('\0') {
+            return Ok(None);
+        }
         let row: Option<(String, String)> = on_pool!(&self.db, p => {
             sqlx::query_as("SELECT body, password_hash FROM staff WHERE username = $1")
                 .bind(username)
