@@ -72,7 +72,8 @@ struct GrowthSize {
     click_own: WindowLatency,
     rss_kib_1_window: u64,
     pss_kib_1_window: u64,
-    /// The app's own process alone (its WebKit processes left out).
+    /// The app's own process alone (its WebKit web and network processes left out).
+    #[serde(default)]
     backend_pss_kib_1_window: u64,
 }
 
@@ -931,7 +932,7 @@ impl Report {
         });
         row(
             o,
-            "of which the app's own process (not WebKit's), PSS MiB",
+            "of which the app's own process (not its web processes), PSS MiB",
             &|s| format!("{:.0}", kib_mib(s.backend_pss_kib_1_window)),
         );
         let clicks = gr.sizes[0].click_observer.n;
@@ -1093,7 +1094,9 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| of which the app's own process (not WebKit's), PSS MiB | 80 | 90 |"),
+            md.contains(
+                "| of which the app's own process (not its web processes), PSS MiB | 80 | 90 |"
+            ),
             "{md}"
         );
         let goals: Vec<_> = report.goals();

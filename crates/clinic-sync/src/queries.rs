@@ -187,9 +187,10 @@ impl Queries {
 
     /// How many visible bookings match `filter` (on the columns `day` and `status` only):
     /// the matching server records, less those a pending change covers, plus the matching
-    /// overlay rows. The server records are counted in `booking_days` (migration 0009), a
-    /// few hundred rows at any size of history, and the overlay's few keys are each
-    /// looked up by their primary key: nothing here walks the history.
+    /// overlay rows. The server records are counted in `booking_days` (migration 0009),
+    /// keyed by status and day, where a figure is a range of a status's days or one day,
+    /// and the overlay's few keys are each looked up by their primary key: nothing here
+    /// walks the bookings.
     async fn count_bookings(
         &self,
         filter: impl Fn(&mut QueryBuilder<'_, Sqlite>),

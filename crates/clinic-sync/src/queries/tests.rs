@@ -281,6 +281,7 @@ async fn slots_are_read_in_a_date_range_by_time() {
 
 /// A cache made before `0004_booking_payment` has no payment column: the migration fills
 /// it from the records' JSON, so "needs attention" finds completed, unpaid bookings there.
+/// The same cache gets its per-day counts (0009) from the bookings it holds.
 #[tokio::test]
 async fn a_cache_from_before_the_payment_column_gets_it_filled_in() {
     let dir = tempfile::tempdir().unwrap();
@@ -324,6 +325,10 @@ async fn a_cache_from_before_the_payment_column_gets_it_filled_in() {
         .unwrap();
     assert_eq!(attention.len(), 1);
     assert_eq!(attention[0].record, b);
+    let today = day(3);
+    let figures = queries.counts(today).await.unwrap();
+    assert_eq!(figures, counted(&queries, today).await);
+    assert_eq!((figures.confirmed_today, figures.upcoming), (1, 1));
 }
 
 /// Every booking list a dashboard shows is read through the index made for it, in the
