@@ -668,8 +668,6 @@ fn floor(
     let mut db = rusqlite::Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
-    // As the engine's cache does (see its connection options).
-    db.pragma_update(None, "recursive_triggers", "ON")?;
     for sql in clinic_sync::probe::SCHEMA {
         db.execute_batch(sql)?;
     }

@@ -98,11 +98,7 @@ impl Cache {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            // The operator's per-day counts follow every change to the records through
-            // triggers (migration 0009). The cache writes rows in place, but an INSERT OR
-            // REPLACE would fire the delete trigger of the row it replaces only with this.
-            .pragma("recursive_triggers", "ON");
+            .busy_timeout(std::time::Duration::from_secs(10));
         // One writer (the engine serialises its writes) and readers for queries: WAL lets
         // dashboards read while a batch is being applied.
         let pool = SqlitePoolOptions::new()
@@ -383,9 +379,10 @@ impl Columns {
     }
 }
 
-/// How [`insert_rows`] writes a row whose key is there already: in place. (INSERT OR
-/// REPLACE deleted the row and inserted it again, which re-placed it in every index and
-/// was slower; the per-day counts' update trigger (migration 0009) follows it.)
+/// How [`insert_rows`] writes a row whose key is there already: in place, so that the
+/// per-day counts' update trigger (migration 0009) follows it. (INSERT OR REPLACE deleted
+/// the row and inserted it again, re-placing it in every index, which was slower, and its
+/// delete fires no delete trigger unless recursive triggers are on.)
 pub(crate) const UPSERT: &str = " ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, \
     day = excluded.day, start_time = excluded.start_time, status = excluded.status, \
     therapist_id = excluded.therapist_id, driver_id = excluded.driver_id, \

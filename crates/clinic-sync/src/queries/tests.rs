@@ -49,6 +49,17 @@ async fn open(dir: &tempfile::TempDir) -> (Cache, Queries) {
     (cache, queries)
 }
 
+/// Writes `records` as the server's, as a feed batch would.
+async fn upsert(cache: &Cache, records: &[Record]) {
+    cache
+        .write(&Write {
+            upserts: records.iter().collect(),
+            ..Write::default()
+        })
+        .await
+        .unwrap();
+}
+
 fn names(list: &[Cached<Booking>]) -> Vec<&str> {
     list.iter().map(|c| c.record.client_name.as_str()).collect()
 }
@@ -259,13 +270,7 @@ async fn slots_are_read_in_a_date_range_by_time() {
         slot(reyes, 1, 9),
         slot(reyes, 2, 7),
     ];
-    cache
-        .write(&Write {
-            upserts: records.iter().collect(),
-            ..Write::default()
-        })
-        .await
-        .unwrap();
+    upsert(&cache, &records).await;
     let notes = |list: Vec<Cached<Slot>>| -> Vec<String> {
         list.into_iter().map(|c| c.record.note).collect()
     };
@@ -509,13 +514,7 @@ async fn the_operators_figures_follow_every_write_without_walking_the_history() 
         }
     };
     let records: Vec<Record> = bookings.iter().cloned().map(Record::Booking).collect();
-    cache
-        .write(&Write {
-            upserts: records.iter().collect(),
-            ..Write::default()
-        })
-        .await
-        .unwrap();
+    upsert(&cache, &records).await;
     let first = check("new records").await;
     assert!(first.pending_requests > 0 && first.confirmed_today > 0 && first.upcoming > 0);
 
@@ -531,13 +530,7 @@ async fn the_operators_figures_follow_every_write_without_walking_the_history() 
         .cloned()
         .map(Record::Booking)
         .collect();
-    cache
-        .write(&Write {
-            upserts: records.iter().collect(),
-            ..Write::default()
-        })
-        .await
-        .unwrap();
+    upsert(&cache, &records).await;
     check("replaced records").await;
 
     // Removed, and pending changes on top: one hides a booking, one changes another's
